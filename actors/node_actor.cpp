@@ -1,0 +1,155 @@
+#include "actors/node_actor.h"
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "actors/stage_actor.h"
+
+namespace troupe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// How long a stage may take to map and load its weights.
+constexpr auto kLoadTimeout = std::chrono::minutes(10);
+
+struct NodeState {
+  NodeConfig cfg;
+  std::set<caf::actor> stages;
+  static inline const char* name = "troupe.node";
+};
+
+using NodeActor = caf::stateful_actor<NodeState>;
+
+uint64_t meminfo_bytes(const std::string& key) {
+  std::ifstream in("/proc/meminfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.compare(0, key.size() + 1, key + ":") != 0) continue;
+    std::istringstream fields(line.substr(key.size() + 1));
+    uint64_t kib = 0;
+    fields >> kib;
+    return kib * 1024;
+  }
+  return 0;
+}
+
+// Model files (*.gguf) and Hugging Face directories (with config.json) under `dir`.
+std::vector<std::string> list_models(const std::string& dir) {
+  std::vector<std::string> models;
+  std::error_code ec;
+  if (dir.empty() || !fs::is_directory(dir, ec)) return models;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    if (it.depth() > 3) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    const fs::path& p = it->path();
+    const bool gguf = it->is_regular_file(ec) && p.extension() == ".gguf";
+    const bool hf = it->is_directory(ec) && fs::exists(p / "config.json", ec);
+    if (gguf || hf) models.push_back(fs::relative(p, dir, ec).generic_string());
+  }
+  std::sort(models.begin(), models.end());
+  return models;
+}
+
+caf::error node_error(const NodeState& st, const std::string& what) {
+  return caf::make_error(caf::sec::runtime_error, "node " + st.cfg.name + ": " + what);
+}
+
+caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage req) {
+  auto& st = self->state;
+  if (req.protocol_version != proto::kProtocolVersion)
+    return node_error(st, "client speaks troupe protocol v" + std::to_string(req.protocol_version) +
+                              ", this node v" + std::to_string(proto::kProtocolVersion));
+  if (req.wire_dtype > static_cast<uint8_t>(WireDType::bf16))
+    return node_error(st, "unknown wire dtype code " + std::to_string(req.wire_dtype));
+  StageConfig cfg;
+  cfg.node = st.cfg.name;
+  cfg.model = req.model;
+  cfg.model_path = resolve_model_path(st.cfg.models_dir, req.model);
+  cfg.spec = req.spec;
+  cfg.wire_dtype = static_cast<WireDType>(req.wire_dtype);
+  cfg.threads = req.threads > 0 ? req.threads : st.cfg.threads;
+  cfg.max_positions = req.max_positions;
+  cfg.with_sampler = req.with_sampler;
+  std::error_code ec;
+  if (!fs::exists(cfg.model_path, ec))
+    return node_error(st, "model not found: " + cfg.model_path + " ('" + req.model + "' under models dir '" +
+                              st.cfg.models_dir + "')");
+
+  spdlog::info("node {}: spawning stage {} of {}", st.cfg.name, cfg.spec.describe(), cfg.model_path);
+  caf::actor stage = spawn_stage_actor(self->system(), cfg, req.owner);
+  self->monitor(stage);
+  st.stages.insert(stage);
+  auto rp = self->make_response_promise<proto::StageReady>();
+  self->request(stage, kLoadTimeout, proto::load_atom::value)
+    .then([rp](proto::StageReady& ready) mutable { rp.deliver(std::move(ready)); },
+          [self, rp, stage](caf::error& err) mutable {
+            self->send_exit(stage, caf::exit_reason::user_shutdown);
+            rp.deliver(std::move(err));
+          });
+  return rp;
+}
+
+caf::behavior node_behavior(NodeActor* self, NodeConfig cfg) {
+  self->state.cfg = std::move(cfg);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& stages = self->state.stages;
+    for (auto it = stages.begin(); it != stages.end(); ++it)
+      if (it->address() == dm.source) {
+        stages.erase(it);
+        break;
+      }
+  });
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    spdlog::info("node {}: shutting down {} stage(s)", self->state.cfg.name, self->state.stages.size());
+    for (const auto& stage : self->state.stages) self->send_exit(stage, msg.reason);
+    self->state.stages.clear();
+    self->quit(msg.reason);
+  });
+  return {
+    [self](proto::info_atom) {
+      proto::NodeInfo info = describe_node(self->state.cfg);
+      info.stages = static_cast<int32_t>(self->state.stages.size());
+      return info;
+    },
+    [self](proto::spawn_atom, proto::SpawnStage& req) { return spawn_stage(self, std::move(req)); },
+  };
+}
+
+}  // namespace
+
+std::string resolve_model_path(const std::string& models_dir, const std::string& model) {
+  const fs::path p(model);
+  if (p.is_absolute() || models_dir.empty()) return p.lexically_normal().string();
+  return (fs::path(models_dir) / p).lexically_normal().string();
+}
+
+proto::NodeInfo describe_node(const NodeConfig& cfg) {
+  proto::NodeInfo info;
+  info.node = cfg.name;
+  info.mem_total = meminfo_bytes("MemTotal");
+  info.mem_available = meminfo_bytes("MemAvailable");
+  info.cores = static_cast<int32_t>(std::thread::hardware_concurrency());
+  info.threads = cfg.threads;
+  info.models_dir = cfg.models_dir;
+  info.models = list_models(cfg.models_dir);
+  return info;
+}
+
+caf::actor spawn_node_actor(caf::actor_system& sys, NodeConfig cfg) {
+  return sys.spawn(node_behavior, std::move(cfg));
+}
+
+}  // namespace troupe

@@ -1,0 +1,29 @@
+#pragma once
+// The node: the one actor a caf-node daemon publishes on its port. Tells what the machine
+// has (memory, cores, model files) and spawns stage actors (with a sampler beside the last
+// one) on request. A client also runs one in-process for stages placed without .on().
+#include <caf/fwd.hpp>
+#include <cstdint>
+#include <string>
+
+#include "framework/messages.h"
+
+namespace troupe {
+
+struct NodeConfig {
+  std::string name;        // "host:port", used in every error and log line
+  std::string models_dir;  // model paths in SpawnStage are relative to it
+  int32_t threads = 1;     // LibTorch threads per stage unless the request says otherwise
+};
+
+// Handles info_atom -> NodeInfo and (spawn_atom, SpawnStage) -> StageReady. An exit message
+// sent to the node takes its stages down with it.
+caf::actor spawn_node_actor(caf::actor_system& sys, NodeConfig cfg);
+
+// What info_atom answers, minus the live stage count.
+proto::NodeInfo describe_node(const NodeConfig& cfg);
+
+// `model` relative to `models_dir` unless absolute.
+std::string resolve_model_path(const std::string& models_dir, const std::string& model);
+
+}  // namespace troupe

@@ -1,0 +1,200 @@
+#include "actors/stage_actor.h"
+
+#include <ATen/ATen.h>
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <memory>
+#include <unordered_map>
+
+#include "actors/sampler_actor.h"
+#include "framework/messages.h"
+#include "models/checkpoint.h"
+#include "models/kv_cache.h"
+#include "models/stage_model.h"
+
+namespace troupe {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+struct StageState {
+  StageConfig cfg;
+  caf::actor owner;
+  std::unique_ptr<StageModel> model;
+  int64_t max_positions = 0;
+  std::unordered_map<uint64_t, std::unique_ptr<KvCache>> caches;  // one per session
+  caf::actor next;  // the next stage, or the sampler beside the last stage
+  proto::StageStats stats;
+
+  static inline const char* name = "troupe.stage";
+
+  // "stage layers 2-3 of stories260K/stories260K.gguf on node 127.0.0.1:4001"
+  std::string label() const { return "stage " + cfg.spec.describe() + " of " + cfg.model + " on node " + cfg.node; }
+
+  // The session's cache, ready to take inputs at `pos`.
+  KvCache& cache_for(uint64_t session, int64_t pos) {
+    auto it = caches.find(session);
+    if (it == caches.end()) {
+      if (pos != 0)
+        throw std::runtime_error("unknown session " + std::to_string(session) + " at position " +
+                                 std::to_string(pos) + " (ended, or this stage restarted)");
+      it = caches.emplace(session, model->new_cache(max_positions)).first;
+    }
+    KvCache& cache = *it->second;
+    if (pos < cache.n_positions()) cache.truncate(pos);  // a rewind or a new prompt in the same session
+    if (pos > cache.n_positions())
+      throw std::runtime_error("session " + std::to_string(session) + " continues at position " +
+                               std::to_string(pos) + " but this stage holds " +
+                               std::to_string(cache.n_positions()) + " positions (a step was lost)");
+    return cache;
+  }
+
+  // Checks the input against what this stage takes: token ids [T] or hidden states [T, n_embd].
+  void check_input(const at::Tensor& input, int64_t pos) const {
+    const int64_t n_embd = model->config().n_embd;
+    if (cfg.spec.has_embedding) {
+      if (input.dim() != 1 || input.scalar_type() != at::kLong)
+        throw std::runtime_error("expected token ids [T], got a tensor of shape " + at::toString(input.sizes()) +
+                                 " (is this really the first stage?)");
+    } else if (input.dim() != 2 || input.size(1) != n_embd || input.scalar_type() != at::kFloat) {
+      throw std::runtime_error("expected hidden states [T, " + std::to_string(n_embd) + "], got shape " +
+                               at::toString(input.sizes()));
+    }
+    if (input.size(0) < 1) throw std::runtime_error("empty input");
+    if (pos + input.size(0) > max_positions)
+      throw std::runtime_error("context full: positions " + std::to_string(pos) + ".." +
+                               std::to_string(pos + input.size(0) - 1) + " do not fit " +
+                               std::to_string(max_positions) + " positions");
+  }
+};
+
+using StageActor = caf::stateful_actor<StageState>;
+
+proto::StageReady load(StageActor* self) {
+  auto& st = self->state;
+  const auto t0 = Clock::now();
+  if (st.cfg.threads > 0) {
+    at::get_num_threads();  // runs LibTorch's per-thread lazy init first, so it cannot undo the next line
+    at::set_num_threads(st.cfg.threads);
+  }
+  std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(st.cfg.model_path);
+  st.model = StageModel::load(ckpt, st.cfg.spec);
+  const ModelConfig& c = st.model->config();
+  st.max_positions = st.cfg.max_positions > 0 ? std::min(st.cfg.max_positions, c.n_ctx) : c.n_ctx;
+  if (st.cfg.with_sampler) st.next = self->spawn<caf::linked>(sampler_behavior);
+
+  proto::StageReady ready;
+  ready.stage = caf::actor_cast<caf::actor>(self);
+  ready.sampler = st.cfg.with_sampler ? st.next : caf::actor{};
+  ready.node = st.cfg.node;
+  ready.describe = st.cfg.spec.describe();
+  ready.n_layer = c.n_layer;
+  ready.n_vocab = c.n_vocab;
+  ready.n_embd = c.n_embd;
+  ready.n_ctx = c.n_ctx;
+  ready.max_positions = st.max_positions;
+  ready.weight_bytes = st.model->weight_bytes();
+  ready.load_ms = ms_since(t0);
+  ready.threads = at::get_num_threads();
+  st.stats.node = st.cfg.node;
+  st.stats.describe = ready.describe;
+  spdlog::info("{}: loaded in {:.1f} ms ({:.2f} MiB of weights, {} threads)", st.label(), ready.load_ms,
+               ready.weight_bytes / 1048576.0, ready.threads);
+  return ready;
+}
+
+// Runs the stage's layers on one hop and hands the result on; the reply to the requester
+// comes from the end of the chain.
+void step(StageActor* self, const proto::Activation& in, caf::response_promise rp) {
+  auto& st = self->state;
+  if (!st.model) throw std::runtime_error("not loaded");
+  if (!st.next) throw std::runtime_error("has no successor (the pipeline was not wired)");
+  TensorMessage m = decode_tensor_message(in.bytes);
+  st.stats.bytes_in += in.bytes.size();
+  const at::Tensor input = from_wire(m.tensor);
+  st.check_input(input, m.pos);
+  KvCache& cache = st.cache_for(m.session_id, m.pos);
+
+  const auto t0 = Clock::now();
+  const at::Tensor out = st.model->forward(input, m.pos, cache, /*all_logits=*/false);
+  st.stats.compute_ms += ms_since(t0);
+  ++st.stats.steps;
+
+  if (st.cfg.spec.has_head) {
+    const at::Tensor row = out[out.size(0) - 1].to(at::kFloat).contiguous();
+    proto::LogitsRow logits;
+    logits.session_id = m.session_id;
+    logits.logits.assign(row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
+    logits.sampling = std::move(m.sampling);
+    rp.delegate(st.next, std::move(logits));
+  } else {
+    m.tensor = to_wire(out, st.cfg.wire_dtype);
+    proto::Activation next{encode_tensor_message(m)};
+    st.stats.bytes_out += next.bytes.size();
+    rp.delegate(st.next, std::move(next));
+  }
+}
+
+caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner) {
+  self->state.cfg = std::move(cfg);
+  self->state.owner = owner;
+  if (owner) {
+    self->monitor(owner);
+    self->set_down_handler([self](caf::down_msg& dm) {
+      if (dm.source == self->state.owner.address()) {
+        spdlog::info("{}: its pipeline is gone ({}), quitting", self->state.label(), proto::error_text(dm.reason));
+        self->quit(caf::exit_reason::user_shutdown);
+      }
+    });
+  }
+  return {
+    [self](proto::load_atom) -> caf::result<proto::StageReady> {
+      try {
+        return load(self);
+      } catch (const std::exception& e) {
+        spdlog::error("{}: cannot load: {}", self->state.label(), e.what());
+        return caf::make_error(caf::sec::runtime_error, self->state.label() + ": cannot load " +
+                                                            self->state.cfg.model_path + ": " + e.what());
+      }
+    },
+    [self](proto::next_atom, caf::actor next) {
+      self->state.next = std::move(next);
+      return caf::ok_atom::value;
+    },
+    [self](const proto::Activation& in) {
+      auto rp = self->make_response_promise();
+      try {
+        step(self, in, rp);
+      } catch (const std::exception& e) {
+        spdlog::error("{}: {}", self->state.label(), e.what());
+        rp.deliver(caf::make_error(caf::sec::runtime_error, self->state.label() + ": " + e.what()));
+      }
+    },
+    [self](proto::end_session_atom, uint64_t session) {
+      self->state.caches.erase(session);
+      return caf::ok_atom::value;
+    },
+    [self](proto::stats_atom) {
+      auto& st = self->state;
+      proto::StageStats stats = st.stats;
+      stats.sessions = static_cast<int32_t>(st.caches.size());
+      for (const auto& [id, cache] : st.caches) stats.cache_bytes += cache->bytes();
+      return stats;
+    },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_stage_actor(caf::actor_system& sys, const StageConfig& cfg, const caf::actor& owner) {
+  return sys.spawn<caf::detached>(stage_behavior, cfg, owner);
+}
+
+}  // namespace troupe

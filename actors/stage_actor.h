@@ -1,0 +1,31 @@
+#pragma once
+// A pipeline stage: one layer range of one model, one KV cache per session. Receives an
+// Activation (token ids for the first stage, hidden states otherwise), runs its layers and
+// delegates the result to its successor (the next stage, or for the last stage the sampler
+// next to it), so the reply travels from the end of the chain straight to the requester.
+// Spawned detached: each stage has its own thread and LibTorch thread team.
+#include <caf/fwd.hpp>
+#include <cstdint>
+#include <string>
+
+#include "framework/wire_tensor.h"
+#include "models/stage_spec.h"
+
+namespace troupe {
+
+struct StageConfig {
+  std::string node;           // "host:port" of the node running it, for error messages and logs
+  std::string model;          // the path as the client named it
+  std::string model_path;     // resolved on this node
+  StageSpec spec;
+  WireDType wire_dtype = WireDType::f32;  // for the activations it sends
+  int32_t threads = 1;        // LibTorch threads of this stage's thread
+  int64_t max_positions = 0;  // per-session KV cache length; 0: the model's context
+  bool with_sampler = false;  // spawn a sampler beside it and make it the successor
+};
+
+// Spawns the stage (detached). It loads its weights when it receives load_atom (reply:
+// proto::StageReady), and quits when `owner` (if valid) goes down.
+caf::actor spawn_stage_actor(caf::actor_system& sys, const StageConfig& cfg, const caf::actor& owner);
+
+}  // namespace troupe

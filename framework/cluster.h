@@ -1,0 +1,42 @@
+#pragma once
+// Reaching caf-node daemons: "host:port" endpoints and connecting to the node actor a
+// daemon publishes, always within a bounded time (a dead or unreachable laptop must give a
+// clear error in seconds, not hang the client).
+#include <caf/fwd.hpp>
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "framework/messages.h"
+
+namespace troupe {
+
+struct Endpoint {
+  std::string host;
+  uint16_t port = 0;
+  std::string str() const;  // "host:port" ("[::1]:port" for IPv6 literals)
+};
+
+// "host:port" or "[v6addr]:port"; throws std::invalid_argument naming the text.
+Endpoint parse_endpoint(const std::string& text);
+
+// Raised when a node cannot be reached or does not answer in time; names host:port.
+class NodeUnreachable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Opens (and closes) a TCP connection to `ep` within `timeout`; throws NodeUnreachable
+// with the reason (refused, timed out, unknown host).
+void probe_tcp(const Endpoint& ep, std::chrono::milliseconds timeout);
+
+// The node actor published at `ep`, with its info; checks the protocol version. Throws
+// NodeUnreachable (naming host:port) when that takes longer than `timeout`.
+struct ConnectedNode {
+  caf::actor actor;
+  proto::NodeInfo info;
+};
+ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chrono::milliseconds timeout);
+
+}  // namespace troupe

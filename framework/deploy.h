@@ -1,0 +1,119 @@
+#pragma once
+// Turning a pipeline description into running actors, and generating text through them.
+//
+//   caf::actor_system_config cfg;
+//   troupe::configure_actor_system(cfg);
+//   caf::actor_system sys{cfg};
+//   troupe::Pipeline p = troupe::deploy(sys, desc);
+//   p.generate("Once upon a time", 32, [](int32_t, const std::string& piece) { std::cout << piece; });
+//
+// deploy() connects to each node named in the description (giving up after
+// DeployOptions::connect_timeout with an error naming host:port), asks it to load its
+// stage (the last stage's node also gets the sampler), spawns stages without .on() in this
+// process, and tells each stage its successor. Generation then sends one request per token
+// to the first stage; the reply comes back from the sampler at the end of the chain.
+// Several threads may generate through one Pipeline at once: each call is its own session
+// with its own KV caches, and gets exactly what it would get alone.
+//
+// The actor system must outlive the Pipeline; destroying the Pipeline stops its actors.
+#include <caf/fwd.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "framework/dsl.h"
+#include "framework/messages.h"
+
+namespace troupe {
+
+struct DeployOptions {
+  std::chrono::milliseconds connect_timeout{5000};           // per node: TCP, handshake and info
+  std::chrono::milliseconds spawn_timeout{std::chrono::minutes(5)};  // loading a stage's weights
+  std::chrono::milliseconds step_timeout{std::chrono::seconds(60)};  // one token through the chain
+  std::string local_models_dir;  // the tokenizer and stages without .on() resolve model paths here
+  int32_t local_threads = 0;     // LibTorch threads of in-process stages; 0: leave as set
+  int64_t max_positions = 0;     // KV cache length per session; 0: the model's context
+  WireDType wire_dtype = WireDType::f32;  // activations between stages, unless a stage says otherwise
+};
+
+// deploy() failures: a node that cannot be reached, a model a node does not have, layers
+// that do not cover the model... The message names the node, stage and path concerned.
+class DeployError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A failed generation step (timeout, a stage's compute error); names the stage and node.
+class PipelineError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct DeployedStage {
+  std::string endpoint;  // as in the description ("" for in-process)
+  std::string describe;  // "layers 0-2 +embedding"
+  caf::actor actor;
+  uint64_t weight_bytes = 0;
+  double load_ms = 0;
+  int32_t threads = 0;
+};
+
+struct GenerateOptions {
+  bool want_logits = false;  // return each step's logits row (for tests and diagnostics)
+  bool stop_at_eos = true;   // stop after the tokenizer's EOS (which is included)
+};
+
+struct Generation {
+  std::vector<int32_t> prompt_tokens;
+  std::vector<int32_t> tokens;              // generated, EOS included when it ended the run
+  std::vector<std::vector<float>> logits;   // per generated token, when asked
+  std::string text;                         // decoded tokens (empty without a tokenizer)
+  double prefill_ms = 0;                    // prompt through the chain, to the first token
+  std::vector<double> step_ms;              // each later token, request to reply
+};
+
+// Called with each token as it arrives, and the bytes it stands for (empty without a tokenizer).
+using TokenCallback = std::function<void(int32_t token, const std::string& piece)>;
+
+class Pipeline {
+ public:
+  Pipeline(Pipeline&&) noexcept;
+  Pipeline& operator=(Pipeline&&) noexcept;
+  ~Pipeline();
+
+  // Up to n_tokens after `prompt`, with the description's sampler options or `sampling`.
+  Generation generate(const std::string& prompt, int64_t n_tokens, const TokenCallback& on_token = {}) const;
+  Generation generate(const std::string& prompt, int64_t n_tokens, const SamplingOptions& sampling,
+                      const TokenCallback& on_token = {}) const;
+  // The same from token ids (no tokenizer needed).
+  Generation generate_tokens(const std::vector<int32_t>& prompt, int64_t n_tokens, const SamplingOptions& sampling,
+                             const GenerateOptions& options = {}, const TokenCallback& on_token = {}) const;
+
+  std::vector<int32_t> encode(const std::string& text) const;  // needs a tokenizer
+  std::string decode(const std::vector<int32_t>& tokens) const;
+
+  const std::vector<DeployedStage>& stages() const;
+  std::vector<proto::StageStats> stats() const;  // asks every stage
+  const SamplingOptions& sampling() const;       // the description's sampler options
+  int64_t n_vocab() const;
+  int64_t max_positions() const;
+  int32_t eos_id() const;  // -1 without a tokenizer
+
+  // Stops the stages (also done by the destructor).
+  void shutdown();
+
+  struct Impl;
+
+ private:
+  friend Pipeline deploy(caf::actor_system&, const dsl::PipelineDesc&, const DeployOptions&);
+  explicit Pipeline(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const DeployOptions& options = {});
+
+}  // namespace troupe

@@ -1,0 +1,195 @@
+#pragma once
+// The troupe protocol: every message the actors exchange, in one place.
+//
+// Actors and who talks to whom (one generated token, see docs/architecture.md):
+//
+//   client ──request(Activation{tokens})──▶ stage 0 ──delegate(Activation{hidden})──▶ stage 1 ──▶ …
+//        ◀───────────── TokenReply ──────── sampler ◀──delegate(LogitsRow)── last stage (same node)
+//
+// Every stage forwards the client's request with CAF's `delegate`, so the reply of the
+// sampler at the end of the chain goes straight back to the client that asked.
+//
+//   node (one per caf-node daemon, published on its port)
+//     info_atom                              -> NodeInfo
+//     spawn_atom, SpawnStage                 -> StageReady      (loads the stage, and its sampler if asked)
+//   stage (detached actor, one per layer range)
+//     Activation                             -> (delegated) TokenReply, or an error naming stage+layers+node
+//     next_atom, caf::actor successor        -> caf::ok_atom
+//     end_session_atom, uint64_t session     -> caf::ok_atom    (frees the session's KV cache)
+//     stats_atom                             -> StageStats
+//   sampler (on the last stage's node)
+//     LogitsRow                              -> TokenReply
+//   tokenizer (on the client, never remote)
+//     encode_atom, std::string text          -> std::vector<int32_t>
+//     decode_atom, std::vector<int32_t> ids  -> std::string
+//     piece_atom, int32_t id                 -> std::string (the bytes of one token)
+//     info_atom                              -> TokenizerInfo
+//
+// Versioning: kProtocolVersion is checked when a client first talks to a node (NodeInfo)
+// and again on SpawnStage; the activation bytes carry their own format version
+// (kWireFormatVersion, framework/wire_tensor.h).
+#include <caf/actor.hpp>
+#include <caf/atom.hpp>
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "framework/wire_tensor.h"
+#include "models/sampler.h"
+#include "models/stage_spec.h"
+
+namespace troupe {
+namespace proto {
+
+constexpr uint32_t kProtocolVersion = 1;
+
+// -- atoms (at most 10 characters) --------------------------------------------------------
+
+using info_atom = caf::atom_constant<caf::atom("info")>;
+using spawn_atom = caf::atom_constant<caf::atom("spawnstage")>;
+using next_atom = caf::atom_constant<caf::atom("setnext")>;
+using end_session_atom = caf::atom_constant<caf::atom("endsession")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using load_atom = caf::atom_constant<caf::atom("load")>;  // node -> its own new stage (local only)
+using encode_atom = caf::atom_constant<caf::atom("encode")>;
+using decode_atom = caf::atom_constant<caf::atom("decode")>;
+using piece_atom = caf::atom_constant<caf::atom("piece")>;
+
+// -- node ----------------------------------------------------------------------------------
+
+struct NodeInfo {
+  uint32_t protocol_version = kProtocolVersion;
+  std::string node;          // "host:port" as the daemon was started
+  uint64_t mem_total = 0;    // bytes, /proc/meminfo MemTotal
+  uint64_t mem_available = 0;  // bytes, /proc/meminfo MemAvailable
+  int32_t cores = 0;
+  int32_t threads = 0;       // LibTorch threads per stage by default
+  std::string models_dir;
+  std::vector<std::string> models;  // model files/dirs under models_dir, relative to it
+  int32_t stages = 0;        // stage actors currently alive on the node
+};
+
+struct SpawnStage {
+  uint32_t protocol_version = kProtocolVersion;
+  std::string model;         // relative to the node's --models dir (or absolute)
+  StageSpec spec;
+  uint8_t wire_dtype = static_cast<uint8_t>(WireDType::f32);  // for the activations this stage sends
+  int32_t threads = 0;       // 0: the node's default
+  int64_t max_positions = 0; // KV cache length per session; 0: the model's context
+  bool with_sampler = false; // the last stage: also spawn the sampler next to it, wired as successor
+  caf::actor owner;          // the stage quits when this actor (the client's pipeline) goes down
+};
+
+struct StageReady {
+  caf::actor stage;
+  caf::actor sampler;        // invalid unless with_sampler
+  std::string node;
+  std::string describe;      // "layers 0-2 +embedding"
+  int64_t n_layer = 0;       // of the whole model
+  int64_t n_vocab = 0;
+  int64_t n_embd = 0;
+  int64_t n_ctx = 0;
+  int64_t max_positions = 0;
+  uint64_t weight_bytes = 0;
+  double load_ms = 0;
+  int32_t threads = 0;
+};
+
+// -- stage and sampler ------------------------------------------------------------------
+
+// One hop of one request: encode_tensor_message(TensorMessage) (cereal, versioned).
+struct Activation {
+  std::string bytes;
+};
+
+// Last stage -> sampler on the same node: the logits row of the newest position.
+struct LogitsRow {
+  uint64_t session_id = 0;
+  std::vector<float> logits;
+  SamplingRequest sampling;
+};
+
+// Sampler -> the client that sent the Activation to stage 0.
+struct TokenReply {
+  uint64_t session_id = 0;
+  int32_t token = -1;
+  std::vector<float> logits;  // only when the request asked for it
+};
+
+struct StageStats {
+  std::string node;
+  std::string describe;
+  int32_t sessions = 0;       // sessions holding a KV cache
+  uint64_t cache_bytes = 0;
+  uint64_t steps = 0;         // activations handled
+  uint64_t bytes_in = 0;      // activation bytes received
+  uint64_t bytes_out = 0;     // activation bytes sent to the successor (0 for the last stage)
+  double compute_ms = 0;      // time spent in forward()
+};
+
+struct TokenizerInfo {
+  int32_t n_vocab = 0;
+  int32_t bos_id = -1;
+  int32_t eos_id = -1;
+  bool adds_bos = false;
+};
+
+// -- inspection (CAF serialization) ---------------------------------------------------------
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, NodeInfo& x) {
+  return f(caf::meta::type_name("troupe.NodeInfo"), x.protocol_version, x.node, x.mem_total, x.mem_available,
+           x.cores, x.threads, x.models_dir, x.models, x.stages);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, SpawnStage& x) {
+  return f(caf::meta::type_name("troupe.SpawnStage"), x.protocol_version, x.model, x.spec.layer_first,
+           x.spec.layer_last, x.spec.has_embedding, x.spec.has_head, x.wire_dtype, x.threads, x.max_positions,
+           x.with_sampler, x.owner);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, StageReady& x) {
+  return f(caf::meta::type_name("troupe.StageReady"), x.stage, x.sampler, x.node, x.describe, x.n_layer, x.n_vocab,
+           x.n_embd, x.n_ctx, x.max_positions, x.weight_bytes, x.load_ms, x.threads);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Activation& x) {
+  return f(caf::meta::type_name("troupe.Activation"), x.bytes);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LogitsRow& x) {
+  auto& o = x.sampling.options;
+  return f(caf::meta::type_name("troupe.LogitsRow"), x.session_id, x.logits, o.temperature, o.top_k, o.top_p,
+           o.repeat_penalty, o.repeat_window, o.seed, x.sampling.recent, x.sampling.step, x.sampling.want_logits);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, TokenReply& x) {
+  return f(caf::meta::type_name("troupe.TokenReply"), x.session_id, x.token, x.logits);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, StageStats& x) {
+  return f(caf::meta::type_name("troupe.StageStats"), x.node, x.describe, x.sessions, x.cache_bytes, x.steps,
+           x.bytes_in, x.bytes_out, x.compute_ms);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, TokenizerInfo& x) {
+  return f(caf::meta::type_name("troupe.TokenizerInfo"), x.n_vocab, x.bos_id, x.eos_id, x.adds_bos);
+}
+
+// Registers every type above with CAF (needed for the ones that cross the network).
+void add_message_types(caf::actor_system_config& cfg);
+
+// The message text of an error made by troupe (or CAF's rendering of any other error).
+std::string error_text(const caf::error& err);
+
+}  // namespace proto
+}  // namespace troupe

@@ -1,0 +1,75 @@
+// `troupe generate`: stream a continuation of a prompt.
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "launch/troupe/cli_errors.h"
+#include "launch/troupe/commands.h"
+#include "models/checkpoint.h"
+#include "models/local_session.h"
+#include "models/tokenizer.h"
+
+namespace troupe::cli {
+namespace {
+
+struct GenerateOptions {
+  std::string model;
+  std::string prompt;
+  int64_t n_tokens = 64;
+  SamplingOptions sampling;
+  int64_t seed = -1;
+  int threads = 0;
+};
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void run_generate(const GenerateOptions& o) {
+  set_compute_threads(o.threads);
+  SamplingOptions sampling = o.sampling;
+  sampling.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
+
+  std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
+  const auto tokenizer = make_tokenizer(ckpt->vocab());
+  const auto prompt = tokenizer->encode(o.prompt, tokenizer->adds_bos());
+  spdlog::info("{}: {} layers, {} prompt tokens", ckpt->path(), ckpt->config().n_layer, prompt.size());
+
+  LocalSession session(ckpt);
+  const auto start = Clock::now();
+  double prefill_seconds = 0;
+  int64_t n_generated = 0;
+  session.generate(prompt, o.n_tokens, sampling, tokenizer->eos_id(), [&](int32_t token, const std::vector<float>&) {
+    if (n_generated++ == 0) prefill_seconds = seconds_since(start);
+    const std::string bytes = tokenizer->token_bytes(token);
+    std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  const double total = seconds_since(start);
+  std::fputc('\n', stderr);
+  spdlog::info("prefill: {} tokens in {:.1f} ms ({:.1f} tokens/s); decode: {} tokens, {:.2f} ms/token", prompt.size(),
+               prefill_seconds * 1e3, prompt.size() / prefill_seconds, n_generated - 1,
+               n_generated > 1 ? (total - prefill_seconds) * 1e3 / (n_generated - 1) : 0.0);
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app) {
+  auto o = std::make_shared<GenerateOptions>();
+  auto* cmd = app.add_subcommand("generate", "generate text from a prompt (streams to stdout)");
+  cmd->add_option("--model,-m", o->model, "GGUF file or Hugging Face directory")->required();
+  cmd->add_option("--prompt,-p", o->prompt, "prompt text")->required();
+  cmd->add_option("-n,--n-tokens", o->n_tokens, "tokens to generate")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--temp", o->sampling.temperature, "temperature (0 = greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-k", o->sampling.top_k, "keep the k most likely tokens (0 = all)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", o->sampling.top_p, "nucleus sampling threshold (1 = off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "penalty for recent tokens (1 = off)")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--repeat-window", o->sampling.repeat_window, "recent tokens the penalty looks at")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "random seed (default: random)");
+  cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");
+  cmd->callback([o] { run_reporting_errors([&] { run_generate(*o); }); });
+}
+
+}  // namespace troupe::cli

@@ -1,0 +1,15 @@
+#pragma once
+// Subcommands of the `troupe` CLI. Each registers its options on the parser and
+// returns the process exit code when run.
+#include <CLI/CLI.hpp>
+
+namespace troupe::cli {
+
+void add_generate_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+void add_perplexity_command(CLI::App& app);
+
+// Common set-up: threads for LibTorch (0 = all cores).
+void set_compute_threads(int threads);
+
+}  // namespace troupe::cli

@@ -1,0 +1,26 @@
+// troupe: run a language model split across several machines.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "launch/troupe/commands.h"
+
+int main(int argc, char** argv) {
+  // Logs go to stderr so that stdout carries only the generated text or the requested output.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("troupe"));
+  spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+
+  CLI::App app{"troupe: run a language model split across several machines"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "show help for every command");
+  troupe::cli::add_generate_command(app);
+  troupe::cli::add_tokenize_command(app);
+  troupe::cli::add_perplexity_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return 0;
+}
