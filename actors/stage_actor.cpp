@@ -1,11 +1,13 @@
 #include "actors/stage_actor.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <memory>
+#include <sstream>
 #include <unordered_map>
 
 #include "actors/sampler_actor.h"
@@ -22,6 +24,12 @@ using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+std::string shape_str(const at::Tensor& t) {
+  std::ostringstream out;
+  out << t.sizes() << " " << t.scalar_type();
+  return out.str();
 }
 
 struct StageState {
@@ -61,11 +69,11 @@ struct StageState {
     const int64_t n_embd = model->config().n_embd;
     if (cfg.spec.has_embedding) {
       if (input.dim() != 1 || input.scalar_type() != at::kLong)
-        throw std::runtime_error("expected token ids [T], got a tensor of shape " + at::toString(input.sizes()) +
+        throw std::runtime_error("expected token ids [T], got a tensor of shape " + shape_str(input) +
                                  " (is this really the first stage?)");
     } else if (input.dim() != 2 || input.size(1) != n_embd || input.scalar_type() != at::kFloat) {
       throw std::runtime_error("expected hidden states [T, " + std::to_string(n_embd) + "], got shape " +
-                               at::toString(input.sizes()));
+                               shape_str(input));
     }
     if (input.size(0) < 1) throw std::runtime_error("empty input");
     if (pos + input.size(0) > max_positions)

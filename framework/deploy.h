@@ -77,7 +77,7 @@ struct Generation {
 };
 
 // Called with each token as it arrives, and the bytes it stands for (empty without a tokenizer).
-using TokenCallback = std::function<void(int32_t token, const std::string& piece)>;
+using TokenHandler = std::function<void(int32_t token, const std::string& piece)>;
 
 class Pipeline {
  public:
@@ -86,12 +86,12 @@ class Pipeline {
   ~Pipeline();
 
   // Up to n_tokens after `prompt`, with the description's sampler options or `sampling`.
-  Generation generate(const std::string& prompt, int64_t n_tokens, const TokenCallback& on_token = {}) const;
+  Generation generate(const std::string& prompt, int64_t n_tokens, const TokenHandler& on_token = {}) const;
   Generation generate(const std::string& prompt, int64_t n_tokens, const SamplingOptions& sampling,
-                      const TokenCallback& on_token = {}) const;
+                      const TokenHandler& on_token = {}) const;
   // The same from token ids (no tokenizer needed).
   Generation generate_tokens(const std::vector<int32_t>& prompt, int64_t n_tokens, const SamplingOptions& sampling,
-                             const GenerateOptions& options = {}, const TokenCallback& on_token = {}) const;
+                             const GenerateOptions& options = {}, const TokenHandler& on_token = {}) const;
 
   std::vector<int32_t> encode(const std::string& text) const;  // needs a tokenizer
   std::string decode(const std::vector<int32_t>& tokens) const;

@@ -6,7 +6,6 @@
 
 #include "models/gguf_checkpoint.h"
 #include "models/hf_checkpoint.h"
-#include "models/stage_spec.h"
 
 namespace troupe {
 
@@ -44,14 +43,5 @@ std::unique_ptr<Checkpoint> open_checkpoint(const std::string& path) {
   if (in.gcount() == 4 && std::string(magic, 4) == "GGUF") return open_gguf_checkpoint(path);
   throw CheckpointError(path + ": not a model troupe can read (expected a GGUF file or a Hugging Face directory)");
 }
-
-std::string StageSpec::describe() const {
-  std::string s = n_layers() > 0 ? "layers " + std::to_string(layer_first) + "-" + std::to_string(layer_last) : "no layers";
-  if (has_embedding) s += " +embedding";
-  if (has_head) s += " +head";
-  return s;
-}
-
-StageSpec whole_model_spec(int64_t n_layer) { return StageSpec{0, n_layer - 1, true, true}; }
 
 }  // namespace troupe

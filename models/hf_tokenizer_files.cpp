@@ -258,7 +258,9 @@ Vocab read_gpt2_vocab_files(const std::string& vocab_json, const std::string& me
   vocab.tokens.resize(token_ids.size());
   std::vector<bool> seen(token_ids.size(), false);
   for (const auto& [token, id_json] : token_ids.items()) {
-    if (!id_json.is_number_integer()) throw CheckpointError(vocab_json + ": id of token \"" + token + "\" is not an integer");
+    if (!id_json.is_number_integer()) {
+      throw CheckpointError(vocab_json + ": id of token \"" + token + "\" is not an integer");
+    }
     const int64_t id = id_json.get<int64_t>();
     if (id < 0 || id >= static_cast<int64_t>(vocab.tokens.size())) {
       throw CheckpointError(vocab_json + ": token \"" + token + "\" has id " + std::to_string(id) +

@@ -2,6 +2,7 @@
 // Which part of a model one pipeline stage holds. Torch-free: it travels in messages.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace troupe {
 
@@ -17,5 +18,13 @@ struct StageSpec {
 
 // The whole model as one stage (the single-process run).
 StageSpec whole_model_spec(int64_t n_layer);
+
+// n_layer layers over n_stages stages as evenly as possible (earlier stages take the
+// remainder); the first stage embeds, the last holds the head.
+std::vector<StageSpec> even_split(int64_t n_layer, int64_t n_stages);
+
+// "0-1,2-3,4-4": inclusive ranges, one per stage, in order, covering every layer once.
+// Throws std::invalid_argument saying what is wrong.
+std::vector<StageSpec> parse_layer_ranges(const std::string& text, int64_t n_layer);
 
 }  // namespace troupe

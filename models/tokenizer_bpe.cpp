@@ -220,7 +220,9 @@ class BpeTokenizer final : public Tokenizer {
         // at `offset` in it sees exactly what matching the segment alone would.
         const int rc = pcre2_match(pretokenizer_, subject, segment_end, offset, PCRE2_NO_UTF_CHECK, match, nullptr);
         if (rc < 0) {
-          if (rc != PCRE2_ERROR_NOMATCH) throw std::runtime_error("GPT-2 pre-tokenizer regex failed: " + std::to_string(rc));
+          if (rc != PCRE2_ERROR_NOMATCH) {
+            throw std::runtime_error("GPT-2 pre-tokenizer regex failed with PCRE2 error " + std::to_string(rc));
+          }
           emit(text.data() + offset, segment_end - offset);  // cannot happen: the pattern covers every character
           break;
         }

@@ -21,13 +21,24 @@ namespace {
 constexpr char kSpaceMarker[] = "\xE2\x96\x81";  // U+2581 "▁", SentencePiece's visible space
 constexpr char kUnknownGlyph[] = "\xE2\x96\x85";  // U+2585 "▅", how llama.cpp renders <unk>
 
-// Length of the UTF-8 sequence a lead byte announces; stray continuation bytes count as 1.
-size_t utf8_sequence_length(unsigned char lead) {
-  if (lead < 0x80) return 1;
-  if ((lead & 0xE0) == 0xC0) return 2;
-  if ((lead & 0xF0) == 0xE0) return 3;
-  if ((lead & 0xF8) == 0xF0) return 4;
-  return 1;
+// Length of the UTF-8 character starting at text[offset]. A byte that does not start a
+// complete sequence counts as one character of its own, so invalid UTF-8 still reaches the
+// byte tokens unchanged (and cannot swallow the bytes of a following "▁").
+size_t utf8_char_length(const std::string& text, size_t offset) {
+  const unsigned char lead = static_cast<unsigned char>(text[offset]);
+  size_t len = 1;
+  if ((lead & 0xE0) == 0xC0) {
+    len = 2;
+  } else if ((lead & 0xF0) == 0xE0) {
+    len = 3;
+  } else if ((lead & 0xF8) == 0xF0) {
+    len = 4;
+  }
+  if (offset + len > text.size()) return 1;
+  for (size_t i = 1; i < len; ++i) {
+    if ((static_cast<unsigned char>(text[offset + i]) & 0xC0) != 0x80) return 1;
+  }
+  return len;
 }
 
 TokenType type_of(const Vocab& vocab, size_t id) {
@@ -106,8 +117,7 @@ class SpmTokenizer final : public Tokenizer {
     std::vector<Symbol> symbols;
     symbols.reserve(escaped.size());
     for (size_t offset = 0; offset < escaped.size();) {
-      const size_t len = std::min(utf8_sequence_length(static_cast<unsigned char>(escaped[offset])),
-                                  escaped.size() - offset);
+      const size_t len = utf8_char_length(escaped, offset);
       const int index = static_cast<int>(symbols.size());
       symbols.push_back({offset, len, index - 1, offset + len == escaped.size() ? -1 : index + 1});
       offset += len;

@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "models/dequantize.h"
+#include "models/quant_formats.h"
 
 namespace troupe {
 namespace {

@@ -1,6 +1,15 @@
 #include "tests/test_support.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
 #include <fstream>
+#include <thread>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -87,6 +96,70 @@ Reference load_reference(const std::string& name) {
   }
   ref.text = text;
   return ref;
+}
+
+CommandResult run_command(const std::vector<std::string>& argv, int timeout_seconds) {
+  TempDir dir;
+  const std::string out_path = dir.file("stdout"), err_path = dir.file("stderr");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    std::fprintf(stderr, "cannot exec %s: %s\n", args[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  CommandResult r;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  int status = 0;
+  while (true) {
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  r.out = slurp(out_path);
+  r.err = slurp(err_path);
+  return r;
+}
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/troupe-test-XXXXXX";
+  if (!::mkdtemp(tmpl)) throw std::runtime_error("cannot create a temporary directory");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  const std::string cmd = "rm -rf '" + path_ + "'";
+  if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", path_.c_str());
+}
+
+void copy_prefix(const std::string& from, const std::string& to, size_t n) {
+  std::ifstream in(from, std::ios::binary);
+  std::string data(n, '\0');
+  in.read(data.data(), static_cast<std::streamsize>(n));
+  data.resize(static_cast<size_t>(in.gcount()));
+  std::ofstream(to, std::ios::binary).write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+size_t file_size(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw std::runtime_error("cannot stat " + path);
+  return static_cast<size_t>(st.st_size);
 }
 
 }  // namespace troupe::test

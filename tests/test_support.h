@@ -25,4 +25,27 @@ struct Reference {
 };
 Reference load_reference(const std::string& name);  // e.g. "stories260K.once-upon-a-time"
 
+// Runs a program to completion (killed after `timeout_seconds`) and captures its output.
+struct CommandResult {
+  int exit_code = -1;  // -1 when killed by the timeout or a signal
+  std::string out, err;
+};
+CommandResult run_command(const std::vector<std::string>& argv, int timeout_seconds = 120);
+
+// A fresh temporary directory, removed (with its contents) when the object goes away.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Writes the first `n` bytes of `from` to `to` (a truncated copy).
+void copy_prefix(const std::string& from, const std::string& to, size_t n);
+size_t file_size(const std::string& path);
+
 }  // namespace troupe::test

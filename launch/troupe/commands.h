@@ -8,6 +8,8 @@ namespace troupe::cli {
 void add_generate_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_perplexity_command(CLI::App& app);
+void add_split_command(CLI::App& app);
+void add_synth_command(CLI::App& app);
 
 // Common set-up: threads for LibTorch (0 = all cores).
 void set_compute_threads(int threads);

@@ -1,5 +1,7 @@
-#include "models/dequantize.h"
+#include "models/quant_formats.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -99,6 +101,59 @@ void dequantize(DType type, const uint8_t* src, float* dst, int64_t n) {
       break;
   }
   throw std::invalid_argument("cannot dequantize this type to fp32");
+}
+
+void quantize(DType type, const float* src, uint8_t* dst, int64_t n) {
+  switch (type) {
+    case DType::F32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+      return;
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) {
+        const uint16_t h = fp32_to_fp16(src[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+      return;
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, &src[i], 4);
+        const uint16_t h = static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);  // round to nearest even
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+      return;
+    case DType::Q8_0:  // d = max|x| / 127, q = round(x / d)
+      for (int64_t b = 0; b < n / 32; ++b, src += 32, dst += 34) {
+        float amax = 0;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(src[j]));
+        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        const uint16_t d16 = fp32_to_fp16(d);
+        std::memcpy(dst, &d16, 2);
+        for (int j = 0; j < 32; ++j) dst[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(src[j] * id)));
+      }
+      return;
+    case DType::Q4_0:  // d = (value of largest magnitude) / -8, q = clamp(x/d + 8.5, 0, 15)
+      for (int64_t b = 0; b < n / 32; ++b, src += 32, dst += 18) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; ++j)
+          if (std::fabs(src[j]) > amax) {
+            amax = std::fabs(src[j]);
+            max = src[j];
+          }
+        const float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
+        const uint16_t d16 = fp32_to_fp16(d);
+        std::memcpy(dst, &d16, 2);
+        for (int j = 0; j < 16; ++j) {
+          const auto lo = static_cast<uint8_t>(std::min(15, static_cast<int>(src[j] * id + 8.5f)));
+          const auto hi = static_cast<uint8_t>(std::min(15, static_cast<int>(src[j + 16] * id + 8.5f)));
+          dst[2 + j] = static_cast<uint8_t>(lo | (hi << 4));
+        }
+      }
+      return;
+    case DType::I32:
+      break;
+  }
+  throw std::invalid_argument("cannot quantize to this type");
 }
 
 }  // namespace troupe

@@ -1,0 +1,303 @@
+// Built into troupe_actors (see actors/CMakeLists.txt): deploying spawns the actors.
+#include "framework/deploy.h"
+
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <map>
+
+#include "actors/node_actor.h"
+#include "actors/tokenizer_actor.h"
+#include "framework/cluster.h"
+#include "models/tokenizer.h"
+
+namespace troupe {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Stands for the client's pipeline: stages monitor it and quit when it goes down (the
+// Pipeline was destroyed, or the client process died and its connection dropped).
+caf::behavior owner_behavior(caf::event_based_actor*) {
+  return {[](proto::info_atom) { return std::string("troupe pipeline owner"); }};
+}
+
+// The recent tokens the sampler needs: only the repetition window, and none without a penalty.
+std::vector<int32_t> recent_window(const std::vector<int32_t>& history, const SamplingOptions& o) {
+  if (o.repeat_penalty == 1.0f || o.repeat_window <= 0) return {};
+  const size_t n = std::min(history.size(), static_cast<size_t>(o.repeat_window));
+  return std::vector<int32_t>(history.end() - static_cast<std::ptrdiff_t>(n), history.end());
+}
+
+}  // namespace
+
+struct Pipeline::Impl {
+  caf::actor_system* sys = nullptr;
+  DeployOptions options;
+  SamplingOptions sampling;
+  caf::actor owner;
+  caf::actor tokenizer;
+  caf::actor local_node;
+  std::vector<DeployedStage> stages;
+  int64_t n_vocab = 0;
+  int64_t max_positions = 0;
+  int32_t eos_id = -1;
+  mutable std::atomic<uint64_t> next_session{1};
+
+  ~Impl() { stop(); }
+
+  void stop() {
+    for (const auto& s : stages) caf::anon_send_exit(s.actor, caf::exit_reason::user_shutdown);
+    for (auto* a : {&owner, &tokenizer, &local_node})
+      if (*a) caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
+    stages.clear();
+    owner = tokenizer = local_node = caf::actor{};
+  }
+
+  std::string piece(caf::scoped_actor& self, int32_t token) const {
+    std::string out;
+    if (!tokenizer) return out;
+    self->request(tokenizer, options.step_timeout, proto::piece_atom::value, token)
+      .receive([&](std::string& s) { out = std::move(s); }, [](caf::error&) {});
+    return out;
+  }
+
+  // Frees the session's KV caches on every stage (best effort, bounded in time).
+  void end_session(caf::scoped_actor& self, uint64_t session) const {
+    for (const auto& s : stages) {
+      self->request(s.actor, options.connect_timeout, proto::end_session_atom::value, session)
+        .receive([](caf::ok_atom) {}, [](caf::error&) {});
+    }
+  }
+};
+
+Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pipeline::Pipeline(Pipeline&&) noexcept = default;
+Pipeline& Pipeline::operator=(Pipeline&&) noexcept = default;
+Pipeline::~Pipeline() = default;
+
+void Pipeline::shutdown() {
+  if (impl_) impl_->stop();
+}
+
+const std::vector<DeployedStage>& Pipeline::stages() const { return impl_->stages; }
+const SamplingOptions& Pipeline::sampling() const { return impl_->sampling; }
+int64_t Pipeline::n_vocab() const { return impl_->n_vocab; }
+int64_t Pipeline::max_positions() const { return impl_->max_positions; }
+int32_t Pipeline::eos_id() const { return impl_->eos_id; }
+
+std::vector<int32_t> Pipeline::encode(const std::string& text) const {
+  if (!impl_->tokenizer) throw PipelineError("this pipeline has no tokenizer: give token ids");
+  caf::scoped_actor self{*impl_->sys};
+  std::vector<int32_t> ids;
+  std::string failure;
+  self->request(impl_->tokenizer, impl_->options.step_timeout, proto::encode_atom::value, text)
+    .receive([&](std::vector<int32_t>& r) { ids = std::move(r); },
+             [&](caf::error& e) { failure = proto::error_text(e); });
+  if (!failure.empty()) throw PipelineError("tokenizer: " + failure);
+  return ids;
+}
+
+std::string Pipeline::decode(const std::vector<int32_t>& tokens) const {
+  if (!impl_->tokenizer) return {};
+  caf::scoped_actor self{*impl_->sys};
+  std::string text, failure;
+  self->request(impl_->tokenizer, impl_->options.step_timeout, proto::decode_atom::value, tokens)
+    .receive([&](std::string& r) { text = std::move(r); }, [&](caf::error& e) { failure = proto::error_text(e); });
+  if (!failure.empty()) throw PipelineError("tokenizer: " + failure);
+  return text;
+}
+
+std::vector<proto::StageStats> Pipeline::stats() const {
+  caf::scoped_actor self{*impl_->sys};
+  std::vector<proto::StageStats> all;
+  for (const auto& s : impl_->stages) {
+    std::string failure;
+    self->request(s.actor, impl_->options.connect_timeout, proto::stats_atom::value)
+      .receive([&](proto::StageStats& st) { all.push_back(std::move(st)); },
+               [&](caf::error& e) { failure = proto::error_text(e); });
+    if (!failure.empty()) throw PipelineError("stage " + s.describe + " @ " + s.endpoint + ": " + failure);
+  }
+  return all;
+}
+
+Generation Pipeline::generate(const std::string& prompt, int64_t n_tokens, const TokenHandler& on_token) const {
+  return generate(prompt, n_tokens, impl_->sampling, on_token);
+}
+
+Generation Pipeline::generate(const std::string& prompt, int64_t n_tokens, const SamplingOptions& sampling,
+                              const TokenHandler& on_token) const {
+  Generation g = generate_tokens(encode(prompt), n_tokens, sampling, GenerateOptions{}, on_token);
+  return g;
+}
+
+Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t n_tokens,
+                                     const SamplingOptions& sampling, const GenerateOptions& options,
+                                     const TokenHandler& on_token) const {
+  const Impl& I = *impl_;
+  if (I.stages.empty()) throw PipelineError("the pipeline was shut down");
+  if (prompt.empty()) throw std::invalid_argument("empty prompt");
+  if (static_cast<int64_t>(prompt.size()) >= I.max_positions)
+    throw std::length_error("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the context of " +
+                            std::to_string(I.max_positions) + " positions");
+  const uint64_t session = I.next_session.fetch_add(1);
+  caf::scoped_actor self{*I.sys};
+  Generation g;
+  g.prompt_tokens = prompt;
+  std::vector<int32_t> history = prompt;
+  std::vector<int32_t> input = prompt;
+  int64_t pos = 0;
+  std::string failure;
+  for (int64_t step = 0; step < n_tokens && pos + static_cast<int64_t>(input.size()) <= I.max_positions; ++step) {
+    TensorMessage m;
+    m.session_id = session;
+    m.pos = pos;
+    m.tensor = tokens_to_wire(input);
+    m.sampling.options = sampling;
+    m.sampling.recent = recent_window(history, sampling);
+    m.sampling.step = static_cast<uint64_t>(step);
+    m.sampling.want_logits = options.want_logits;
+    proto::TokenReply reply;
+    const auto t0 = Clock::now();
+    self->request(I.stages.front().actor, I.options.step_timeout, proto::Activation{encode_tensor_message(m)})
+      .receive([&](proto::TokenReply& r) { reply = std::move(r); },
+               [&](caf::error& e) {
+                 failure = e == caf::sec::request_timeout
+                             ? "no token within " + std::to_string(I.options.step_timeout.count()) +
+                                 " ms (a node is down or overloaded)"
+                             : proto::error_text(e);
+               });
+    if (!failure.empty()) break;
+    if (step == 0)
+      g.prefill_ms = ms_since(t0);
+    else
+      g.step_ms.push_back(ms_since(t0));
+    if (reply.session_id != session) {
+      failure = "reply for session " + std::to_string(reply.session_id) + " while waiting for session " +
+                std::to_string(session);
+      break;
+    }
+    g.tokens.push_back(reply.token);
+    if (options.want_logits) g.logits.push_back(std::move(reply.logits));
+    if (on_token) on_token(reply.token, I.piece(self, reply.token));
+    pos += static_cast<int64_t>(input.size());
+    input.assign(1, reply.token);
+    history.push_back(reply.token);
+    if (options.stop_at_eos && reply.token == I.eos_id) break;
+  }
+  I.end_session(self, session);
+  if (!failure.empty()) throw PipelineError("generation failed at token " + std::to_string(g.tokens.size()) + ": " + failure);
+  if (I.tokenizer) g.text = decode(g.tokens);
+  return g;
+}
+
+Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const DeployOptions& options) {
+  try {
+    desc.validate();
+  } catch (const std::invalid_argument& e) {
+    throw DeployError(std::string("invalid pipeline: ") + e.what());
+  }
+  auto impl = std::make_unique<Pipeline::Impl>();
+  Pipeline::Impl& I = *impl;
+  I.sys = &sys;
+  I.options = options;
+  I.sampling = desc.sampler ? desc.sampler->options : SamplingOptions{};
+  I.owner = sys.spawn(owner_behavior);
+
+  if (desc.tokenizer) {
+    const std::string path = resolve_model_path(options.local_models_dir, desc.tokenizer->model);
+    std::shared_ptr<const Tokenizer> tok;
+    try {
+      tok = load_tokenizer(path);
+    } catch (const std::exception& e) {
+      throw DeployError(std::string("tokenizer: ") + e.what());
+    }
+    I.eos_id = tok->eos_id();
+    I.tokenizer = spawn_tokenizer_actor(sys, tok);
+  }
+
+  // Reach every node once (a node may hold several stages).
+  std::map<std::string, caf::actor> nodes;
+  for (const auto& s : desc.stages) {
+    if (s.endpoint.empty()) {
+      if (!I.local_node)
+        I.local_node = spawn_node_actor(sys, NodeConfig{"local", options.local_models_dir, options.local_threads});
+      continue;
+    }
+    if (nodes.count(s.endpoint)) continue;
+    try {
+      nodes[s.endpoint] = connect_node(sys, parse_endpoint(s.endpoint), options.connect_timeout).actor;
+    } catch (const std::exception& e) {
+      throw DeployError(e.what());
+    }
+  }
+
+  // Load all stages at once, each on its node.
+  caf::scoped_actor self{sys};
+  using Handle = decltype(self->request(caf::actor{}, options.spawn_timeout, proto::spawn_atom::value,
+                                        proto::SpawnStage{}));
+  std::vector<Handle> pending;
+  for (size_t i = 0; i < desc.stages.size(); ++i) {
+    const dsl::StageDesc& s = desc.stages[i];
+    proto::SpawnStage req;
+    req.model = s.model;
+    req.spec.layer_first = s.range.first;
+    req.spec.layer_last = s.range.last;
+    req.spec.has_embedding = i == 0;
+    req.spec.has_head = i + 1 == desc.stages.size();
+    req.wire_dtype = static_cast<uint8_t>(s.wire_dtype.value_or(options.wire_dtype));
+    req.threads = s.threads;
+    req.max_positions = options.max_positions;
+    req.with_sampler = req.spec.has_head;
+    req.owner = I.owner;
+    const caf::actor& node = s.endpoint.empty() ? I.local_node : nodes.at(s.endpoint);
+    pending.push_back(self->request(node, options.spawn_timeout, proto::spawn_atom::value, std::move(req)));
+  }
+  std::string failures;
+  std::vector<proto::StageReady> ready(desc.stages.size());
+  for (size_t i = 0; i < pending.size(); ++i) {
+    const std::string where = desc.stages[i].endpoint.empty() ? "in this process" : "on " + desc.stages[i].endpoint;
+    pending[i].receive(
+      [&](proto::StageReady& r) {
+        ready[i] = std::move(r);
+        I.stages.push_back(DeployedStage{desc.stages[i].endpoint, ready[i].describe, ready[i].stage,
+                                         ready[i].weight_bytes, ready[i].load_ms, ready[i].threads});
+      },
+      [&](caf::error& e) {
+        failures += (failures.empty() ? "" : "; ") + std::string("stage ") + std::to_string(i) + " " + where + ": " +
+                    (e == caf::sec::request_timeout ? "not loaded within " +
+                                                          std::to_string(options.spawn_timeout.count()) + " ms"
+                                                    : proto::error_text(e));
+      });
+  }
+  if (!failures.empty()) throw DeployError(failures);  // ~Impl stops the stages that did start
+
+  const int64_t n_layer = ready.front().n_layer;
+  for (size_t i = 0; i < ready.size(); ++i)
+    if (ready[i].n_layer != n_layer || ready[i].n_vocab != ready.front().n_vocab)
+      throw DeployError("stage " + std::to_string(i) + " (" + desc.stages[i].model + ") is not the same model as stage 0");
+  if (desc.stages.back().range.last != n_layer - 1)
+    throw DeployError("the stages cover layers 0-" + std::to_string(desc.stages.back().range.last) +
+                      " but the model has " + std::to_string(n_layer) + " layers (0-" + std::to_string(n_layer - 1) +
+                      ")");
+  I.n_vocab = ready.front().n_vocab;
+  I.max_positions = ready.front().max_positions;
+  for (const auto& r : ready) I.max_positions = std::min(I.max_positions, r.max_positions);
+
+  // Wire each stage to its successor (the last one already feeds its sampler).
+  for (size_t i = 0; i + 1 < I.stages.size(); ++i) {
+    std::string failure;
+    self->request(I.stages[i].actor, options.connect_timeout, proto::next_atom::value, I.stages[i + 1].actor)
+      .receive([](caf::ok_atom) {}, [&](caf::error& e) { failure = proto::error_text(e); });
+    if (!failure.empty())
+      throw DeployError("cannot wire stage " + std::to_string(i) + " to stage " + std::to_string(i + 1) + ": " + failure);
+  }
+  return Pipeline(std::move(impl));
+}
+
+}  // namespace troupe

@@ -1,0 +1,111 @@
+// caf-node: the daemon each laptop of the cluster runs. Publishes a node actor on a TCP
+// port; clients connect, ask what the machine has and have it load pipeline stages.
+//
+//   caf-node --port 7000 --listen 0.0.0.0 --models ~/models --threads 4
+//
+// Stops cleanly (its stages first) on SIGINT/SIGTERM.
+#include <ATen/Parallel.h>
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <thread>
+
+#include "actors/node_actor.h"
+#include "framework/actor_system.h"
+
+namespace {
+
+// A port that is free on `listen` right now (for --port 0).
+int free_port(const std::string& listen) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(listen.c_str(), "0", &hints, &found) != 0 || found == nullptr) return 0;
+  int port = 0;
+  const int fd = socket(found->ai_family, SOCK_STREAM, 0);
+  if (fd >= 0 && bind(fd, found->ai_addr, found->ai_addrlen) == 0) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof(addr);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    port = ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  }
+  if (fd >= 0) close(fd);
+  freeaddrinfo(found);
+  return port;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"caf-node: runs troupe pipeline stages for clients on the network"};
+  int port = 0;
+  std::string listen = "127.0.0.1";
+  std::string models_dir = ".";
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::string port_file;
+  std::string log_level = "info";
+  app.add_option("--port", port, "TCP port to listen on (0: any free port)")->required()->check(CLI::Range(0, 65535));
+  app.add_option("--listen", listen, "address to listen on (0.0.0.0 for every interface)")->capture_default_str();
+  app.add_option("--models", models_dir, "directory that model paths are relative to")->capture_default_str();
+  app.add_option("--threads", threads, "LibTorch threads per stage")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--port-file", port_file, "write the port actually bound to this file once listening");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  auto logger = spdlog::stderr_color_mt("caf-node");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("[%H:%M:%S.%e] [caf-node %P] [%^%l%$] %v");
+
+  // Block the stop signals in every thread (the actor system's threads inherit this mask);
+  // the main thread waits for them with sigwait below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  at::set_num_threads(threads);
+
+  caf::actor_system_config cfg;
+  troupe::configure_actor_system(cfg);
+  caf::actor_system sys{cfg};
+
+  if (port == 0) port = free_port(listen);
+  troupe::NodeConfig node_cfg;
+  node_cfg.name = listen + ":" + std::to_string(port);
+  node_cfg.models_dir = models_dir;
+  node_cfg.threads = threads;
+  auto node = troupe::spawn_node_actor(sys, node_cfg);
+  auto bound = sys.middleman().publish(node, static_cast<uint16_t>(port), listen.c_str(), /*reuse_addr=*/true);
+  if (!bound) {
+    spdlog::error("cannot listen on {}: {}", node_cfg.name, sys.render(bound.error()));
+    caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  spdlog::info("node {} listening (models dir '{}', {} threads per stage)", node_cfg.name, models_dir, threads);
+  if (!port_file.empty()) {
+    const std::string tmp = port_file + ".tmp";
+    std::ofstream(tmp) << *bound << "\n";
+    std::rename(tmp.c_str(), port_file.c_str());
+  }
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("node {}: {} received, stopping", node_cfg.name, strsignal(sig));
+  sys.middleman().unpublish(node, *bound);
+  caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
+  return 0;  // ~actor_system waits for the node and its stages to finish
+}

@@ -1,0 +1,55 @@
+// `troupe synth`: a random-weight model of a real model's shape, for benchmarks.
+#include <spdlog/spdlog.h>
+
+#include "launch/troupe/cli_errors.h"
+#include "launch/troupe/commands.h"
+#include "models/synthetic_model.h"
+
+namespace troupe::cli {
+namespace {
+
+struct SynthCliOptions {
+  std::string shape = "tinyllama", type = "q4_0", out, vocab_from;
+  int64_t layers = 0;
+  uint64_t seed = 1;
+  int threads = 0;
+};
+
+DType parse_type(std::string t) {
+  for (auto& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (t == "f32") return DType::F32;
+  if (t == "f16") return DType::F16;
+  if (t == "bf16") return DType::BF16;
+  if (t == "q8_0") return DType::Q8_0;
+  if (t == "q4_0") return DType::Q4_0;
+  throw std::invalid_argument("unknown weight type '" + t + "' (f32, f16, bf16, q8_0, q4_0)");
+}
+
+void run_synth(const SynthCliOptions& o) {
+  set_compute_threads(o.threads);
+  SynthOptions s;
+  s.config = preset_shape(o.shape);
+  if (o.layers > 0) s.config.n_layer = o.layers;
+  s.type = parse_type(o.type);
+  s.seed = o.seed;
+  s.vocab_from = o.vocab_from;
+  const uint64_t bytes = write_synthetic_model(s, o.out);
+  spdlog::info("{}: {} shape, {} layers, {}, {:.1f} MB", o.out, o.shape, s.config.n_layer, o.type, bytes / 1e6);
+}
+
+}  // namespace
+
+void add_synth_command(CLI::App& app) {
+  auto o = std::make_shared<SynthCliOptions>();
+  auto* cmd = app.add_subcommand("synth", "write a random-weight GGUF model of a given shape and weight type");
+  cmd->add_option("--shape", o->shape, "tinyllama, llama2-7b, gpt2, gpt2-medium")->capture_default_str();
+  cmd->add_option("--type", o->type, "f32, f16, bf16, q8_0, q4_0")->capture_default_str();
+  cmd->add_option("--layers", o->layers, "override the number of layers");
+  cmd->add_option("--seed", o->seed, "random seed")->capture_default_str();
+  cmd->add_option("--vocab-from", o->vocab_from, "GGUF file whose tokenizer to copy (vocab sizes must agree)");
+  cmd->add_option("--out,-o", o->out, "output GGUF file")->required();
+  cmd->add_option("--threads,-t", o->threads, "threads (default: all cores)");
+  cmd->callback([o] { run_reporting_errors([&] { run_synth(*o); }); });
+}
+
+}  // namespace troupe::cli

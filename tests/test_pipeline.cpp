@@ -1,0 +1,496 @@
+// The distributed pipeline against the single-process run, with real caf-node daemons on
+// 127.0.0.1: the same tokens and bitwise the same logits however the layers are split,
+// concurrent sessions that do not disturb each other, direct stage-to-stage connections,
+// and clear errors (naming node, stage, path) within seconds when something is wrong.
+#include <ATen/Parallel.h>
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "framework/actor_system.h"
+#include "framework/cluster.h"
+#include "framework/deploy.h"
+#include "framework/dsl.h"
+#include "models/checkpoint.h"
+#include "models/local_session.h"
+#include "tests/test_support.h"
+#include "tests/test_support_nodes.h"
+
+namespace troupe {
+namespace {
+
+using namespace std::chrono_literals;
+using test::NodeProcess;
+
+constexpr int kThreads = 1;  // LibTorch threads, the same in the nodes and in the reference run
+
+// One actor system for the test process, and caf-node daemons started on first use and
+// shared by the tests of this process (ctest runs each test in its own process, so each
+// starts only the nodes it needs).
+class Cluster : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    at::set_num_threads(kThreads);
+    cfg_ = std::make_unique<caf::actor_system_config>();
+    configure_actor_system(*cfg_);
+    sys_ = std::make_unique<caf::actor_system>(*cfg_);
+  }
+  void TearDown() override {
+    sys_.reset();
+    cfg_.reset();
+    nodes_.clear();
+  }
+
+  static caf::actor_system& sys() { return *instance->sys_; }
+
+  // The first `n` nodes, started now if need be.
+  static std::vector<NodeProcess*> nodes(size_t n) {
+    auto& all = instance->nodes_;
+    while (all.size() < n)
+      all.push_back(std::make_unique<NodeProcess>(test::models_dir(), kThreads, "node" + std::to_string(all.size())));
+    std::vector<NodeProcess*> out;
+    for (size_t i = 0; i < n; ++i) {
+      all[i]->wait_ready();
+      out.push_back(all[i].get());
+    }
+    return out;
+  }
+
+  static Cluster* instance;
+
+ private:
+  std::unique_ptr<caf::actor_system_config> cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  std::vector<std::unique_ptr<NodeProcess>> nodes_;
+};
+
+Cluster* Cluster::instance = static_cast<Cluster*>(::testing::AddGlobalTestEnvironment(new Cluster));
+
+// -- reference: the whole model in this process ----------------------------------------------
+
+struct Output {
+  std::vector<int32_t> tokens;
+  std::vector<std::vector<float>> logits;
+};
+
+int64_t n_layer_of(const std::string& model) { return open_checkpoint(test::model_path(model))->config().n_layer; }
+
+int32_t eos_of(const std::string& model) { return open_checkpoint(test::model_path(model))->vocab().eos_id; }
+
+Output single_process(const std::string& model, const std::vector<int32_t>& prompt, int64_t n_tokens,
+                   const SamplingOptions& sampling) {
+  LocalSession session(open_checkpoint(test::model_path(model)));
+  Output run;
+  run.tokens = session.generate(prompt, n_tokens, sampling, eos_of(model), [&](int32_t, const std::vector<float>& l) {
+    run.logits.push_back(l);
+    return true;
+  });
+  return run;
+}
+
+Output through(const Pipeline& p, const std::vector<int32_t>& prompt, int64_t n_tokens, const SamplingOptions& sampling) {
+  GenerateOptions options;
+  options.want_logits = true;
+  Generation g = p.generate_tokens(prompt, n_tokens, sampling, options);
+  return {g.tokens, g.logits};
+}
+
+::testing::AssertionResult bitwise_same(const Output& expected, const Output& actual) {
+  if (expected.tokens != actual.tokens) {
+    std::string e, a;
+    for (auto t : expected.tokens) e += std::to_string(t) + " ";
+    for (auto t : actual.tokens) a += std::to_string(t) + " ";
+    return ::testing::AssertionFailure() << "tokens differ:\n  expected " << e << "\n  actual   " << a;
+  }
+  if (expected.logits.size() != actual.logits.size())
+    return ::testing::AssertionFailure() << expected.logits.size() << " logits rows expected, got "
+                                         << actual.logits.size();
+  for (size_t i = 0; i < expected.logits.size(); ++i) {
+    const auto& x = expected.logits[i];
+    const auto& y = actual.logits[i];
+    if (x.size() != y.size() || std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) != 0)
+      return ::testing::AssertionFailure() << "logits of step " << i << " differ (sizes " << x.size() << ", "
+                                           << y.size() << ")";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// -- pipelines -------------------------------------------------------------------------------
+
+// `n_stages` stages of about equal size, stage i on node i (or in this process when `local`).
+dsl::PipelineDesc split(const std::string& model, int n_stages, const std::vector<NodeProcess*>& nodes,
+                        bool with_tokenizer = true) {
+  const int64_t n_layer = n_layer_of(model);
+  dsl::PipelineDesc desc;
+  if (with_tokenizer) desc.tokenizer = dsl::tokenizer(model);
+  int64_t first = 0;
+  for (int i = 0; i < n_stages; ++i) {
+    const int64_t last = first + (n_layer - first) / (n_stages - i) - 1;
+    dsl::StageDesc s = dsl::stage(model, dsl::layers(first, last));
+    if (i < static_cast<int>(nodes.size())) s = s.on(nodes[i]->endpoint());
+    desc.stages.push_back(s);
+    first = last + 1;
+  }
+  desc.sampler = dsl::sampler(dsl::greedy());
+  return desc;
+}
+
+DeployOptions test_options() {
+  DeployOptions o;
+  o.local_models_dir = test::models_dir();
+  o.local_threads = kThreads;
+  o.connect_timeout = 5s;
+  o.step_timeout = 30s;
+  return o;
+}
+
+std::string failure_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// -- the same numbers however the model is split ---------------------------------------------
+
+struct SplitCase {
+  std::string name;       // for the test name
+  std::string model;      // relative to the models dir
+  std::string reference;  // prompt from ../shared/models/expected/<reference>.json
+  int stages;
+  int n_tokens;
+};
+
+class PipelineMatchesSingleProcess : public ::testing::TestWithParam<SplitCase> {};
+
+TEST_P(PipelineMatchesSingleProcess, GreedyTokensAndLogitsAreBitwiseIdentical) {
+  const SplitCase& c = GetParam();
+  const auto prompt = test::load_reference(c.reference).prompt_tokens;
+  const Output expected = single_process(c.model, prompt, c.n_tokens, dsl::greedy());
+  ASSERT_EQ(static_cast<int>(expected.tokens.size()), c.n_tokens);
+
+  Pipeline p = deploy(Cluster::sys(), split(c.model, c.stages, Cluster::nodes(c.stages)), test_options());
+  ASSERT_EQ(static_cast<int>(p.stages().size()), c.stages);
+  EXPECT_TRUE(bitwise_same(expected, through(p, prompt, c.n_tokens, dsl::greedy())));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+  Splits, PipelineMatchesSingleProcess,
+  ::testing::Values(SplitCase{"stories260K_gguf", "stories260K/stories260K.gguf", "stories260K.once-upon-a-time", 1, 32},
+                    SplitCase{"stories260K_gguf", "stories260K/stories260K.gguf", "stories260K.once-upon-a-time", 2, 32},
+                    SplitCase{"stories260K_gguf", "stories260K/stories260K.gguf", "stories260K.once-upon-a-time", 3, 32},
+                    SplitCase{"stories260K_gguf", "stories260K/stories260K.gguf", "stories260K.once-upon-a-time", 5, 32},
+                    SplitCase{"stories260K_hf", "stories260K/hf", "stories260K.lily-and-tom", 1, 32},
+                    SplitCase{"stories260K_hf", "stories260K/hf", "stories260K.lily-and-tom", 2, 32},
+                    SplitCase{"stories260K_hf", "stories260K/hf", "stories260K.lily-and-tom", 3, 32},
+                    SplitCase{"stories260K_hf", "stories260K/hf", "stories260K.lily-and-tom", 5, 32},
+                    SplitCase{"gpt2_tiny_gguf", "gpt2-tiny/gpt2-tiny.gguf", "gpt2-tiny.once-upon-a-time", 1, 16},
+                    SplitCase{"gpt2_tiny_gguf", "gpt2-tiny/gpt2-tiny.gguf", "gpt2-tiny.once-upon-a-time", 2, 16},
+                    SplitCase{"gpt2_tiny_gguf", "gpt2-tiny/gpt2-tiny.gguf", "gpt2-tiny.once-upon-a-time", 3, 16},
+                    SplitCase{"gpt2_tiny_gguf", "gpt2-tiny/gpt2-tiny.gguf", "gpt2-tiny.once-upon-a-time", 4, 16},
+                    SplitCase{"gpt2_tiny_hf", "gpt2-tiny/hf", "gpt2-tiny.hello-world", 1, 16},
+                    SplitCase{"gpt2_tiny_hf", "gpt2-tiny/hf", "gpt2-tiny.hello-world", 2, 16},
+                    SplitCase{"gpt2_tiny_hf", "gpt2-tiny/hf", "gpt2-tiny.hello-world", 3, 16},
+                    SplitCase{"gpt2_tiny_hf", "gpt2-tiny/hf", "gpt2-tiny.hello-world", 4, 16}),
+  [](const ::testing::TestParamInfo<SplitCase>& info) {
+    return info.param.name + "_" + std::to_string(info.param.stages) + "_stages";
+  });
+
+TEST(Pipeline, StagesInTheClientProcessAndOnNodesMixFreely) {
+  const std::string model = "stories260K/stories260K.gguf";
+  const auto prompt = test::load_reference("stories260K.once-upon-a-time").prompt_tokens;
+  const Output expected = single_process(model, prompt, 24, dsl::greedy());
+  auto nodes = Cluster::nodes(1);
+  // stage 0 and 2 in this process, stage 1 on a node.
+  dsl::PipelineDesc desc = split(model, 3, {});
+  desc.stages[1] = desc.stages[1].on(nodes[0]->endpoint());
+  Pipeline p = deploy(Cluster::sys(), desc, test_options());
+  EXPECT_EQ(p.stages()[0].endpoint, "");
+  EXPECT_EQ(p.stages()[1].endpoint, nodes[0]->endpoint());
+  EXPECT_TRUE(bitwise_same(expected, through(p, prompt, 24, dsl::greedy())));
+}
+
+TEST(Pipeline, TextPromptIsTokenizedOnTheClientAndTokensStreamInOrder) {
+  const std::string model = "stories260K/stories260K.gguf";
+  const auto ref = test::load_reference("stories260K.once-upon-a-time");
+  auto nodes = Cluster::nodes(2);
+  Pipeline p = deploy(Cluster::sys(), split(model, 2, nodes), test_options());
+  EXPECT_EQ(p.encode(ref.prompt), ref.prompt_tokens);
+  std::vector<int32_t> streamed;
+  std::string pieces;
+  const Generation g = p.generate(ref.prompt, 20, [&](int32_t token, const std::string& piece) {
+    streamed.push_back(token);
+    pieces += piece;
+  });
+  EXPECT_EQ(streamed, g.tokens);
+  EXPECT_EQ(g.tokens, single_process(model, ref.prompt_tokens, 20, dsl::greedy()).tokens);
+  EXPECT_EQ(g.text, p.decode(g.tokens));
+  EXPECT_FALSE(g.text.empty());
+}
+
+// -- sessions ---------------------------------------------------------------------------------
+
+TEST(Pipeline, FourConcurrentSessionsEachGetExactlyWhatTheyGetAlone) {
+  const std::string model = "stories260K/stories260K.gguf";
+  const auto a = test::load_reference("stories260K.once-upon-a-time").prompt_tokens;
+  const auto b = test::load_reference("stories260K.lily-and-tom").prompt_tokens;
+  SamplingOptions sampled;  // temperature 0.8, top-k 40, top-p 0.95
+  sampled.seed = 11;
+  SamplingOptions penalized = sampled;
+  penalized.seed = 12;
+  penalized.repeat_penalty = 1.3f;
+  const std::vector<std::pair<std::vector<int32_t>, SamplingOptions>> sessions = {
+    {a, dsl::greedy()}, {b, dsl::greedy()}, {a, sampled}, {b, penalized}};
+  const int n_tokens = 40;
+
+  Pipeline p = deploy(Cluster::sys(), split(model, 3, Cluster::nodes(3)), test_options());
+  std::vector<Output> alone;
+  for (const auto& [prompt, sampling] : sessions) alone.push_back(through(p, prompt, n_tokens, sampling));
+
+  std::vector<std::future<Output>> together;
+  for (const auto& [prompt, sampling] : sessions)
+    together.push_back(std::async(std::launch::async, [&p, prompt = prompt, sampling = sampling] {
+      return through(p, prompt, n_tokens, sampling);
+    }));
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    EXPECT_TRUE(bitwise_same(alone[i], together[i].get())) << "session " << i;
+    EXPECT_TRUE(bitwise_same(single_process(model, sessions[i].first, n_tokens, sessions[i].second), alone[i]))
+      << "session " << i << " against the single-process run";
+  }
+}
+
+TEST(Pipeline, EndingASessionFreesItsKvCacheOnEveryStage) {
+  const std::string model = "stories260K/stories260K.gguf";
+  Pipeline p = deploy(Cluster::sys(), split(model, 3, Cluster::nodes(3), false), test_options());
+  caf::scoped_actor self{Cluster::sys()};
+  TensorMessage m;
+  m.session_id = 777;
+  m.tensor = tokens_to_wire({1, 403, 407});
+  m.sampling.options = dsl::greedy();
+  bool replied = false;
+  self->request(p.stages().front().actor, 10s, proto::Activation{encode_tensor_message(m)})
+    .receive([&](const proto::TokenReply& r) { replied = r.session_id == 777; }, [](caf::error&) {});
+  ASSERT_TRUE(replied);
+  for (const auto& s : p.stats()) {
+    EXPECT_EQ(s.sessions, 1) << s.describe;
+    EXPECT_GT(s.cache_bytes, 0u) << s.describe;
+  }
+  for (const auto& s : p.stages())
+    self->request(s.actor, 10s, proto::end_session_atom::value, uint64_t{777})
+      .receive([](caf::ok_atom) {}, [](caf::error& e) { ADD_FAILURE() << proto::error_text(e); });
+  for (const auto& s : p.stats()) {
+    EXPECT_EQ(s.sessions, 0) << s.describe;
+    EXPECT_EQ(s.cache_bytes, 0u) << s.describe;
+  }
+}
+
+TEST(Pipeline, GenerateEndsItsSessionWhenDone) {
+  Pipeline p = deploy(Cluster::sys(), split("stories260K/stories260K.gguf", 2, Cluster::nodes(2)), test_options());
+  p.generate("Once upon a time", 8);
+  for (const auto& s : p.stats()) EXPECT_EQ(s.sessions, 0) << s.describe;
+}
+
+// -- the network -------------------------------------------------------------------------------
+
+TEST(Pipeline, StagesOnDifferentNodesTalkDirectlyNotThroughTheClient) {
+  auto nodes = Cluster::nodes(3);
+  Pipeline p = deploy(Cluster::sys(), split("stories260K/stories260K.gguf", 3, nodes), test_options());
+  p.generate("Once upon a time", 4);
+  // CAF connects a node to a third node it learned of in the background (automatic
+  // connections); give it a moment before looking at the sockets.
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  bool direct = false;
+  while (!direct && std::chrono::steady_clock::now() < deadline) {
+    direct = test::directly_connected(nodes[0]->pid(), nodes[0]->port(), nodes[1]->pid(), nodes[1]->port()) &&
+             test::directly_connected(nodes[1]->pid(), nodes[1]->port(), nodes[2]->pid(), nodes[2]->port());
+    if (!direct) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(direct) << "no direct TCP connection node0-node1 and node1-node2";
+  // And the activations flowed over them: each hop's bytes were sent by the stage itself.
+  const auto stats = p.stats();
+  EXPECT_GT(stats[0].bytes_out, 0u);
+  EXPECT_EQ(stats[1].bytes_in, stats[0].bytes_out);
+  EXPECT_EQ(stats[2].bytes_in, stats[1].bytes_out);
+}
+
+TEST(Pipeline, UnreachableNodeIsNamedWithinSeconds) {
+  // A port nothing listens on: bind one, then close it.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string endpoint = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  close(fd);
+
+  auto nodes = Cluster::nodes(1);
+  dsl::PipelineDesc desc = split("stories260K/stories260K.gguf", 2, nodes);
+  desc.stages[1] = desc.stages[1].on(endpoint);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string error = failure_of([&] { deploy(Cluster::sys(), desc, test_options()); });
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_NE(error.find(endpoint), std::string::npos) << error;
+  EXPECT_NE(error.find("refused"), std::string::npos) << error;
+}
+
+TEST(Pipeline, NodeThatNeverAnswersIsNamedWhenTheConnectTimeoutExpires) {
+  // Listens (the kernel completes TCP handshakes) but never speaks CAF's protocol.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string endpoint = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+  DeployOptions options = test_options();
+  options.connect_timeout = 1500ms;
+  dsl::PipelineDesc desc = split("stories260K/stories260K.gguf", 1, {});
+  desc.stages[0] = desc.stages[0].on(endpoint);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string error = failure_of([&] { deploy(Cluster::sys(), desc, options); });
+  const auto elapsed = std::chrono::steady_clock::now() - t0;
+  close(fd);
+  EXPECT_GE(elapsed, 1400ms);
+  EXPECT_LT(elapsed, 4s);
+  EXPECT_NE(error.find(endpoint), std::string::npos) << error;
+}
+
+// -- errors name what a user can act on ------------------------------------------------------------
+
+TEST(Pipeline, MissingModelIsNamedWithItsNodeAndPath) {
+  auto nodes = Cluster::nodes(2);
+  dsl::PipelineDesc desc = split("stories260K/stories260K.gguf", 2, nodes);
+  desc.stages[1].model = "stories260K/no-such-model.gguf";
+  const std::string error = failure_of([&] { deploy(Cluster::sys(), desc, test_options()); });
+  EXPECT_NE(error.find("node " + nodes[1]->endpoint()), std::string::npos) << error;
+  EXPECT_NE(error.find(test::models_dir() + "/stories260K/no-such-model.gguf"), std::string::npos) << error;
+  // The stage that did load is stopped again.
+  caf::scoped_actor self{Cluster::sys()};
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  int32_t alive = -1;
+  while (alive != 0 && std::chrono::steady_clock::now() < deadline) {
+    alive = connect_node(Cluster::sys(), parse_endpoint(nodes[0]->endpoint()), 5s).info.stages;
+    if (alive != 0) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(alive, 0);
+}
+
+TEST(Pipeline, LayersThatDoNotCoverTheModelAreRefused) {
+  auto nodes = Cluster::nodes(1);
+  using namespace dsl;
+  const std::string model = "stories260K/stories260K.gguf";
+  const std::string error = failure_of([&] {
+    deploy(Cluster::sys(), stage(model, layers(0, 1)).on(nodes[0]->endpoint()) >> stage(model, layers(2, 3)),
+           test_options());
+  });
+  EXPECT_NE(error.find("the model has 5 layers"), std::string::npos) << error;
+  const std::string gap = failure_of([&] {
+    deploy(Cluster::sys(), stage(model, layers(0, 1)) >> stage(model, layers(3, 4)), test_options());
+  });
+  EXPECT_NE(gap.find("starts at layer 3, expected layer 2"), std::string::npos) << gap;
+}
+
+TEST(Pipeline, ComputeErrorComesBackNamingStageAndNodeAndTheNodeKeepsServing) {
+  auto nodes = Cluster::nodes(2);
+  Pipeline p = deploy(Cluster::sys(), split("stories260K/stories260K.gguf", 2, nodes), test_options());
+  // Hidden states of the wrong width, sent straight to the second stage.
+  TensorMessage m;
+  m.session_id = 5;
+  m.tensor.dtype = WireDType::f32;
+  m.tensor.shape = {1, 3};
+  m.tensor.data.assign(12, '\0');
+  caf::scoped_actor self{Cluster::sys()};
+  std::string error;
+  self->request(p.stages()[1].actor, 10s, proto::Activation{encode_tensor_message(m)})
+    .receive([](const proto::TokenReply&) {}, [&](caf::error& e) { error = proto::error_text(e); });
+  EXPECT_NE(error.find("stage layers 2-4 +head"), std::string::npos) << error;
+  EXPECT_NE(error.find("on node " + nodes[1]->endpoint()), std::string::npos) << error;
+  EXPECT_NE(error.find("expected hidden states [T, 64]"), std::string::npos) << error;
+  // A damaged message too.
+  error.clear();
+  self->request(p.stages()[0].actor, 10s, proto::Activation{"garbage"})
+    .receive([](const proto::TokenReply&) {}, [&](caf::error& e) { error = proto::error_text(e); });
+  EXPECT_NE(error.find("wire message"), std::string::npos) << error;
+  // Both stages still serve.
+  EXPECT_EQ(p.generate("Once upon a time", 4).tokens.size(), 4u);
+}
+
+TEST(Pipeline, DestroyingThePipelineStopsItsStagesOnTheNodes) {
+  auto nodes = Cluster::nodes(2);
+  { Pipeline p = deploy(Cluster::sys(), split("stories260K/stories260K.gguf", 2, nodes), test_options()); }
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  int32_t alive = -1;
+  while (alive != 0 && std::chrono::steady_clock::now() < deadline) {
+    alive = 0;
+    for (auto* n : nodes) alive += connect_node(Cluster::sys(), parse_endpoint(n->endpoint()), 5s).info.stages;
+    if (alive != 0) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(alive, 0);
+}
+
+TEST(Pipeline, HalfPrecisionOnTheWireHalvesTheActivationBytes) {
+  auto nodes = Cluster::nodes(2);
+  const std::string model = "stories260K/stories260K.gguf";
+  const int64_t n_embd = 64;
+  std::map<WireDType, uint64_t> bytes;
+  int64_t positions = 0;
+  for (WireDType dtype : {WireDType::f32, WireDType::f16, WireDType::bf16}) {
+    DeployOptions options = test_options();
+    options.wire_dtype = dtype;
+    Pipeline p = deploy(Cluster::sys(), split(model, 2, nodes), options);
+    const Generation g = p.generate("Once upon a time", 9);
+    ASSERT_EQ(g.tokens.size(), 9u);
+    positions = static_cast<int64_t>(g.prompt_tokens.size()) + 8;  // the prompt, then 8 single tokens
+    bytes[dtype] = p.stats()[0].bytes_out;
+  }
+  // Every hidden state crossed with 2 bytes per element instead of 4; the rest is the same.
+  EXPECT_EQ(bytes[WireDType::f32] - bytes[WireDType::f16], static_cast<uint64_t>(positions * n_embd * 2));
+  EXPECT_EQ(bytes[WireDType::bf16], bytes[WireDType::f16]);
+}
+
+TEST(Pipeline, NodeTellsItsMemoryCoresAndModels) {
+  auto nodes = Cluster::nodes(1);
+  const proto::NodeInfo info = connect_node(Cluster::sys(), parse_endpoint(nodes[0]->endpoint()), 5s).info;
+  EXPECT_EQ(info.node, nodes[0]->endpoint());
+  EXPECT_GT(info.mem_total, 0u);
+  EXPECT_GT(info.mem_available, 0u);
+  EXPECT_LE(info.mem_available, info.mem_total);
+  EXPECT_GT(info.cores, 0);
+  EXPECT_EQ(info.threads, kThreads);
+  const auto has = [&](const std::string& m) {
+    return std::find(info.models.begin(), info.models.end(), m) != info.models.end();
+  };
+  EXPECT_TRUE(has("stories260K/stories260K.gguf"));
+  EXPECT_TRUE(has("gpt2-tiny/hf"));
+}
+
+TEST(Pipeline, NodeStopsCleanlyOnSigtermWhileServingStages) {
+  NodeProcess node(test::models_dir(), kThreads, "sigterm");
+  node.wait_ready();
+  Pipeline p = deploy(Cluster::sys(), split("stories260K/stories260K.gguf", 1, {&node}), test_options());
+  p.generate("Once upon a time", 2);
+  const int status = node.stop(5s);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status << ", log:\n" << node.log();
+  // Generating now fails with an error, within the step timeout, instead of hanging.
+  const std::string error = failure_of([&] { p.generate("Once upon a time", 2); });
+  EXPECT_NE(error.find("generation failed"), std::string::npos) << error;
+}
+
+}  // namespace
+}  // namespace troupe
