@@ -2,6 +2,8 @@
 // One CAF configuration for every troupe process (caf-node daemons and clients alike), so
 // that all of them speak the same protocol and agree on how nodes connect.
 #include <caf/fwd.hpp>
+#include <cstdint>
+#include <string>
 
 namespace troupe {
 
@@ -12,5 +14,13 @@ namespace troupe {
 //  - scheduler.max-threads = `scheduler_threads`: compute runs in detached stage actors with
 //    their own threads, so the shared scheduler only moves messages.
 void configure_actor_system(caf::actor_system_config& cfg, int scheduler_threads = 2);
+
+// For a daemon that published its node actor on `listen`:`port`: tells peers that connect to
+// it directly (automatic connections) to use exactly that address and port, and closes the
+// extra port CAF opens on every interface for that purpose. Without this, a daemon started
+// with --listen 127.0.0.1 would still accept connections on all interfaces, and peers
+// would reach it through whatever interface addresses it has. With "0.0.0.0" (or "::"),
+// peers are told the machine's non-loopback addresses.
+void advertise_direct_route(caf::actor_system& sys, const std::string& listen, uint16_t port);
 
 }  // namespace troupe

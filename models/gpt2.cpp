@@ -18,7 +18,7 @@ class Gpt2Stage : public StageModel {
       : StageModel(ckpt->config(), spec) {
     const auto& c = config_;
     const int64_t d = c.n_embd;
-    if (spec.has_embedding || spec.has_head) token_embd_ = load_tensor(ckpt, "token_embd.weight", {c.n_vocab, d});
+    if (spec.has_embedding || spec.has_head) token_embd_ = WeightMatrix(ckpt, "token_embd.weight", c.n_vocab, d);
     if (spec.has_embedding) position_embd_ = load_tensor(ckpt, "position_embd.weight", {c.n_ctx, d});
     for (int64_t l = spec.layer_first; l <= spec.layer_last; ++l) {
       auto name = [l](const char* suffix) { return layer_tensor_name(l, suffix); };
@@ -40,7 +40,7 @@ class Gpt2Stage : public StageModel {
       output_norm_b_ = load_tensor(ckpt, "output_norm.bias", {d});
       weight_bytes_ += 2 * d * sizeof(float);
     }
-    if (token_embd_.defined()) weight_bytes_ += token_embd_.numel() * sizeof(float);
+    if (token_embd_.defined()) weight_bytes_ += token_embd_.bytes();
     if (position_embd_.defined()) weight_bytes_ += position_embd_.numel() * sizeof(float);
   }
 
@@ -51,7 +51,7 @@ class Gpt2Stage : public StageModel {
       if (pos + input.size(0) > c.n_ctx)
         throw std::length_error("sequence of " + std::to_string(pos + input.size(0)) +
                                 " positions exceeds the context length " + std::to_string(c.n_ctx));
-      x = at::embedding(token_embd_, input) + position_embd_.narrow(0, pos, input.size(0));
+      x = token_embd_.rows(input) + position_embd_.narrow(0, pos, input.size(0));
     }
     const int64_t T = x.size(0), hd = c.head_dim();
     for (size_t i = 0; i < blocks_.size(); ++i) {
@@ -66,11 +66,12 @@ class Gpt2Stage : public StageModel {
     }
     if (!spec_.has_head) return x;
     if (!all_logits) x = x.narrow(0, T - 1, 1);
-    return at::linear(layer_norm(x, output_norm_w_, output_norm_b_, c.norm_eps), token_embd_);
+    return token_embd_.linear(layer_norm(x, output_norm_w_, output_norm_b_, c.norm_eps));
   }
 
  private:
-  at::Tensor token_embd_, position_embd_, output_norm_w_, output_norm_b_;
+  WeightMatrix token_embd_;  // also the classifier
+  at::Tensor position_embd_, output_norm_w_, output_norm_b_;
   std::vector<Gpt2Block> blocks_;
 };
 

@@ -20,7 +20,7 @@ class LlamaStage : public StageModel {
     const auto& c = config_;
     const int64_t d = c.n_embd, kv_dim = c.n_head_kv * c.head_dim();
     if (spec.has_embedding || (spec.has_head && c.tied_head))
-      token_embd_ = load_tensor(ckpt, "token_embd.weight", {c.n_vocab, d});
+      token_embd_ = WeightMatrix(ckpt, "token_embd.weight", c.n_vocab, d);
     for (int64_t l = spec.layer_first; l <= spec.layer_last; ++l) {
       auto name = [l](const char* suffix) { return layer_tensor_name(l, suffix); };
       LlamaBlock b;
@@ -39,15 +39,15 @@ class LlamaStage : public StageModel {
     }
     if (spec.has_head) {
       output_norm_ = load_tensor(ckpt, "output_norm.weight", {d});
-      output_ = c.tied_head ? token_embd_ : load_tensor(ckpt, "output.weight", {c.n_vocab, d});
-      weight_bytes_ += (c.tied_head ? 0 : output_.numel() * sizeof(float)) + d * sizeof(float);
+      output_ = c.tied_head ? token_embd_ : WeightMatrix(ckpt, "output.weight", c.n_vocab, d);
+      weight_bytes_ += (c.tied_head ? 0 : output_.bytes()) + d * sizeof(float);
     }
-    if (token_embd_.defined()) weight_bytes_ += token_embd_.numel() * sizeof(float);
+    if (token_embd_.defined()) weight_bytes_ += token_embd_.bytes();
   }
 
   at::Tensor forward(const at::Tensor& input, int64_t pos, KvCache& cache, bool all_logits) override {
     const auto& c = config_;
-    at::Tensor x = spec_.has_embedding ? at::embedding(token_embd_, input) : input;
+    at::Tensor x = spec_.has_embedding ? token_embd_.rows(input) : input;
     const int64_t T = x.size(0);
     for (size_t i = 0; i < blocks_.size(); ++i) {
       const LlamaBlock& b = blocks_[i];
@@ -64,12 +64,13 @@ class LlamaStage : public StageModel {
     }
     if (!spec_.has_head) return x;
     if (!all_logits) x = x.narrow(0, T - 1, 1);
-    return at::linear(rms_norm(x, output_norm_, c.norm_eps), output_);
+    return output_.linear(rms_norm(x, output_norm_, c.norm_eps));
   }
 
  private:
   Rotary rotary_;
-  at::Tensor token_embd_, output_norm_, output_;
+  WeightMatrix token_embd_, output_;  // the same matrix when the classifier is tied
+  at::Tensor output_norm_;
   std::vector<LlamaBlock> blocks_;
 };
 

@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
     caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
     return 1;
   }
+  troupe::advertise_direct_route(sys, listen, static_cast<uint16_t>(*bound));
   spdlog::info("node {} listening (models dir '{}', {} threads per stage)", node_cfg.name, models_dir, threads);
   if (!port_file.empty()) {
     const std::string tmp = port_file + ".tmp";

@@ -1,0 +1,286 @@
+// AVX2 kernels (with FMA and F16C), compiled per function with target attributes so the
+// library still runs on any x86-64; quant_matmul.cpp calls them only when the CPU has AVX2.
+//
+// Q8_0 / Q4_0 weights times Q8_0 activations, per block of 32 (as llama.cpp's AVX2 path):
+//   w as 32 int8 (Q4_0: nibble - 8), x as 32 int8
+//   _mm256_maddubs_epi16(|w|, sign(x, w))  -> 16 int16 pair sums (|w| <= 128, |x| <= 127: no saturation)
+//   _mm256_madd_epi16(., 1)                -> 8 int32 partial sums (exact)
+//   acc += float(partial sums) * (d_w * d_x)   (8 fp32 lanes, summed at the end of the row)
+// Tiles of R weight rows x C activation rows share each decoded weight block and each loaded
+// activation block: R = 4, C = 1 for a single row (decode); R = 2, C <= 4 for small batches.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "models/quant_formats.h"
+#include "models/quant_kernels.h"
+
+#define TROUPE_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace troupe::kernels {
+namespace {
+
+TROUPE_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+TROUPE_AVX2 inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+TROUPE_AVX2 inline float fp16_scale(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// ---- activations to Q8_0 ---------------------------------------------------------------
+
+// round(p) with halves away from zero, as std::lround: trunc, then step away when |frac| >= 0.5.
+TROUPE_AVX2 inline __m256i round_half_away(__m256 p) {
+  const __m256 t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 frac = _mm256_sub_ps(p, t);  // exact
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 away = _mm256_cmp_ps(_mm256_and_ps(frac, abs_mask), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m256 step = _mm256_or_ps(_mm256_and_ps(p, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));  // +-1
+  return _mm256_cvtps_epi32(_mm256_add_ps(t, _mm256_and_ps(away, step)));
+}
+
+TROUPE_AVX2 void quantize_row_q8(const float* x, int64_t cols, int8_t* q, float* d, int32_t* sum) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t b = 0; b < cols / 32; ++b, x += 32, q += 32) {
+    __m256 v[4];
+    for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(x + 8 * i);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v[0], abs_mask), _mm256_and_ps(v[1], abs_mask)),
+                             _mm256_max_ps(_mm256_and_ps(v[2], abs_mask), _mm256_and_ps(v[3], abs_mask)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float scale = amax / 127.0f, inv = scale != 0 ? 1.0f / scale : 0.0f;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    __m256i i32[4];
+    for (int i = 0; i < 4; ++i) i32[i] = round_half_away(_mm256_mul_ps(v[i], vinv));
+    const __m256i i16a = _mm256_packs_epi32(i32[0], i32[1]), i16b = _mm256_packs_epi32(i32[2], i32[3]);
+    const __m256i i8 = _mm256_packs_epi16(i16a, i16b);  // lanes interleaved by the in-lane packs
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q),
+                       _mm256_permutevar8x32_epi32(i8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    d[b] = _cvtsh_ss(_cvtss_sh(scale, _MM_FROUND_TO_NEAREST_INT));
+    sum[b] = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3])));
+  }
+}
+
+// ---- Q8_0 / Q4_0 weights ------------------------------------------------------------------
+
+template <DType Type>
+struct BlockFormat;
+template <>
+struct BlockFormat<DType::Q8_0> {
+  static constexpr size_t kBytes = 34;
+};
+template <>
+struct BlockFormat<DType::Q4_0> {
+  static constexpr size_t kBytes = 18;
+};
+
+// The block's 32 weights as signed int8.
+template <DType Type>
+TROUPE_AVX2 inline __m256i load_weights(const uint8_t* block) {
+  if constexpr (Type == DType::Q8_0) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+  } else {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2));
+    const __m256i nibbles =
+        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0f));
+    return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
+  }
+}
+
+// Rows [r, r+R) of w times activation rows [t, t+C).
+template <DType Type, int R, int C>
+TROUPE_AVX2 void tile_q(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, const float* bias, float* y,
+                        int64_t ldy) {
+  constexpr size_t kBytes = BlockFormat<Type>::kBytes;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+  const int8_t* xq[C];
+  const float* xd[C];
+  for (int c = 0; c < C; ++c) {
+    xq[c] = x.row_q(t + c);
+    xd[c] = x.row_d(t + c);
+  }
+  __m256 acc[R][C];
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < x.blocks; ++b) {
+    __m256i xv[C];
+    for (int c = 0; c < C; ++c) xv[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(xq[c] + 32 * b));
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* block = rows[i] + b * kBytes;
+      const __m256i wv = load_weights<Type>(block);
+      const __m256i wabs = _mm256_sign_epi8(wv, wv);
+      const float dw = fp16_scale(block);
+      for (int c = 0; c < C; ++c) {
+        const __m256i pairs = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv[c], wv));
+        const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+        acc[i][c] = _mm256_fmadd_ps(sums, _mm256_set1_ps(dw * xd[c][b]), acc[i][c]);
+      }
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i] = hsum(acc[i][c]) + (bias ? bias[r + i] : 0.0f);
+}
+
+template <DType Type, int R>
+TROUPE_AVX2 void tile_q_cols(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, int64_t n,
+                             const float* bias, float* y, int64_t ldy) {
+  switch (n) {
+    case 1: return tile_q<Type, R, 1>(w, r, x, t, bias, y, ldy);
+    case 2: return tile_q<Type, R, 2>(w, r, x, t, bias, y, ldy);
+    case 3: return tile_q<Type, R, 3>(w, r, x, t, bias, y, ldy);
+    default: return tile_q<Type, R, 4>(w, r, x, t, bias, y, ldy);
+  }
+}
+
+template <DType Type>
+TROUPE_AVX2 void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,
+                        int64_t ldy) {
+  int64_t r = r0;
+  if (x.n == 1) {
+    for (; r + 4 <= r1; r += 4) tile_q<Type, 4, 1>(w, r, x, 0, bias, y, ldy);
+    for (; r < r1; ++r) tile_q<Type, 1, 1>(w, r, x, 0, bias, y, ldy);
+    return;
+  }
+  for (; r + 2 <= r1; r += 2)
+    for (int64_t t = 0; t < x.n; t += 4) tile_q_cols<Type, 2>(w, r, x, t, std::min<int64_t>(4, x.n - t), bias, y, ldy);
+  for (; r < r1; ++r)
+    for (int64_t t = 0; t < x.n; t += 4) tile_q_cols<Type, 1>(w, r, x, t, std::min<int64_t>(4, x.n - t), bias, y, ldy);
+}
+
+// ---- F16 / BF16 weights -------------------------------------------------------------------
+
+template <DType Type>
+TROUPE_AVX2 inline __m256 load8_half(const uint8_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if constexpr (Type == DType::F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+template <DType Type>
+TROUPE_AVX2 inline float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  if constexpr (Type == DType::F16) return _cvtsh_ss(h);
+  return bf16_to_fp32(h);
+}
+
+template <DType Type, int R, int C>
+TROUPE_AVX2 void tile_half(const PackedMatrix& w, int64_t r, const float* x, int64_t t, const float* bias, float* y,
+                           int64_t ldy) {
+  const int64_t cols = w.cols;
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+  const float* xr[C];
+  for (int c = 0; c < C; ++c) xr[c] = x + (t + c) * cols;
+  __m256 acc[R][C];
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= cols; j += 8) {
+    __m256 xv[C];
+    for (int c = 0; c < C; ++c) xv[c] = _mm256_loadu_ps(xr[c] + j);
+    for (int i = 0; i < R; ++i) {
+      const __m256 wv = load8_half<Type>(rows[i] + 2 * j);
+      for (int c = 0; c < C; ++c) acc[i][c] = _mm256_fmadd_ps(wv, xv[c], acc[i][c]);
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) {
+      float s = hsum(acc[i][c]);
+      for (int64_t k = j; k < cols; ++k) s += half_at<Type>(rows[i] + 2 * k) * xr[c][k];
+      y[(t + c) * ldy + r + i] = s + (bias ? bias[r + i] : 0.0f);
+    }
+}
+
+template <DType Type, int R>
+TROUPE_AVX2 void tile_half_cols(const PackedMatrix& w, int64_t r, const float* x, int64_t t, int64_t n,
+                                const float* bias, float* y, int64_t ldy) {
+  switch (n) {
+    case 1: return tile_half<Type, R, 1>(w, r, x, t, bias, y, ldy);
+    case 2: return tile_half<Type, R, 2>(w, r, x, t, bias, y, ldy);
+    case 3: return tile_half<Type, R, 3>(w, r, x, t, bias, y, ldy);
+    default: return tile_half<Type, R, 4>(w, r, x, t, bias, y, ldy);
+  }
+}
+
+template <DType Type>
+TROUPE_AVX2 void gemm_half(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T,
+                           const float* bias, float* y, int64_t ldy) {
+  int64_t r = r0;
+  if (T == 1) {
+    for (; r + 4 <= r1; r += 4) tile_half<Type, 4, 1>(w, r, x, 0, bias, y, ldy);
+    for (; r < r1; ++r) tile_half<Type, 1, 1>(w, r, x, 0, bias, y, ldy);
+    return;
+  }
+  for (; r + 2 <= r1; r += 2)
+    for (int64_t t = 0; t < T; t += 4) tile_half_cols<Type, 2>(w, r, x, t, std::min<int64_t>(4, T - t), bias, y, ldy);
+  for (; r < r1; ++r)
+    for (int64_t t = 0; t < T; t += 4) tile_half_cols<Type, 1>(w, r, x, t, std::min<int64_t>(4, T - t), bias, y, ldy);
+}
+
+// ---- to fp32 ------------------------------------------------------------------------------
+
+TROUPE_AVX2 void store_block(const __m256i w8, float d, float* out) {
+  const __m256 vd = _mm256_set1_ps(d);
+  const __m128i lo = _mm256_castsi256_si128(w8), hi = _mm256_extracti128_si256(w8, 1);
+  _mm256_storeu_ps(out + 0, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+  _mm256_storeu_ps(out + 8, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+  _mm256_storeu_ps(out + 16, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+  _mm256_storeu_ps(out + 24, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+}
+
+template <DType Type>
+TROUPE_AVX2 void dequantize_blocks(const uint8_t* src, int64_t n_blocks, float* out) {
+  for (int64_t b = 0; b < n_blocks; ++b, src += BlockFormat<Type>::kBytes, out += 32)
+    store_block(load_weights<Type>(src), fp16_scale(src), out);
+}
+
+template <DType Type>
+TROUPE_AVX2 void convert_half(const uint8_t* src, int64_t n, float* out) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(out + j, load8_half<Type>(src + 2 * j));
+  for (; j < n; ++j) out[j] = half_at<Type>(src + 2 * j);
+}
+
+TROUPE_AVX2 void dequantize_rows(const PackedMatrix& w, int64_t r0, int64_t r1, float* out) {
+  const int64_t n = (r1 - r0) * w.cols;
+  switch (w.dtype) {
+    case DType::Q8_0: return dequantize_blocks<DType::Q8_0>(w.row(r0), n / 32, out);
+    case DType::Q4_0: return dequantize_blocks<DType::Q4_0>(w.row(r0), n / 32, out);
+    case DType::F16: return convert_half<DType::F16>(w.row(r0), n, out);
+    case DType::BF16: return convert_half<DType::BF16>(w.row(r0), n, out);
+    default: return dequantize(w.dtype, w.row(r0), out, n);
+  }
+}
+
+}  // namespace
+
+const KernelTable& avx2_kernels() {
+  static const KernelTable table{quantize_row_q8,
+                                 gemm_q<DType::Q8_0>,
+                                 gemm_q<DType::Q4_0>,
+                                 gemm_half<DType::F16>,
+                                 gemm_half<DType::BF16>,
+                                 dequantize_rows};
+  return table;
+}
+
+}  // namespace troupe::kernels
