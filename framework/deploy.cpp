@@ -6,6 +6,7 @@
 #include <atomic>
 #include <map>
 
+#include "actors/client_actor.h"
 #include "actors/node_actor.h"
 #include "actors/tokenizer_actor.h"
 #include "framework/cluster.h"
@@ -21,12 +22,6 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-// Stands for the client's pipeline: stages monitor it and quit when it goes down (the
-// Pipeline was destroyed, or the client process died and its connection dropped).
-caf::behavior owner_behavior(caf::event_based_actor*) {
-  return {[](proto::info_atom) { return std::string("troupe pipeline owner"); }};
-}
-
 // The recent tokens the sampler needs: only the repetition window, and none without a penalty.
 std::vector<int32_t> recent_window(const std::vector<int32_t>& history, const SamplingOptions& o) {
   if (o.repeat_penalty == 1.0f || o.repeat_window <= 0) return {};
@@ -40,7 +35,7 @@ struct Pipeline::Impl {
   caf::actor_system* sys = nullptr;
   DeployOptions options;
   SamplingOptions sampling;
-  caf::actor owner;
+  caf::actor client;  // relays generation requests to stage 0; the stages quit when it goes down
   caf::actor tokenizer;
   caf::actor local_node;
   std::vector<DeployedStage> stages;
@@ -53,10 +48,10 @@ struct Pipeline::Impl {
 
   void stop() {
     for (const auto& s : stages) caf::anon_send_exit(s.actor, caf::exit_reason::user_shutdown);
-    for (auto* a : {&owner, &tokenizer, &local_node})
+    for (auto* a : {&client, &tokenizer, &local_node})
       if (*a) caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
     stages.clear();
-    owner = tokenizer = local_node = caf::actor{};
+    client = tokenizer = local_node = caf::actor{};
   }
 
   std::string piece(caf::scoped_actor& self, int32_t token) const {
@@ -67,12 +62,10 @@ struct Pipeline::Impl {
     return out;
   }
 
-  // Frees the session's KV caches on every stage (best effort, bounded in time).
-  void end_session(caf::scoped_actor& self, uint64_t session) const {
-    for (const auto& s : stages) {
-      self->request(s.actor, options.connect_timeout, proto::end_session_atom::value, session)
-        .receive([](caf::ok_atom) {}, [](caf::error&) {});
-    }
+  // Frees the session's KV caches on every stage. Not awaited: a stage handles it before
+  // anything this process sends it later, and a dead stage must not hold up the caller.
+  void end_session(uint64_t session) const {
+    for (const auto& s : stages) caf::anon_send(s.actor, proto::end_session_atom::value, session);
   }
 };
 
@@ -164,7 +157,9 @@ Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t
     m.sampling.want_logits = options.want_logits;
     proto::TokenReply reply;
     const auto t0 = Clock::now();
-    self->request(I.stages.front().actor, I.options.step_timeout, proto::Activation{encode_tensor_message(m)})
+    // Via the client actor (it fails the request at once if a stage goes down), which waits
+    // step_timeout for the chain; this wait is only a backstop.
+    self->request(I.client, I.options.step_timeout + std::chrono::seconds(1), proto::Activation{encode_tensor_message(m)})
       .receive([&](proto::TokenReply& r) { reply = std::move(r); },
                [&](caf::error& e) {
                  failure = e == caf::sec::request_timeout
@@ -190,7 +185,7 @@ Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t
     history.push_back(reply.token);
     if (options.stop_at_eos && reply.token == I.eos_id) break;
   }
-  I.end_session(self, session);
+  I.end_session(session);
   if (!failure.empty()) throw PipelineError("generation failed at token " + std::to_string(g.tokens.size()) + ": " + failure);
   if (I.tokenizer) g.text = decode(g.tokens);
   return g;
@@ -207,7 +202,7 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
   I.sys = &sys;
   I.options = options;
   I.sampling = desc.sampler ? desc.sampler->options : SamplingOptions{};
-  I.owner = sys.spawn(owner_behavior);
+  I.client = spawn_client_actor(sys, options.step_timeout);
 
   if (desc.tokenizer) {
     const std::string path = resolve_model_path(options.local_models_dir, desc.tokenizer->model);
@@ -254,7 +249,7 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
     req.threads = s.threads;
     req.max_positions = options.max_positions;
     req.with_sampler = req.spec.has_head;
-    req.owner = I.owner;
+    req.owner = I.client;
     const caf::actor& node = s.endpoint.empty() ? I.local_node : nodes.at(s.endpoint);
     pending.push_back(self->request(node, options.spawn_timeout, proto::spawn_atom::value, std::move(req)));
   }
@@ -297,6 +292,14 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
     if (!failure.empty())
       throw DeployError("cannot wire stage " + std::to_string(i) + " to stage " + std::to_string(i + 1) + ": " + failure);
   }
+  std::vector<caf::actor> actors;
+  std::vector<std::string> labels;
+  for (const auto& s : I.stages) {
+    actors.push_back(s.actor);
+    labels.push_back("stage " + s.describe + " on " + (s.endpoint.empty() ? std::string("this process") : "node " + s.endpoint));
+  }
+  self->request(I.client, options.connect_timeout, proto::watch_atom::value, std::move(actors), std::move(labels))
+    .receive([](caf::ok_atom) {}, [](caf::error&) {});
   return Pipeline(std::move(impl));
 }
 

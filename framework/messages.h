@@ -19,6 +19,9 @@
 //     stats_atom                             -> StageStats
 //   sampler (on the last stage's node)
 //     LogitsRow                              -> TokenReply
+//   client (in the client process, one per deployed pipeline; never remote)
+//     Activation                             -> TokenReply (relayed to stage 0; fails at once if a stage died)
+//     watch_atom, std::vector<caf::actor>, std::vector<std::string> -> caf::ok_atom
 //   tokenizer (on the client, never remote)
 //     encode_atom, std::string text          -> std::vector<int32_t>
 //     decode_atom, std::vector<int32_t> ids  -> std::string
@@ -56,6 +59,7 @@ using load_atom = caf::atom_constant<caf::atom("load")>;  // node -> its own new
 using encode_atom = caf::atom_constant<caf::atom("encode")>;
 using decode_atom = caf::atom_constant<caf::atom("decode")>;
 using piece_atom = caf::atom_constant<caf::atom("piece")>;
+using watch_atom = caf::atom_constant<caf::atom("watch")>;  // deploy -> its client actor (local only)
 
 // -- node ----------------------------------------------------------------------------------
 

@@ -54,6 +54,8 @@ class Checkpoint {
   virtual bool has_vocab() const = 0;
   virtual bool has_tensor(const std::string& name) const = 0;
   virtual TensorView tensor(const std::string& name) const = 0;  // throws CheckpointError naming file+tensor
+  // Size in bytes of a tensor as stored, without touching (or reordering) its data.
+  virtual size_t tensor_nbytes(const std::string& name) const { return tensor(name).nbytes; }
   virtual std::vector<std::string> tensor_names() const = 0;
   virtual ShardInfo shard_info() const { return {}; }
   // Stable fingerprint of the model (shape + a sample of its weights), used to match shards.

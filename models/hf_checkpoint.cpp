@@ -224,6 +224,13 @@ class HfCheckpoint : public Checkpoint {
     return v;
   }
 
+  size_t tensor_nbytes(const std::string& name) const override {
+    HfName hf;
+    const SafetensorsEntry* e = resolve(name, &hf) ? find_hf(hf.hf_suffix) : nullptr;
+    if (!e) throw CheckpointError(dir_ + ": tensor '" + name + "' not found");
+    return e->nbytes;
+  }
+
   std::string model_id() const override { return fingerprint_model(*this); }
 
  private:
