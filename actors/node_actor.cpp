@@ -1,6 +1,7 @@
 #include "actors/node_actor.h"
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -21,6 +22,8 @@ namespace {
 
 // How long a stage may take to map and load its weights.
 constexpr auto kLoadTimeout = std::chrono::minutes(10);
+// How long connecting to a peer node may take.
+constexpr auto kPeerTimeout = std::chrono::seconds(10);
 
 struct NodeState {
   NodeConfig cfg;
@@ -102,6 +105,37 @@ caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage re
   return rp;
 }
 
+// Connects this node directly to the node at host:port (expected to be `expected`), so that
+// the stage here can send to the stage there without going through the client. Done before
+// the stages are wired: CAF would otherwise learn of the other node through the client and
+// connect on its own (automatic connections), possibly from both sides at once while
+// traffic is already flowing, which CAF 0.17 does not always survive.
+caf::result<caf::ok_atom> connect_peer(NodeActor* self, const std::string& host, uint16_t port,
+                                       const caf::node_id& expected) {
+  auto rp = self->make_response_promise<caf::ok_atom>();
+  const std::string peer = host + ":" + std::to_string(port);
+  const std::string me = self->state.cfg.name;
+  self->request(self->system().middleman().actor_handle(), kPeerTimeout, caf::connect_atom::value, host, port)
+    .then(
+      [rp, peer, me, expected](const caf::node_id& nid, caf::strong_actor_ptr&,
+                               const std::set<std::string>&) mutable {
+        if (nid != expected) {
+          rp.deliver(caf::make_error(caf::sec::runtime_error,
+                                     "node " + me + " reached a different node at " + peer +
+                                       " than the client did (name nodes by addresses every node can reach)"));
+          return;
+        }
+        spdlog::debug("node {}: connected to peer {}", me, peer);
+        rp.deliver(caf::ok_atom::value);
+      },
+      [rp, peer, me](caf::error& err) mutable {
+        rp.deliver(caf::make_error(caf::sec::runtime_error,
+                                   "node " + me + " cannot reach node " + peer + ": " + proto::error_text(err) +
+                                     " (name nodes by addresses every node can reach)"));
+      });
+  return rp;
+}
+
 caf::behavior node_behavior(NodeActor* self, NodeConfig cfg) {
   self->state.cfg = std::move(cfg);
   self->set_down_handler([self](caf::down_msg& dm) {
@@ -125,6 +159,9 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg) {
       return info;
     },
     [self](proto::spawn_atom, proto::SpawnStage& req) { return spawn_stage(self, std::move(req)); },
+    [self](proto::peer_atom, const std::string& host, uint16_t port, const caf::node_id& expected) {
+      return connect_peer(self, host, port, expected);
+    },
   };
 }
 

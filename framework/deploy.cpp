@@ -284,7 +284,29 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
   I.max_positions = ready.front().max_positions;
   for (const auto& r : ready) I.max_positions = std::min(I.max_positions, r.max_positions);
 
-  // Wire each stage to its successor (the last one already feeds its sampler).
+  // Connect each stage's node directly to its successor's node, then wire each stage to its
+  // successor (the last one already feeds its sampler).
+  std::vector<decltype(self->request(caf::actor{}, options.connect_timeout, proto::peer_atom::value, std::string{},
+                                     uint16_t{0}, caf::node_id{}))>
+    peerings;
+  std::vector<size_t> peered;
+  for (size_t i = 0; i + 1 < desc.stages.size(); ++i) {
+    const std::string& here = desc.stages[i].endpoint;
+    const std::string& next = desc.stages[i + 1].endpoint;
+    if (here.empty() || next.empty() || here == next) continue;  // in this process, or the same node
+    const Endpoint ep = parse_endpoint(next);
+    peerings.push_back(self->request(nodes.at(here), options.connect_timeout + std::chrono::seconds(10),
+                                     proto::peer_atom::value, ep.host, ep.port, ready[i + 1].stage.node()));
+    peered.push_back(i);
+  }
+  for (size_t k = 0; k < peerings.size(); ++k) {
+    peerings[k].receive([](caf::ok_atom) {},
+                        [&](caf::error& e) {
+                          failures += (failures.empty() ? "" : "; ") + proto::error_text(e);
+                        });
+  }
+  if (!failures.empty()) throw DeployError(failures);
+
   for (size_t i = 0; i + 1 < I.stages.size(); ++i) {
     std::string failure;
     self->request(I.stages[i].actor, options.connect_timeout, proto::next_atom::value, I.stages[i + 1].actor)

@@ -12,6 +12,9 @@
 //   node (one per caf-node daemon, published on its port)
 //     info_atom                              -> NodeInfo
 //     spawn_atom, SpawnStage                 -> StageReady      (loads the stage, and its sampler if asked)
+//     peer_atom, host, port, caf::node_id    -> caf::ok_atom    (connect directly to the node at host:port,
+//                                                                which must be that node id; sent before
+//                                                                wiring a stage here to a stage there)
 //   stage (detached actor, one per layer range)
 //     Activation                             -> (delegated) TokenReply, or an error naming stage+layers+node
 //     next_atom, caf::actor successor        -> caf::ok_atom
@@ -52,6 +55,7 @@ constexpr uint32_t kProtocolVersion = 1;
 
 using info_atom = caf::atom_constant<caf::atom("info")>;
 using spawn_atom = caf::atom_constant<caf::atom("spawnstage")>;
+using peer_atom = caf::atom_constant<caf::atom("peer")>;
 using next_atom = caf::atom_constant<caf::atom("setnext")>;
 using end_session_atom = caf::atom_constant<caf::atom("endsession")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;

@@ -84,6 +84,7 @@ Vocab read_vocab(const GgufFile& f) {
   v.pad_id = token_id("tokenizer.ggml.padding_token_id", -1);
   v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", spm) && v.bos_id >= 0;
   v.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix", spm);
+  v.chat_template = f.get_string("tokenizer.chat_template", "");
   return v;
 }
 

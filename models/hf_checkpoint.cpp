@@ -270,6 +270,14 @@ class HfCheckpoint : public Checkpoint {
       vocab_ = read_gpt2_vocab_files(dir_ + "/vocab.json", dir_ + "/merges.txt");
       has_vocab_ = true;
     }
+    const std::string config = dir_ + "/tokenizer_config.json";
+    if (has_vocab_ && file_exists(config)) {
+      const json cfg = read_json(config);
+      if (cfg.contains("chat_template") && cfg["chat_template"].is_string())
+        vocab_.chat_template = cfg["chat_template"].get<std::string>();
+      if (cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean())
+        vocab_.add_bos = cfg["add_bos_token"].get<bool>() && vocab_.bos_id >= 0;
+    }
   }
 
   // Maps a canonical name to its Hugging Face name; false for names this architecture lacks.

@@ -90,7 +90,7 @@ struct BlockFormat<DType::Q4_0> {
   static constexpr size_t kBytes = 18;
 };
 
-// The block's 32 weights as signed int8.
+// The block's 32 weights as signed int8 (for dequantizing).
 template <DType Type>
 TROUPE_AVX2 inline __m256i load_weights(const uint8_t* block) {
   if constexpr (Type == DType::Q8_0) {
@@ -103,12 +103,47 @@ TROUPE_AVX2 inline __m256i load_weights(const uint8_t* block) {
   }
 }
 
-// Rows [r, r+R) of w times activation rows [t, t+C).
-template <DType Type, int R, int C>
-TROUPE_AVX2 void tile_q(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, const float* bias, float* y,
-                        int64_t ldy) {
-  constexpr size_t kBytes = BlockFormat<Type>::kBytes;
+// The fp16 scales of 8 consecutive blocks (gathered in integer registers, converted at once).
+template <size_t kBytes>
+TROUPE_AVX2 inline __m256 load_scales8(const uint8_t* block) {
+  uint64_t lo = 0, hi = 0;
+  for (int i = 0; i < 4; ++i) {
+    uint16_t a, b;
+    std::memcpy(&a, block + i * kBytes, 2);
+    std::memcpy(&b, block + (4 + i) * kBytes, 2);
+    lo |= static_cast<uint64_t>(a) << (16 * i);
+    hi |= static_cast<uint64_t>(b) << (16 * i);
+  }
+  return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)));
+}
+
+TROUPE_AVX2 inline __m256i load_i8x32(const int8_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
+
+// One Q8_0 block of R weight rows and C activation rows; `scale` holds d_w * d_x in lane
+// `lane`. |w| and sign(x, w) make _mm256_maddubs_epi16 (unsigned x signed) give w * x pair sums.
+template <int R, int C>
+TROUPE_AVX2 __attribute__((always_inline)) inline void q8_0_block(const uint8_t* const (&rows)[R], const int8_t* const (&xq)[C], int64_t b,
+                                   const __m256 (&scale)[R][C], int lane, __m256 (&acc)[R][C]) {
+  constexpr size_t kB = 34;
   const __m256i ones = _mm256_set1_epi16(1);
+  __m256i xv[C];
+  for (int c = 0; c < C; ++c) xv[c] = load_i8x32(xq[c] + 32 * b);
+  const __m256i idx = _mm256_set1_epi32(lane);
+  for (int i = 0; i < R; ++i) {
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[i] + b * kB + 2));
+    const __m256i wabs = _mm256_sign_epi8(wv, wv);
+    for (int c = 0; c < C; ++c) {
+      const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv[c], wv)), ones);
+      acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_permutevar8x32_ps(scale[i][c], idx), acc[i][c]);
+    }
+  }
+}
+
+// Rows [r, r+R) of a Q8_0 matrix times activation rows [t, t+C), scales converted 8 blocks at a time.
+template <int R, int C>
+TROUPE_AVX2 void tile_q8_0(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, const float* bias, float* y,
+                           int64_t ldy) {
+  constexpr size_t kB = 34;
   const uint8_t* rows[R];
   for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
   const int8_t* xq[C];
@@ -120,18 +155,95 @@ TROUPE_AVX2 void tile_q(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64
   __m256 acc[R][C];
   for (int i = 0; i < R; ++i)
     for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < x.blocks; ++b) {
-    __m256i xv[C];
-    for (int c = 0; c < C; ++c) xv[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(xq[c] + 32 * b));
+  int64_t b = 0;
+  for (; b + 8 <= x.blocks; b += 8) {
+    __m256 scale[R][C];
     for (int i = 0; i < R; ++i) {
-      const uint8_t* block = rows[i] + b * kBytes;
-      const __m256i wv = load_weights<Type>(block);
-      const __m256i wabs = _mm256_sign_epi8(wv, wv);
-      const float dw = fp16_scale(block);
+      const __m256 dw = load_scales8<kB>(rows[i] + b * kB);
+      for (int c = 0; c < C; ++c) scale[i][c] = _mm256_mul_ps(dw, _mm256_loadu_ps(xd[c] + b));
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) q8_0_block<R, C>(rows, xq, b + j, scale, j, acc);
+  }
+  for (; b < x.blocks; ++b) {
+    __m256 scale[R][C];
+    for (int i = 0; i < R; ++i)
+      for (int c = 0; c < C; ++c) scale[i][c] = _mm256_set1_ps(fp16_scale(rows[i] + b * kB) * xd[c][b]);
+    q8_0_block<R, C>(rows, xq, b, scale, 0, acc);
+  }
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i] = hsum(acc[i][c]) + (bias ? bias[r + i] : 0.0f);
+}
+
+// Rows [r, r+R) of a Q4_0 matrix times activation rows [t, t+C), two blocks per step: the 16
+// nibble bytes of blocks A and B fill one register; its low nibbles are A[0..15] B[0..15], its
+// high nibbles A[16..31] B[16..31], and the activations are permuted to match. The nibbles
+// (0..15) go into _mm256_maddubs_epi16 unsigned; the offset 8 is taken off as 8 * (pair sums
+// of x), exact in int16 (|result| <= 4 * 15 * 127 + 4 * 8 * 127).
+template <int R, int C>
+TROUPE_AVX2 void tile_q4_0(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, const float* bias, float* y,
+                           int64_t ldy) {
+  constexpr size_t kB = 18;
+  const __m256i low4 = _mm256_set1_epi8(0x0f), eights = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+  const int8_t* xq[C];
+  const float* xd[C];
+  for (int c = 0; c < C; ++c) {
+    xq[c] = x.row_q(t + c);
+    xd[c] = x.row_d(t + c);
+  }
+  __m256 acc[R][C];
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 8 <= x.blocks; b += 8) {
+    __m256 scale[R][C];
+    for (int i = 0; i < R; ++i) {
+      const __m256 dw = load_scales8<kB>(rows[i] + b * kB);
+      for (int c = 0; c < C; ++c) scale[i][c] = _mm256_mul_ps(dw, _mm256_loadu_ps(xd[c] + b));
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {  // blocks b+2k and b+2k+1
+      const __m256i idx = _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1);
+      __m256i xlo[C], xhi[C], offset[C];
       for (int c = 0; c < C; ++c) {
-        const __m256i pairs = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv[c], wv));
-        const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-        acc[i][c] = _mm256_fmadd_ps(sums, _mm256_set1_ps(dw * xd[c][b]), acc[i][c]);
+        const __m256i a = load_i8x32(xq[c] + 32 * (b + 2 * k)), bb = load_i8x32(xq[c] + 32 * (b + 2 * k + 1));
+        xlo[c] = _mm256_permute2x128_si256(a, bb, 0x20);
+        xhi[c] = _mm256_permute2x128_si256(a, bb, 0x31);
+        offset[c] = _mm256_add_epi16(_mm256_maddubs_epi16(eights, xlo[c]), _mm256_maddubs_epi16(eights, xhi[c]));
+      }
+      for (int i = 0; i < R; ++i) {
+        const uint8_t* p = rows[i] + (b + 2 * k) * kB + 2;
+        const __m256i packed =
+            _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+                                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kB)), 1);
+        const __m256i lo = _mm256_and_si256(packed, low4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+        for (int c = 0; c < C; ++c) {
+          const __m256i pairs = _mm256_sub_epi16(
+              _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo[c]), _mm256_maddubs_epi16(hi, xhi[c])), offset[c]);
+          acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)),
+                                      _mm256_permutevar8x32_ps(scale[i][c], idx), acc[i][c]);
+        }
+      }
+    }
+  }
+  for (; b < x.blocks; ++b) {  // the last blocks one at a time
+    __m256i xv[C], offset[C];
+    for (int c = 0; c < C; ++c) {
+      xv[c] = load_i8x32(xq[c] + 32 * b);
+      offset[c] = _mm256_maddubs_epi16(eights, xv[c]);
+    }
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* p = rows[i] + b * kB;
+      const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
+      const __m256i wv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low4);
+      const float dw = fp16_scale(p);
+      for (int c = 0; c < C; ++c) {
+        const __m256i pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(wv, xv[c]), offset[c]);
+        acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)), _mm256_set1_ps(dw * xd[c][b]),
+                                    acc[i][c]);
       }
     }
   }
@@ -139,17 +251,24 @@ TROUPE_AVX2 void tile_q(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64
     for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i] = hsum(acc[i][c]) + (bias ? bias[r + i] : 0.0f);
 }
 
+template <DType Type, int R, int C>
+TROUPE_AVX2 void tile_q(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, const float* bias, float* y,
+                        int64_t ldy) {
+  if constexpr (Type == DType::Q8_0)
+    tile_q8_0<R, C>(w, r, x, t, bias, y, ldy);
+  else
+    tile_q4_0<R, C>(w, r, x, t, bias, y, ldy);
+}
+
 template <DType Type, int R>
 TROUPE_AVX2 void tile_q_cols(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, int64_t n,
                              const float* bias, float* y, int64_t ldy) {
-  switch (n) {
-    case 1: return tile_q<Type, R, 1>(w, r, x, t, bias, y, ldy);
-    case 2: return tile_q<Type, R, 2>(w, r, x, t, bias, y, ldy);
-    case 3: return tile_q<Type, R, 3>(w, r, x, t, bias, y, ldy);
-    default: return tile_q<Type, R, 4>(w, r, x, t, bias, y, ldy);
-  }
+  if (n == 1) return tile_q<Type, R, 1>(w, r, x, t, bias, y, ldy);
+  return tile_q<Type, R, 2>(w, r, x, t, bias, y, ldy);
 }
 
+// Decode (one activation row): 4 weight rows per tile. Batches: 2 x 2 tiles, weight rows
+// outermost so a tile's rows stay in L1 while all activation rows pass.
 template <DType Type>
 TROUPE_AVX2 void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,
                         int64_t ldy) {
@@ -160,9 +279,9 @@ TROUPE_AVX2 void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8R
     return;
   }
   for (; r + 2 <= r1; r += 2)
-    for (int64_t t = 0; t < x.n; t += 4) tile_q_cols<Type, 2>(w, r, x, t, std::min<int64_t>(4, x.n - t), bias, y, ldy);
+    for (int64_t t = 0; t < x.n; t += 2) tile_q_cols<Type, 2>(w, r, x, t, std::min<int64_t>(2, x.n - t), bias, y, ldy);
   for (; r < r1; ++r)
-    for (int64_t t = 0; t < x.n; t += 4) tile_q_cols<Type, 1>(w, r, x, t, std::min<int64_t>(4, x.n - t), bias, y, ldy);
+    for (int64_t t = 0; t < x.n; t += 2) tile_q_cols<Type, 1>(w, r, x, t, std::min<int64_t>(2, x.n - t), bias, y, ldy);
 }
 
 // ---- F16 / BF16 weights -------------------------------------------------------------------

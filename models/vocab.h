@@ -23,6 +23,7 @@ struct Vocab {
   int32_t pad_id = -1;
   bool add_bos = false;              // prepend BOS when tokenizing a prompt
   bool add_space_prefix = true;      // SPM: prepend a space to the text
+  std::string chat_template;         // Jinja chat template from the model's metadata ("" if none)
 };
 
 }  // namespace troupe

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   troupe::cli::add_perplexity_command(app);
   troupe::cli::add_split_command(app);
   troupe::cli::add_synth_command(app);
+  troupe::cli::add_plan_command(app);
+  troupe::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

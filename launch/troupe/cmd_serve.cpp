@@ -1,0 +1,58 @@
+// `troupe serve`: the OpenAI-compatible HTTP API.
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <thread>
+
+#include "framework/http_server.h"
+#include "framework/local_generator.h"
+#include "launch/troupe/cli_errors.h"
+#include "launch/troupe/commands.h"
+
+namespace troupe::cli {
+namespace {
+
+struct ServeCliOptions {
+  std::string model;
+  ServeOptions serve;
+  int threads = 0;
+};
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+void wait_for_signal() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
+void run_serve(ServeCliOptions o) {
+  set_compute_threads(o.threads);
+  std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
+  if (o.serve.model_name.empty()) o.serve.model_name = ckpt->config().name;
+  LocalGenerator generator(ckpt);
+  HttpServer server(generator, o.serve);
+  server.start();
+  wait_for_signal();
+  spdlog::info("shutting down");
+  server.stop();
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto o = std::make_shared<ServeCliOptions>();
+  o->serve.model_name.clear();
+  auto* cmd = app.add_subcommand("serve", "serve an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions)");
+  cmd->add_option("--model,-m", o->model, "GGUF file or Hugging Face directory")->required();
+  cmd->add_option("--listen", o->serve.listen, "address to listen on")->capture_default_str();
+  cmd->add_option("--port", o->serve.port, "port (0: any free port)")->capture_default_str();
+  cmd->add_option("--max-in-flight", o->serve.max_in_flight, "generations running at once")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-queue", o->serve.max_queue, "requests waiting beyond those (then 429)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--name", o->serve.model_name, "model name reported by /v1/models (default: the model's)");
+  cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");
+  cmd->callback([o] { run_reporting_errors([&] { run_serve(*o); }); });
+}
+
+}  // namespace troupe::cli
