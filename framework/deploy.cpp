@@ -289,7 +289,6 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
   std::vector<decltype(self->request(caf::actor{}, options.connect_timeout, proto::peer_atom::value, std::string{},
                                      uint16_t{0}, caf::node_id{}))>
     peerings;
-  std::vector<size_t> peered;
   for (size_t i = 0; i + 1 < desc.stages.size(); ++i) {
     const std::string& here = desc.stages[i].endpoint;
     const std::string& next = desc.stages[i + 1].endpoint;
@@ -297,7 +296,6 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
     const Endpoint ep = parse_endpoint(next);
     peerings.push_back(self->request(nodes.at(here), options.connect_timeout + std::chrono::seconds(10),
                                      proto::peer_atom::value, ep.host, ep.port, ready[i + 1].stage.node()));
-    peered.push_back(i);
   }
   for (size_t k = 0; k < peerings.size(); ++k) {
     peerings[k].receive([](caf::ok_atom) {},

@@ -11,10 +11,29 @@
 namespace troupe::kernels {
 namespace {
 
+// fp16 -> fp32 without branches (exact, as fp16_to_fp32; the method of Maratyszcza's FP16
+// library): normal numbers by rebiasing the exponent, subnormals by a float subtraction.
+inline float half_to_float(uint16_t h) {
+  const uint32_t w = static_cast<uint32_t>(h) << 16, sign = w & 0x80000000u, two_w = w + w;
+  uint32_t bits = (two_w >> 4) + (0xE0u << 23);
+  float normal, subnormal;
+  std::memcpy(&normal, &bits, 4);
+  normal *= 0x1.0p-112f;
+  bits = (two_w >> 17) | (126u << 23);
+  std::memcpy(&subnormal, &bits, 4);
+  subnormal -= 0.5f;
+  const float f = two_w < (1u << 27) ? subnormal : normal;
+  std::memcpy(&bits, &f, 4);
+  bits |= sign;
+  float out;
+  std::memcpy(&out, &bits, 4);
+  return out;
+}
+
 float block_scale(const uint8_t* block) {
   uint16_t h;
   std::memcpy(&h, block, 2);
-  return fp16_to_fp32(h);
+  return half_to_float(h);
 }
 
 void quantize_row_q8(const float* x, int64_t cols, int8_t* q, float* d, int32_t* sum) {
@@ -23,8 +42,11 @@ void quantize_row_q8(const float* x, int64_t cols, int8_t* q, float* d, int32_t*
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
     const float scale = amax / 127.0f, inv = scale != 0 ? 1.0f / scale : 0.0f;
     int32_t s = 0;
-    for (int j = 0; j < 32; ++j) {
-      q[j] = static_cast<int8_t>(std::lround(x[j] * inv));
+    for (int j = 0; j < 32; ++j) {  // std::lround(x * inv), without the library call
+      const float v = x[j] * inv;
+      const auto whole = static_cast<int32_t>(v);  // truncated
+      const float frac = v - static_cast<float>(whole);  // exact
+      q[j] = static_cast<int8_t>(whole + (frac >= 0.5f) - (frac <= -0.5f));
       s += q[j];
     }
     d[b] = fp16_to_fp32(fp32_to_fp16(scale));
@@ -41,9 +63,13 @@ int32_t block_dot_q8_0(const uint8_t* block, const int8_t* x) {
 }
 
 int32_t block_dot_q4_0(const uint8_t* block, const int8_t* x) {
-  const uint8_t* w = block + 2;
+  int8_t w[32];
+  for (int j = 0; j < 16; ++j) {
+    w[j] = static_cast<int8_t>((block[2 + j] & 0x0f) - 8);
+    w[j + 16] = static_cast<int8_t>((block[2 + j] >> 4) - 8);
+  }
   int32_t s = 0;
-  for (int j = 0; j < 16; ++j) s += ((w[j] & 0x0f) - 8) * static_cast<int32_t>(x[j]) + ((w[j] >> 4) - 8) * x[j + 16];
+  for (int j = 0; j < 32; ++j) s += static_cast<int32_t>(w[j]) * x[j];
   return s;
 }
 
@@ -63,10 +89,11 @@ void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, cons
   }
 }
 
-float half_to_float(const uint8_t* p, DType type) {
+template <DType Type>
+float half_at(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
-  return type == DType::F16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
+  return Type == DType::F16 ? half_to_float(h) : bf16_to_fp32(h);
 }
 
 template <DType Type>
@@ -79,12 +106,16 @@ void gemm_half(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, in
     for (int64_t t = 0; t < T; ++t) y[t * ldy + r] = 0;
     for (int64_t j0 = 0; j0 < w.cols; j0 += kChunk) {
       const int64_t n = std::min(kChunk, w.cols - j0);
-      for (int64_t j = 0; j < n; ++j) wf[j] = half_to_float(row + 2 * (j0 + j), Type);
+      for (int64_t j = 0; j < n; ++j) wf[j] = half_at<Type>(row + 2 * (j0 + j));
       for (int64_t t = 0; t < T; ++t) {
         const float* xt = x + t * w.cols + j0;
-        float acc = 0;
-        for (int64_t j = 0; j < n; ++j) acc += wf[j] * xt[j];
-        y[t * ldy + r] += acc;
+        float acc[8] = {};  // 8 running sums (vectorizable), added at the end
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8)
+          for (int k = 0; k < 8; ++k) acc[k] += wf[j + k] * xt[j + k];
+        float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for (; j < n; ++j) sum += wf[j] * xt[j];
+        y[t * ldy + r] += sum;
       }
     }
     if (bias)
@@ -93,7 +124,10 @@ void gemm_half(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, in
 }
 
 void dequantize_rows(const PackedMatrix& w, int64_t r0, int64_t r1, float* out) {
-  dequantize(w.dtype, w.row(r0), out, (r1 - r0) * w.cols);
+  const int64_t n = (r1 - r0) * w.cols;
+  const uint8_t* src = w.row(r0);
+  if (w.dtype != DType::F16) return dequantize(w.dtype, src, out, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = half_at<DType::F16>(src + 2 * i);
 }
 
 }  // namespace

@@ -296,9 +296,9 @@ BruteForce brute_force(const std::vector<NodeCapacity>& nodes, const ModelFootpr
 
 TEST(Placement, PlanIsAsGoodAsTryingEveryOrderAndSplit) {
   std::mt19937 rng(7);
-  std::uniform_int_distribution<int> layer_mib(50, 150), mem_mib(300, 1200), gflops(5, 100), bw(0, 3);
+  std::uniform_int_distribution<int> layer_mib(50, 150), mem_mib(100, 450), gflops(5, 100), bw(0, 3);
   int feasible = 0;
-  for (int trial = 0; trial < 60; ++trial) {
+  for (int trial = 0; trial < 200; ++trial) {
     ModelFootprint m = uniform_model(7, 0, 0, 0);
     for (auto& b : m.layer_bytes) b = static_cast<uint64_t>(layer_mib(rng)) * MiB;
     for (auto& f : m.layer_flops) f = gflops(rng) * 1e8;
@@ -306,7 +306,7 @@ TEST(Placement, PlanIsAsGoodAsTryingEveryOrderAndSplit) {
     m.head_bytes = static_cast<uint64_t>(layer_mib(rng)) * MiB;
     m.head_flops = 5e8;
     std::vector<NodeCapacity> nodes;
-    for (int n = 0; n < 3; ++n) {
+    for (int n = 0; n < 4; ++n) {
       NodeCapacity c = node(std::string(1, static_cast<char>('a' + n)), static_cast<uint64_t>(mem_mib(rng)) * MiB,
                             gflops(rng));
       c.mem_gbps = bw(rng) * 5.0;
@@ -325,8 +325,8 @@ TEST(Placement, PlanIsAsGoodAsTryingEveryOrderAndSplit) {
     EXPECT_NEAR(plan.bottleneck_ms, expected.bottleneck, 1e-6) << "trial " << trial;
     EXPECT_NEAR(plan.latency_ms, expected.latency, 1e-6) << "trial " << trial;
   }
-  EXPECT_GT(feasible, 20);  // the random tables cover both outcomes
-  EXPECT_LT(feasible, 60);
+  EXPECT_GT(feasible, 50);  // the random tables cover both outcomes
+  EXPECT_LT(feasible, 150);
 }
 
 TEST(Placement, GivenSplitThatDoesNotFitNamesTheNodeWithNeededAndAvailable) {
@@ -351,10 +351,10 @@ TEST(Placement, TableListsEveryStageWithItsSizesAndTime) {
   EXPECT_NE(table.find("node   layers          weights MiB     KV MiB    needs/has MiB  est ms/token"),
             std::string::npos)
     << table;
-  EXPECT_NE(table.find("left   0-1 +embedding        210.0       2.0         212/8192          40.0"),
+  EXPECT_NE(table.find("left   0-1 +embedding        210.0        2.0         212/8192          40.0"),
             std::string::npos)
     << table;
-  EXPECT_NE(table.find("right  2-3 +head             210.0       2.0         212/8192          40.0"),
+  EXPECT_NE(table.find("right  2-3 +head             210.0        2.0         212/8192          40.0"),
             std::string::npos)
     << table;
   EXPECT_NE(table.find("--layers 0-1,2-3"), std::string::npos) << table;

@@ -271,6 +271,22 @@ TEST_P(PackedRows, EqualTheDequantizedRows) {
   EXPECT_THROW(packed_rows(w.packed(), &bad, 1, out.data_ptr<float>()), std::out_of_range);
 }
 
+TEST(HalfRows, EveryFiniteF16ValueConvertsExactlyOnEveryInstructionSet) {
+  std::vector<uint16_t> all;
+  for (uint32_t h = 0; h < 0x10000; ++h)
+    if ((h & 0x7c00) != 0x7c00) all.push_back(static_cast<uint16_t>(h));  // skip inf / NaN
+  const PackedMatrix w{DType::F16, 1, static_cast<int64_t>(all.size()), reinterpret_cast<const uint8_t*>(all.data())};
+  at::Tensor expected = at::empty({w.cols});
+  dequantize(DType::F16, w.data, expected.data_ptr<float>(), w.cols);
+  for (KernelIsa isa : supported_isas()) {
+    const ForcedIsa forced(isa);
+    at::Tensor got = at::empty({w.cols});
+    const int64_t id = 0;
+    packed_rows(w, &id, 1, got.data_ptr<float>());
+    EXPECT_TRUE(at::equal(got, expected)) << kernel_isa_name(isa);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllFormats, PackedRows,
                          ::testing::ValuesIn(all_cases({DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16})),
                          case_name);

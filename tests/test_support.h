@@ -32,6 +32,29 @@ struct CommandResult {
 };
 CommandResult run_command(const std::vector<std::string>& argv, int timeout_seconds = 120);
 
+// A long-running child process (a server) that dies with the test process, is stopped
+// by the destructor (SIGTERM, then SIGKILL after a grace period) even when a test fails,
+// and writes its stderr to a log the test can show.
+class ChildProcess {
+ public:
+  explicit ChildProcess(std::vector<std::string> argv);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  // SIGTERM, then SIGKILL after `grace_ms`; returns the wait status, -1 if not running.
+  int stop(int grace_ms = 5000);
+  bool running();
+  int pid() const { return pid_; }
+  std::string log() const;
+  // Waits until `path` holds a positive number (a port the server writes once it listens).
+  int wait_for_port_file(const std::string& path, int timeout_ms = 20000);
+
+ private:
+  int pid_ = -1;
+  std::string log_path_;
+};
+
 // A fresh temporary directory, removed (with its contents) when the object goes away.
 class TempDir {
  public:

@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <fstream>
 #include <thread>
 
 #include "framework/http_server.h"
@@ -14,6 +15,7 @@ namespace {
 
 struct ServeCliOptions {
   std::string model;
+  std::string port_file;
   ServeOptions serve;
   int threads = 0;
 };
@@ -34,6 +36,7 @@ void run_serve(ServeCliOptions o) {
   LocalGenerator generator(ckpt);
   HttpServer server(generator, o.serve);
   server.start();
+  if (!o.port_file.empty()) std::ofstream(o.port_file) << server.port() << "\n";
   wait_for_signal();
   spdlog::info("shutting down");
   server.stop();
@@ -52,6 +55,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-queue", o->serve.max_queue, "requests waiting beyond those (then 429)")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--name", o->serve.model_name, "model name reported by /v1/models (default: the model's)");
   cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");
+  cmd->add_option("--port-file", o->port_file, "write the bound port to this file once listening (for scripts)");
   cmd->callback([o] { run_reporting_errors([&] { run_serve(*o); }); });
 }
 

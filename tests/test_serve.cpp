@@ -1,0 +1,232 @@
+// `troupe serve` driven by a real HTTP client (curl): completions and chat, JSON and
+// server-sent events, stop strings, errors, the bounded queue and client cancellation.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+#include <nlohmann/json.hpp>
+
+#include "tests/test_support.h"
+
+namespace troupe {
+namespace {
+
+using json = nlohmann::json;
+
+// One server for the suite: stories260K, at most one generation at a time and none
+// queued, so the queue-limit test can fill it with a single long request.
+class Serve : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    server_ = new test::ChildProcess({test::bin_path("troupe"), "serve", "--model",
+                                      test::model_path("stories260K/stories260K.gguf"), "--port", "0", "--port-file",
+                                      dir_->file("port"), "--max-in-flight", "1", "--max-queue", "0", "--threads", "2"});
+    port_ = server_->wait_for_port_file(dir_->file("port"));
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete dir_;
+  }
+
+  static std::string url(const std::string& path) { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+
+  // POSTs `body`; returns {http status, response body}.
+  static std::pair<int, std::string> post(const std::string& path, const std::string& body, double max_seconds = 60) {
+    const auto r = test::run_command({"/usr/bin/curl", "-s", "-N", "--max-time", std::to_string(max_seconds), "-w",
+                                      "\n%{http_code}", "-H", "Content-Type: application/json", "-d", body, url(path)},
+                                     static_cast<int>(max_seconds) + 10);
+    const size_t nl = r.out.rfind('\n');
+    return {nl == std::string::npos ? 0 : std::atoi(r.out.c_str() + nl + 1), r.out.substr(0, nl == std::string::npos ? 0 : nl)};
+  }
+  static std::string get(const std::string& path) {
+    return test::run_command({"/usr/bin/curl", "-s", "--max-time", "10", url(path)}).out;
+  }
+
+  // The concatenated text of an SSE stream, and whether it ended with [DONE].
+  static std::pair<std::string, bool> sse_text(const std::string& stream, bool chat) {
+    std::string text;
+    bool done = false;
+    size_t pos = 0;
+    while ((pos = stream.find("data: ", pos)) != std::string::npos) {
+      const size_t end = stream.find("\n\n", pos);
+      const std::string data = stream.substr(pos + 6, end - pos - 6);
+      pos = end;
+      if (data == "[DONE]") {
+        done = true;
+        continue;
+      }
+      const auto j = json::parse(data);
+      const auto& c = j["choices"][0];
+      if (chat && c["delta"].contains("content")) text += c["delta"]["content"].get<std::string>();
+      if (!chat) text += c["text"].get<std::string>();
+    }
+    return {text, done};
+  }
+
+  static test::TempDir* dir_;
+  static test::ChildProcess* server_;
+  static int port_;
+};
+test::TempDir* Serve::dir_ = nullptr;
+test::ChildProcess* Serve::server_ = nullptr;
+int Serve::port_ = 0;
+
+const char* kGreedy20 = R"({"prompt": "Once upon a time", "max_tokens": 20, "temperature": 0})";
+
+TEST_F(Serve, CompletionIsTheGreedyReferenceText) {
+  const auto ref = test::load_reference("stories260K.once-upon-a-time");
+  const auto [status, body] = post("/v1/completions", kGreedy20);
+  ASSERT_EQ(status, 200) << body;
+  const auto j = json::parse(body);
+  const std::string text = j["choices"][0]["text"];
+  EXPECT_EQ(ref.text.rfind(text, 0), 0u) << text;  // a prefix of the 60-token reference
+  EXPECT_EQ(j["usage"]["completion_tokens"], 20);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 5);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+}
+
+TEST_F(Serve, StreamingGivesTheSameTextInChunksEndingWithDone) {
+  const auto [status, plain] = post("/v1/completions", kGreedy20);
+  json streaming = json::parse(kGreedy20);
+  streaming["stream"] = true;
+  const std::string streaming_body = streaming.dump();
+  const auto [s2, stream] = post("/v1/completions", streaming_body);
+  ASSERT_EQ(s2, 200) << stream;
+  const auto [text, done] = sse_text(stream, false);
+  EXPECT_TRUE(done);
+  EXPECT_EQ(text, json::parse(plain)["choices"][0]["text"].get<std::string>());
+  EXPECT_GT(std::count(stream.begin(), stream.end(), '\n'), 20);  // many events, not one
+}
+
+TEST_F(Serve, ChatCompletionAnswersAsTheAssistantStreamingAndNot) {
+  const std::string body =
+      R"({"messages": [{"role": "system", "content": "You tell stories."}, {"role": "user", "content": "Tell me about a cat."}], "max_tokens": 12, "temperature": 0})";
+  const auto [status, plain] = post("/v1/chat/completions", body);
+  ASSERT_EQ(status, 200) << plain;
+  const auto j = json::parse(plain);
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+  const std::string answer = j["choices"][0]["message"]["content"];
+  EXPECT_FALSE(answer.empty());
+  json streaming = json::parse(body);
+  streaming["stream"] = true;
+  const auto [s2, stream] = post("/v1/chat/completions", streaming.dump());
+  const auto [text, done] = sse_text(stream, true);
+  EXPECT_TRUE(done);
+  EXPECT_EQ(text, answer);
+}
+
+TEST_F(Serve, StopStringEndsTheCompletionBeforeIt) {
+  const auto [status, body] = post("/v1/completions",
+                                   R"({"prompt": "Once upon a time", "max_tokens": 40, "temperature": 0, "stop": ["Lily"]})");
+  ASSERT_EQ(status, 200) << body;
+  const auto j = json::parse(body);
+  EXPECT_EQ(j["choices"][0]["text"], ", there was a little girl named ");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+}
+
+TEST_F(Serve, FixedSeedRepeatsSampledText) {
+  const char* body = R"({"prompt": "Once upon a time", "max_tokens": 24, "temperature": 0.9, "seed": 5})";
+  EXPECT_EQ(json::parse(post("/v1/completions", body).second)["choices"][0]["text"],
+            json::parse(post("/v1/completions", body).second)["choices"][0]["text"]);
+}
+
+TEST_F(Serve, MalformedRequestsGet400WithAJsonErrorNamingTheProblem) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{not json", "not valid JSON"},
+      {R"({"prompt": 42})", "'prompt' must be a string"},
+      {R"({"prompt": "hi", "max_tokens": "ten"})", "'max_tokens' must be a number"},
+      {R"({"prompt": "hi", "temperature": 7})", "'temperature' must be between"},
+      {R"({"prompt": "hi", "stream": "yes"})", "'stream' must be a boolean"},
+  };
+  for (const auto& [body, message] : cases) {
+    const auto [status, response] = post("/v1/completions", body);
+    EXPECT_EQ(status, 400) << body;
+    const auto j = json::parse(response);
+    EXPECT_NE(j["error"]["message"].get<std::string>().find(message), std::string::npos) << response;
+  }
+  const auto [status, response] = post("/v1/chat/completions", R"({"messages": [{"role": "wizard", "content": "x"}]})");
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(response.find("'wizard' is not system, user or assistant"), std::string::npos) << response;
+}
+
+TEST_F(Serve, PromptLongerThanTheContextGets400) {
+  std::string prompt;
+  for (int i = 0; i < 100; ++i) prompt += "the cat sat on the mat. ";
+  const auto [status, response] = post("/v1/completions", json{{"prompt", prompt}}.dump());
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(response.find("does not fit the context of 128 tokens"), std::string::npos) << response;
+}
+
+TEST_F(Serve, ModelsHealthAndMetricsAnswer) {
+  EXPECT_EQ(json::parse(get("/v1/models"))["data"][0]["object"], "model");
+  EXPECT_EQ(json::parse(get("/health"))["status"], "ok");
+  const std::string metrics = get("/metrics");
+  for (const char* name : {"troupe_tokens_per_second", "troupe_sessions_in_flight", "troupe_completion_tokens_total"})
+    EXPECT_NE(metrics.find(name), std::string::npos) << name;
+}
+
+// A second server on a slower model (GPT-2-small width, 2 layers, ~10 ms a token), so
+// that a generation lasts long enough to be queued behind or cut off.
+class ServeSlowModel : public Serve {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    const auto synth = test::run_command({test::bin_path("troupe"), "synth", "--shape", "gpt2", "--layers", "2", "--type",
+                                          "f16", "--vocab-from", test::model_path("gpt2-tiny/gpt2-tiny.gguf"), "--out",
+                                          dir_->file("slow.gguf")});
+    ASSERT_EQ(synth.exit_code, 0) << synth.err;
+    server_ = new test::ChildProcess({test::bin_path("troupe"), "serve", "--model", dir_->file("slow.gguf"), "--port", "0",
+                                      "--port-file", dir_->file("port"), "--max-in-flight", "1", "--max-queue", "1",
+                                      "--threads", "2"});
+    port_ = server_->wait_for_port_file(dir_->file("port"));
+  }
+};
+
+TEST_F(ServeSlowModel, RequestsPastTheQueueGet429WhileOthersRun) {
+  // One runs, one waits, the rest are refused at once with a JSON error.
+  std::vector<std::future<std::pair<int, std::string>>> calls;
+  for (int i = 0; i < 5; ++i)
+    calls.push_back(std::async(std::launch::async, [] {
+      return post("/v1/completions", R"({"prompt": "Hello", "max_tokens": 60, "temperature": 0})");
+    }));
+  int ok = 0, refused = 0;
+  for (auto& c : calls) {
+    const auto [status, body] = c.get();
+    if (status == 200) ++ok;
+    if (status == 429) {
+      ++refused;
+      EXPECT_NE(json::parse(body)["error"]["message"].get<std::string>().find("server busy"), std::string::npos);
+    }
+  }
+  EXPECT_GE(ok, 2);  // the running one and the queued one
+  EXPECT_GE(refused, 1);
+  EXPECT_EQ(ok + refused, 5);
+}
+
+// The value of a Prometheus sample line "name value".
+int64_t metric(const std::string& metrics, const std::string& name) {
+  const size_t at = metrics.find("\n" + name + " ");
+  if (at == std::string::npos) throw std::runtime_error("no metric " + name + " in:\n" + metrics);
+  return std::stoll(metrics.substr(at + name.size() + 2));
+}
+
+TEST_F(ServeSlowModel, ClientThatDisconnectsCancelsItsGeneration) {
+  const int64_t tokens_before = metric(get("/metrics"), "troupe_completion_tokens_total");
+  // A 600-token stream (several seconds) cut off by the client after half a second.
+  post("/v1/completions", R"({"prompt": "Hello", "max_tokens": 600, "temperature": 0.8, "stream": true})", 0.5);
+  std::string metrics;
+  for (int i = 0; i < 100; ++i) {
+    metrics = get("/metrics");
+    if (metrics.find("troupe_requests_cancelled_total 1") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(metrics.find("troupe_requests_cancelled_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("troupe_sessions_in_flight 0"), std::string::npos) << metrics;
+  // Far fewer tokens than asked for were generated.
+  EXPECT_LT(metric(metrics, "troupe_completion_tokens_total") - tokens_before, 300);
+}
+
+}  // namespace
+}  // namespace troupe
