@@ -43,6 +43,9 @@ std::string fmt(const char* format, double value) {
   return buf;
 }
 
+// Milliseconds with a tenth of a millisecond, or three decimals for tiny models.
+std::string ms_text(double ms) { return fmt(ms < 1 ? "%.3f" : "%.1f", ms); }
+
 std::string plural(int64_t n, const std::string& word) { return std::to_string(n) + " " + word + (n == 1 ? "" : "s"); }
 
 std::string range_text(const StageSpec& s) {
@@ -229,6 +232,8 @@ ModelFootprint footprint_of(const Checkpoint& ckpt) {
   return f;
 }
 
+double Plan::per_token_ms() const { return std::max(bottleneck_ms, latency_ms / std::max(sessions, 1)); }
+
 std::vector<StageSpec> Plan::specs() const {
   std::vector<StageSpec> out;
   for (const auto& s : stages) out.push_back(s.spec);
@@ -294,38 +299,75 @@ Plan plan_placement(const std::vector<NodeCapacity>& nodes, const ModelFootprint
     if (!request.use_every_node || mask == full) bottleneck = std::min(bottleneck, best[at(mask, L)]);
   if (bottleneck == kInf) throw no_fit_error(nodes, model, request, costs);
 
-  // Pass 2: the lowest latency with no stage slower than that.
-  const double limit = bottleneck * (1 + 1e-9) + 1e-12;
-  std::vector<double> latency(masks * static_cast<size_t>(L + 1), kInf);
-  std::vector<int> from_node(latency.size(), -1);
-  std::vector<int64_t> from_layer(latency.size(), -1);
-  latency[at(0, 0)] = 0;
-  for (size_t mask = 0; mask < masks; ++mask) {
-    for (int64_t j = mask == 0 ? 0 : 1; j < L; ++j) {
-      const double cur = latency[at(mask, j)];
-      if (cur == kInf) continue;
-      const double hop = mask == 0 ? 0 : request.hop_ms;
-      for (size_t n = 0; n < N; ++n) {
-        if (mask & (size_t{1} << n)) continue;
-        const size_t next = mask | (size_t{1} << n);
-        extend(n, j, [&](int64_t j2, double ms) {
-          if (ms > limit) return false;  // time grows with j2 too
-          const size_t slot = at(next, j2);
-          if (cur + hop + ms < latency[slot]) {
-            latency[slot] = cur + hop + ms;
-            from_node[slot] = static_cast<int>(n);
-            from_layer[slot] = j;
-          }
-          return true;
-        });
+  // Pass 2: the lowest latency (stage times + hops) with no stage slower than `limit`;
+  // returns the plan's final state (mask, or 0 when none), with the way back in from_*.
+  std::vector<double> latency(masks * static_cast<size_t>(L + 1));
+  std::vector<int> from_node(latency.size());
+  std::vector<int64_t> from_layer(latency.size());
+  auto lowest_latency = [&](double limit) {
+    std::fill(latency.begin(), latency.end(), kInf);
+    latency[at(0, 0)] = 0;
+    for (size_t mask = 0; mask < masks; ++mask) {
+      for (int64_t j = mask == 0 ? 0 : 1; j < L; ++j) {
+        const double cur = latency[at(mask, j)];
+        if (cur == kInf) continue;
+        const double hop = mask == 0 ? 0 : request.hop_ms;
+        for (size_t n = 0; n < N; ++n) {
+          if (mask & (size_t{1} << n)) continue;
+          const size_t next = mask | (size_t{1} << n);
+          extend(n, j, [&](int64_t j2, double ms) {
+            if (ms > limit) return false;  // time grows with j2 too
+            const size_t slot = at(next, j2);
+            if (cur + hop + ms < latency[slot]) {
+              latency[slot] = cur + hop + ms;
+              from_node[slot] = static_cast<int>(n);
+              from_layer[slot] = j;
+            }
+            return true;
+          });
+        }
       }
     }
+    size_t end_mask = 0;
+    for (size_t mask = 1; mask < masks; ++mask) {
+      if (request.use_every_node && mask != full) continue;
+      if (latency[at(mask, L)] < (end_mask == 0 ? kInf : latency[at(end_mask, L)])) end_mask = mask;
+    }
+    return end_mask;
+  };
+  auto tolerant = [](double ms) { return ms * (1 + 1e-9) + 1e-12; };
+
+  double limit = tolerant(bottleneck);
+  if (request.objective == PlanObjective::per_token) {
+    // Time per token with S sessions in flight: max(slowest stage, latency / S). The lowest
+    // latency g(B) allowing stages up to B only falls as B grows, so over the candidate
+    // B (every stage time that fits, from the best bottleneck up) the objective
+    // max(B, g(B) / S) is lowest where B first reaches g(B) / S or just before: binary search.
+    std::vector<double> candidates;
+    for (size_t n = 0; n < N; ++n)
+      for (int64_t j = 0; j < L; ++j)
+        extend(n, j, [&](int64_t, double ms) {
+          if (ms >= bottleneck) candidates.push_back(ms);
+          return true;
+        });
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    const double sessions = request.sessions;
+    auto latency_at = [&](size_t i) { return latency[at(lowest_latency(tolerant(candidates[i])), L)]; };
+    size_t lo = 0, hi = candidates.size();  // first i with candidates[i] >= g / S, or size()
+    while (lo < hi) {
+      const size_t mid = (lo + hi) / 2;
+      if (candidates[mid] >= latency_at(mid) / sessions) hi = mid;
+      else lo = mid + 1;
+    }
+    double best_value = kInf;
+    for (size_t i : {lo, lo - 1}) {  // lo - 1 wraps around when lo == 0 and is skipped
+      if (i >= candidates.size()) continue;
+      const double value = std::max(candidates[i], latency_at(i) / sessions);
+      if (value < best_value) best_value = value, limit = tolerant(candidates[i]);
+    }
   }
-  size_t end_mask = 0;
-  for (size_t mask = 1; mask < masks; ++mask) {
-    if (request.use_every_node && mask != full) continue;
-    if (latency[at(mask, L)] < (end_mask == 0 ? kInf : latency[at(end_mask, L)])) end_mask = mask;
-  }
+  const size_t end_mask = lowest_latency(limit);
 
   Plan plan = empty_plan(model, request, costs);
   for (size_t mask = end_mask; mask != 0;) {
@@ -351,12 +393,12 @@ Plan plan_placement(const std::vector<NodeCapacity>& nodes, const ModelFootprint
     if (one_layer_memory > nodes[n].memory_bytes)
       reason = "too little memory: one layer with its KV cache and the runtime overhead needs " +
                format_size(one_layer_memory) + ", it has " + format_size(nodes[n].memory_bytes);
-    else if (one_layer_ms > limit)
-      reason = "too slow: one layer takes " + fmt("%.1f", one_layer_ms) + " ms there, more than the slowest stage without it (" +
-               fmt("%.1f", plan.bottleneck_ms) + " ms)";
+    else if (one_layer_ms > tolerant(plan.bottleneck_ms))
+      reason = "too slow: one layer takes " + ms_text(one_layer_ms) + " ms there, more than the slowest stage without it (" +
+               ms_text(plan.bottleneck_ms) + " ms)";
     else
-      reason = "not needed: the pipeline is as fast without it, and each extra stage adds a " +
-               fmt("%g", request.hop_ms) + " ms network hop";
+      reason = "not needed: tokens come as fast or faster without it (each extra stage adds a " +
+               fmt("%g", request.hop_ms) + " ms network hop)";
     plan.left_out.push_back({nodes[n].name, reason});
   }
   return plan;
@@ -407,8 +449,9 @@ std::string format_plan_table(const Plan& plan) {
   uint64_t weights = 0, kv = 0;
   for (const auto& s : plan.stages) {
     const std::string fit = fmt("%.0f", s.memory_bytes / kMiB) + "/" + fmt("%.0f", s.node_memory / kMiB);
-    std::snprintf(line, sizeof line, "%-*s  %-*s  %11.1f  %9.1f  %15s  %12.1f\n", nw, s.node.c_str(), lw,
-                  range_text(s.spec).c_str(), s.weight_bytes / kMiB, s.kv_bytes / kMiB, fit.c_str(), s.est_ms);
+    std::snprintf(line, sizeof line, "%-*s  %-*s  %11.1f  %9.1f  %15s  %12s\n", nw, s.node.c_str(), lw,
+                  range_text(s.spec).c_str(), s.weight_bytes / kMiB, s.kv_bytes / kMiB, fit.c_str(),
+                  ms_text(s.est_ms).c_str());
     out << line;
     weights += s.weight_bytes;
     kv += s.kv_bytes;
@@ -416,10 +459,14 @@ std::string format_plan_table(const Plan& plan) {
   std::snprintf(line, sizeof line, "%-*s  %-*s  %11.1f  %9.1f\n", nw, "total", lw, "", weights / kMiB, kv / kMiB);
   out << line;
   const size_t hops = plan.stages.empty() ? 0 : plan.stages.size() - 1;
-  out << "slowest stage " << fmt("%.1f", plan.bottleneck_ms) << " ms/token (" << fmt("%.1f", 1e3 / plan.bottleneck_ms)
+  out << "slowest stage " << ms_text(plan.bottleneck_ms) << " ms/token (" << fmt("%.1f", 1e3 / plan.bottleneck_ms)
       << " tokens/s with the pipeline full); one token through " << plural(plan.stages.size(), "stage") << " "
-      << fmt("%.1f", plan.latency_ms) << " ms incl. " << plural(hops, "hop") << " ("
-      << fmt("%.1f", 1e3 / plan.latency_ms) << " tokens/s for one session)\n";
+      << ms_text(plan.latency_ms) << " ms incl. " << plural(hops, "hop") << " ("
+      << fmt("%.1f", 1e3 / plan.latency_ms) << " tokens/s for one session)";
+  if (plan.sessions > 1)
+    out << "; " << plural(plan.sessions, "session") << " at once: " << ms_text(plan.per_token_ms()) << " ms/token ("
+        << fmt("%.1f", 1e3 / plan.per_token_ms()) << " tokens/s in all)";
+  out << "\n";
   out << "--layers " << plan.layer_ranges() << "\n";
   for (const auto& l : plan.left_out) out << "left out " << l.node << ": " << l.reason << "\n";
   return out.str();

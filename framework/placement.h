@@ -16,17 +16,24 @@
 // Decode is memory-bound on laptops, so a node's measured bandwidth, when known, usually
 // decides. Network: each stage boundary costs `hop_ms` of latency.
 //
-// Objective: minimise the slowest stage's time (the time per token when the pipeline is
-// full: several sessions, or a batch of prompts), then, among plans as fast, the latency of
-// one token through every stage (sum of stage times + hops). A node whose smallest share
-// would be slower than the whole plan without it is left out.
+// Objective (PlanRequest::objective):
+//  - slowest_stage (default): minimise the slowest stage's time (the time per token when the
+//    pipeline is full: several sessions, or a batch of prompts), then, among plans as fast,
+//    the latency of one token through every stage (stage times + hops). A node whose
+//    smallest share would be slower than the whole plan without it is left out.
+//  - per_token: minimise max(slowest stage, latency / sessions), the time per token when
+//    `sessions` sequences decode at once (each waits for its own previous token). With one
+//    session this is the latency: layers go to the fastest nodes that hold them, and a node
+//    that only adds a hop is left out.
 //
 // Search (exact): dynamic programming over (set of nodes used, layers placed so far). Each
 // step appends one unused node as the next stage with the next 1..L layers; the first stage
 // takes the embedding, the stage that reaches the last layer takes the head. Every order and
 // subset of nodes is covered. A first pass finds the best bottleneck, a second the lowest
 // latency with no stage slower than it. O(2^N x N x L^2) time, O(2^N x L) memory for N nodes
-// and L layers: 8 nodes x 80 layers is 13 M steps (milliseconds); N is capped at 12.
+// and L layers: 8 nodes x 80 layers is 13 M steps (tens of milliseconds); N is capped at 12.
+// per_token repeats the second pass in a binary search over the bound on stage times
+// (log2(N x L^2) ~ 16 passes).
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -72,12 +79,19 @@ struct NodeCapacity {
 // a large model's scratch activations (a 512-token LLaMA-7B prefill needs ~100 MiB).
 constexpr uint64_t kDefaultOverheadBytes = 300ull << 20;
 
+enum class PlanObjective {
+  slowest_stage,  // the slowest stage, then latency: best when the pipeline is kept full
+  per_token,      // max(slowest stage, latency / sessions): the time per token with `sessions`
+                  // concurrent sessions; with one session that is the latency of one token
+};
+
 struct PlanRequest {
   int64_t context_length = 0;  // positions each session may reach; 0 = the model's n_ctx
   int32_t sessions = 1;        // concurrent sessions, each with its own KV cache
   uint64_t overhead_bytes = kDefaultOverheadBytes;  // per node
   double hop_ms = 2.0;         // one activation hop between stages (home Wi-Fi)
   bool use_every_node = false; // give each node at least one layer, even when that is slower
+  PlanObjective objective = PlanObjective::slowest_stage;
 };
 
 struct PlannedStage {
@@ -106,6 +120,7 @@ struct Plan {
   std::vector<LeftOutNode> left_out;
   double bottleneck_ms = 0;  // slowest stage: time per token with the pipeline full
   double latency_ms = 0;     // one token through every stage, hops included
+  double per_token_ms() const;  // max(bottleneck, latency / sessions): with `sessions` decoding at once
 
   std::vector<StageSpec> specs() const;
   std::vector<std::string> nodes() const;  // in pipeline order

@@ -4,6 +4,7 @@
 // tests read the footprint of the real models.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <functional>
 #include <numeric>
 #include <random>
@@ -246,7 +247,8 @@ TEST(Placement, HopsAddToTheLatencyOfOneToken) {
 // Every ordered subset of nodes and every split into contiguous ranges, evaluated one by one.
 struct BruteForce {
   double bottleneck = std::numeric_limits<double>::infinity();
-  double latency = std::numeric_limits<double>::infinity();
+  double latency = std::numeric_limits<double>::infinity();  // the lowest among the best bottlenecks
+  double per_token = std::numeric_limits<double>::infinity();  // the lowest max(bottleneck, latency / sessions)
 };
 
 BruteForce brute_force(const std::vector<NodeCapacity>& nodes, const ModelFootprint& model, const PlanRequest& r) {
@@ -266,8 +268,9 @@ BruteForce brute_force(const std::vector<NodeCapacity>& nodes, const ModelFootpr
       s.back().has_head = true;
       try {
         const Plan p = evaluate_placement(chosen, s, model, r);
-        if (p.bottleneck_ms < best.bottleneck - 1e-9) best = {p.bottleneck_ms, p.latency_ms};
+        if (p.bottleneck_ms < best.bottleneck - 1e-9) best.bottleneck = p.bottleneck_ms, best.latency = p.latency_ms;
         else if (p.bottleneck_ms <= best.bottleneck + 1e-9) best.latency = std::min(best.latency, p.latency_ms);
+        best.per_token = std::min(best.per_token, p.per_token_ms());
       } catch (const PlacementError&) {
       }
       return;
@@ -294,6 +297,26 @@ BruteForce brute_force(const std::vector<NodeCapacity>& nodes, const ModelFootpr
   return best;
 }
 
+TEST(Placement, PerTokenObjectiveWithOneSessionKeepsLayersOnTheFastestNodeThatHoldsThem) {
+  // Pipelining cannot speed up one session: each token waits for the previous one, so a
+  // second stage only adds its hop. With 4 sessions in flight the even split wins.
+  const auto model = uniform_model(30, 100);
+  const std::vector<NodeCapacity> nodes = {node("a", 8 * GiB, 50), node("b", 8 * GiB, 60), node("c", 8 * GiB, 50)};
+  PlanRequest r = bare_request();
+  r.hop_ms = 2;
+  r.objective = PlanObjective::per_token;
+  const Plan one = plan_placement(nodes, model, r);
+  EXPECT_EQ(one.nodes(), (std::vector<std::string>{"b"}));
+  EXPECT_NEAR(one.per_token_ms(), 500, 1e-6);  // 30 GFLOP at 60 GFLOPS
+  ASSERT_EQ(one.left_out.size(), 2u);
+  EXPECT_NE(one.left_out[0].reason.find("not needed"), std::string::npos) << one.left_out[0].reason;
+
+  r.sessions = 4;
+  const Plan four = plan_placement(nodes, model, r);
+  EXPECT_EQ(four.stages.size(), 3u);
+  EXPECT_NEAR(four.per_token_ms(), 200, 1e-6);  // a stage of 10 layers at 50 or 12 at 60 GFLOPS
+}
+
 TEST(Placement, PlanIsAsGoodAsTryingEveryOrderAndSplit) {
   std::mt19937 rng(7);
   std::uniform_int_distribution<int> layer_mib(50, 150), mem_mib(100, 450), gflops(5, 100), bw(0, 3);
@@ -314,6 +337,7 @@ TEST(Placement, PlanIsAsGoodAsTryingEveryOrderAndSplit) {
     }
     PlanRequest r = bare_request();
     r.hop_ms = 3;
+    r.sessions = 1 + trial % 3;
     const BruteForce expected = brute_force(nodes, m, r);
     if (expected.bottleneck == std::numeric_limits<double>::infinity()) {
       EXPECT_THROW(plan_placement(nodes, m, r), PlacementError) << "trial " << trial;
@@ -324,6 +348,11 @@ TEST(Placement, PlanIsAsGoodAsTryingEveryOrderAndSplit) {
     expect_valid_pipeline(plan, m.n_layer);
     EXPECT_NEAR(plan.bottleneck_ms, expected.bottleneck, 1e-6) << "trial " << trial;
     EXPECT_NEAR(plan.latency_ms, expected.latency, 1e-6) << "trial " << trial;
+
+    r.objective = PlanObjective::per_token;
+    const Plan per_token = plan_placement(nodes, m, r);
+    expect_valid_pipeline(per_token, m.n_layer);
+    EXPECT_NEAR(per_token.per_token_ms(), expected.per_token, 1e-6) << "trial " << trial << ", per token";
   }
   EXPECT_GT(feasible, 50);  // the random tables cover both outcomes
   EXPECT_LT(feasible, 150);
@@ -407,3 +436,23 @@ TEST(Placement, StageShardIsRefusedForPlanning) {
 
 }  // namespace
 }  // namespace troupe
+namespace troupe {
+TEST(PlacementScratch, Timing) {
+  ModelFootprint m;
+  m.model = "x"; m.n_layer = 80; m.n_ctx = 4096;
+  m.layer_bytes.assign(80, 100ull << 20); m.layer_flops.assign(80, 1e9);
+  m.kv_bytes_per_position = 1024;
+  std::vector<NodeCapacity> nodes;
+  for (int i = 0; i < 12; ++i) nodes.push_back({"n" + std::to_string(i), (4ull + i) << 30, 20.0 + 7 * i, 0});
+  for (int obj = 0; obj < 2; ++obj) {
+    PlanRequest r; r.objective = obj ? PlanObjective::per_token : PlanObjective::slowest_stage; r.sessions = 2;
+    auto t0 = std::chrono::steady_clock::now();
+    Plan p = plan_placement(nodes, m, r);
+    printf("obj %d: %.1f ms, %zu stages\n", obj, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), p.stages.size());
+    std::vector<NodeCapacity> eight(nodes.begin(), nodes.begin() + 8);
+    t0 = std::chrono::steady_clock::now();
+    p = plan_placement(eight, m, r);
+    printf("8 nodes obj %d: %.1f ms, %zu stages\n", obj, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), p.stages.size());
+  }
+}
+}

@@ -5,6 +5,12 @@
 #include <cstdio>
 #include <random>
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "framework/actor_system.h"
+#include "framework/deploy.h"
+#include "framework/pipeline_plan.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "models/checkpoint.h"
@@ -17,6 +23,7 @@ namespace {
 struct GenerateOptions {
   std::string model;
   std::string prompt;
+  std::string nodes, layers, wire = "f32";
   int64_t n_tokens = 64;
   SamplingOptions sampling;
   int64_t seed = -1;
@@ -26,10 +33,46 @@ struct GenerateOptions {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+void print_piece(const std::string& bytes) {
+  std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+  std::fflush(stdout);
+}
+
+// Through caf-node daemons: one stage per node, activations hop from node to node.
+void run_distributed(const GenerateOptions& o, const SamplingOptions& sampling) {
+  PipelineRequest request;
+  request.model = o.model;
+  request.tokenizer_model = o.model;
+  request.nodes = split_node_list(o.nodes);
+  request.layers = o.layers;
+  request.wire = wire_dtype_from_string(o.wire);
+  request.sampling = sampling;
+  const int64_t n_layer = open_checkpoint(o.model)->config().n_layer;
+  const auto desc = describe_pipeline(request, n_layer);
+
+  caf::actor_system_config cfg;
+  configure_actor_system(cfg);
+  caf::actor_system sys{cfg};
+  Pipeline pipeline = deploy(sys, desc);
+  for (const auto& s : pipeline.stages())
+    spdlog::info("stage {} on {}: {:.1f} MB of weights, loaded in {:.0f} ms", s.describe, s.endpoint,
+                 s.weight_bytes / 1e6, s.load_ms);
+  const Generation g = pipeline.generate(o.prompt, o.n_tokens, sampling,
+                                         [](int32_t, const std::string& piece) { print_piece(piece); });
+  std::fputc('\n', stderr);
+  double decode_ms = 0;
+  for (double ms : g.step_ms) decode_ms += ms;
+  spdlog::info("prefill: {} tokens in {:.1f} ms; decode: {} tokens, {:.2f} ms/token", g.prompt_tokens.size(), g.prefill_ms,
+               g.step_ms.size(), g.step_ms.empty() ? 0.0 : decode_ms / g.step_ms.size());
+  pipeline.shutdown();
+}
+
 void run_generate(const GenerateOptions& o) {
   set_compute_threads(o.threads);
   SamplingOptions sampling = o.sampling;
   sampling.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
+  if (!o.nodes.empty()) return run_distributed(o, sampling);
+  if (!o.layers.empty()) throw std::invalid_argument("--layers needs --nodes");
 
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
   const auto tokenizer = make_tokenizer(ckpt->vocab());
@@ -42,9 +85,7 @@ void run_generate(const GenerateOptions& o) {
   int64_t n_generated = 0;
   session.generate(prompt, o.n_tokens, sampling, tokenizer->eos_id(), [&](int32_t token, const std::vector<float>&) {
     if (n_generated++ == 0) prefill_seconds = seconds_since(start);
-    const std::string bytes = tokenizer->token_bytes(token);
-    std::fwrite(bytes.data(), 1, bytes.size(), stdout);
-    std::fflush(stdout);
+    print_piece(tokenizer->token_bytes(token));
     return true;
   });
   const double total = seconds_since(start);
@@ -69,6 +110,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--repeat-window", o->sampling.repeat_window, "recent tokens the penalty looks at")->capture_default_str();
   cmd->add_option("--seed", o->seed, "random seed (default: random)");
   cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");
+  cmd->add_option("--nodes", o->nodes, "caf-node daemons host:port,host:port,... (one stage each, in order)");
+  cmd->add_option("--layers", o->layers, "inclusive layer range per node, e.g. 0-1,2-3,4-4 (default: even split)");
+  cmd->add_option("--wire", o->wire, "activation type between nodes: f32, fp16, bf16")->capture_default_str();
   cmd->callback([o] { run_reporting_errors([&] { run_generate(*o); }); });
 }
 
