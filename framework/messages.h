@@ -7,7 +7,8 @@
 //        ◀───────────── TokenReply ──────── sampler ◀──delegate(LogitsRow)── last stage (same node)
 //
 // Every stage forwards the client's request with CAF's `delegate`, so the reply of the
-// sampler at the end of the chain goes straight back to the client that asked.
+// sampler at the end of the chain goes straight back to the client that asked. ("client"
+// is the client actor of a deployed Pipeline, or any actor that sends an Activation.)
 //
 //   node (one per caf-node daemon, published on its port)
 //     info_atom                              -> NodeInfo

@@ -261,6 +261,9 @@ Plan plan_placement(const std::vector<NodeCapacity>& nodes, const ModelFootprint
   const StageCosts costs(model, request);
   const int64_t L = model.n_layer;
   const size_t N = nodes.size();
+  if (request.use_every_node && static_cast<int64_t>(N) > L)
+    throw std::invalid_argument("cannot give each of " + plural(static_cast<int64_t>(N), "node") + " a layer: " +
+                                model.model + " has " + plural(L, "layer"));
   const size_t masks = size_t{1} << N;
   const size_t full = masks - 1;
   auto at = [&](size_t mask, int64_t j) { return mask * static_cast<size_t>(L + 1) + static_cast<size_t>(j); };

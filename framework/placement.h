@@ -31,9 +31,9 @@
 // takes the embedding, the stage that reaches the last layer takes the head. Every order and
 // subset of nodes is covered. A first pass finds the best bottleneck, a second the lowest
 // latency with no stage slower than it. O(2^N x N x L^2) time, O(2^N x L) memory for N nodes
-// and L layers: 8 nodes x 80 layers is 13 M steps (tens of milliseconds); N is capped at 12.
-// per_token repeats the second pass in a binary search over the bound on stage times
-// (log2(N x L^2) ~ 16 passes).
+// and L layers; N is capped at 12. per_token repeats the second pass in a binary search over
+// the bound on stage times (~log2(N x L^2) passes). Measured for 80 layers: 8 nodes 12 ms
+// (slowest_stage) / 90 ms (per_token), 12 nodes 0.3 s / 2.4 s.
 #include <cstdint>
 #include <stdexcept>
 #include <string>

@@ -119,6 +119,14 @@ TROUPE_AVX2 inline __m256 load_scales8(const uint8_t* block) {
 
 TROUPE_AVX2 inline __m256i load_i8x32(const int8_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
 
+// Weight rows shorter than a page share pages, which the hardware prefetchers of some CPUs
+// (Zen 4 here) do not follow when several rows are read side by side; so the tiles prefetch
+// their rows' bytes `kPrefetchAhead` ahead themselves: the cache lines of [from, from + n).
+constexpr size_t kPrefetchAhead = 1024;
+TROUPE_AVX2 inline void prefetch_range(const uint8_t* from, size_t n) {
+  for (size_t off = 0; off < n; off += 64) _mm_prefetch(reinterpret_cast<const char*>(from + off), _MM_HINT_T0);
+}
+
 // One Q8_0 block of R weight rows and C activation rows; `scale` holds d_w * d_x in lane
 // `lane`. |w| and sign(x, w) make _mm256_maddubs_epi16 (unsigned x signed) give w * x pair sums.
 template <int R, int C>
@@ -159,6 +167,7 @@ TROUPE_AVX2 void tile_q8_0(const PackedMatrix& w, int64_t r, const Q8Rows& x, in
   for (; b + 8 <= x.blocks; b += 8) {
     __m256 scale[R][C];
     for (int i = 0; i < R; ++i) {
+      prefetch_range(rows[i] + b * kB + kPrefetchAhead, 8 * kB);
       const __m256 dw = load_scales8<kB>(rows[i] + b * kB);
       for (int c = 0; c < C; ++c) scale[i][c] = _mm256_mul_ps(dw, _mm256_loadu_ps(xd[c] + b));
     }
@@ -200,6 +209,7 @@ TROUPE_AVX2 void tile_q4_0(const PackedMatrix& w, int64_t r, const Q8Rows& x, in
   for (; b + 8 <= x.blocks; b += 8) {
     __m256 scale[R][C];
     for (int i = 0; i < R; ++i) {
+      prefetch_range(rows[i] + b * kB + kPrefetchAhead, 8 * kB);
       const __m256 dw = load_scales8<kB>(rows[i] + b * kB);
       for (int c = 0; c < C; ++c) scale[i][c] = _mm256_mul_ps(dw, _mm256_loadu_ps(xd[c] + b));
     }

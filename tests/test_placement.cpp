@@ -4,7 +4,6 @@
 // tests read the footprint of the real models.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <functional>
 #include <numeric>
 #include <random>
@@ -436,23 +435,3 @@ TEST(Placement, StageShardIsRefusedForPlanning) {
 
 }  // namespace
 }  // namespace troupe
-namespace troupe {
-TEST(PlacementScratch, Timing) {
-  ModelFootprint m;
-  m.model = "x"; m.n_layer = 80; m.n_ctx = 4096;
-  m.layer_bytes.assign(80, 100ull << 20); m.layer_flops.assign(80, 1e9);
-  m.kv_bytes_per_position = 1024;
-  std::vector<NodeCapacity> nodes;
-  for (int i = 0; i < 12; ++i) nodes.push_back({"n" + std::to_string(i), (4ull + i) << 30, 20.0 + 7 * i, 0});
-  for (int obj = 0; obj < 2; ++obj) {
-    PlanRequest r; r.objective = obj ? PlanObjective::per_token : PlanObjective::slowest_stage; r.sessions = 2;
-    auto t0 = std::chrono::steady_clock::now();
-    Plan p = plan_placement(nodes, m, r);
-    printf("obj %d: %.1f ms, %zu stages\n", obj, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), p.stages.size());
-    std::vector<NodeCapacity> eight(nodes.begin(), nodes.begin() + 8);
-    t0 = std::chrono::steady_clock::now();
-    p = plan_placement(eight, m, r);
-    printf("8 nodes obj %d: %.1f ms, %zu stages\n", obj, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), p.stages.size());
-  }
-}
-}

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -63,6 +64,8 @@ int main(int argc, char** argv) {
   app.add_option("--port-file", port_file, "write the port actually bound to this file once listening");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  std::error_code ec;
+  models_dir = std::filesystem::absolute(models_dir, ec).lexically_normal().string();
 
   auto logger = spdlog::stderr_color_mt("caf-node");
   spdlog::set_default_logger(logger);
@@ -85,17 +88,25 @@ int main(int argc, char** argv) {
 
   if (port == 0) port = free_port(listen);
   troupe::NodeConfig node_cfg;
-  node_cfg.name = listen + ":" + std::to_string(port);
+  // Errors and logs name the node by the address clients use; for a wildcard listen
+  // address that is best guessed by the host name.
+  std::string host = listen;
+  if (listen == "0.0.0.0" || listen == "::") {
+    char name[256] = {0};
+    if (gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0') host = name;
+  }
+  node_cfg.name = host + ":" + std::to_string(port);
   node_cfg.models_dir = models_dir;
   node_cfg.threads = threads;
   auto node = troupe::spawn_node_actor(sys, node_cfg);
   auto bound = sys.middleman().publish(node, static_cast<uint16_t>(port), listen.c_str(), /*reuse_addr=*/true);
   if (!bound) {
-    spdlog::error("cannot listen on {}: {}", node_cfg.name, sys.render(bound.error()));
+    spdlog::error("cannot listen on {}:{}: {}", listen, port, sys.render(bound.error()));
     caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
     return 1;
   }
   troupe::advertise_direct_route(sys, listen, static_cast<uint16_t>(*bound));
+  if (!std::filesystem::is_directory(models_dir, ec)) spdlog::warn("models dir '{}' does not exist", models_dir);
   spdlog::info("node {} listening (models dir '{}', {} threads per stage)", node_cfg.name, models_dir, threads);
   if (!port_file.empty()) {
     const std::string tmp = port_file + ".tmp";

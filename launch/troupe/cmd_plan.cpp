@@ -12,7 +12,7 @@ namespace troupe::cli {
 namespace {
 
 struct PlanOptions {
-  std::string model, nodes, cluster, assume, layers, overhead = "300M";
+  std::string model, nodes, cluster, assume, layers, overhead = "300M", objective = "slowest-stage";
   int64_t ctx = 0;
   int32_t sessions = 1;
   double hop_ms = 2.0;
@@ -82,6 +82,7 @@ void run_plan(const PlanOptions& o) {
   request.overhead_bytes = parse_size(o.overhead);
   request.hop_ms = o.hop_ms;
   request.use_every_node = o.use_every_node;
+  request.objective = o.objective == "per-token" ? PlanObjective::per_token : PlanObjective::slowest_stage;
 
   const auto ckpt = open_checkpoint(model);  // reads the tensor table; loads no weights
   const ModelFootprint footprint = footprint_of(*ckpt);
@@ -114,6 +115,10 @@ void add_plan_command(CLI::App& app) {
     ->capture_default_str()
     ->check(CLI::NonNegativeNumber);
   cmd->add_option("--layers", o->layers, "evaluate these layer ranges (one per node, in order) instead of planning");
+  cmd->add_option("--objective", o->objective,
+                  "slowest-stage: fastest with the pipeline full; per-token: fastest for --sessions decoding at once")
+    ->capture_default_str()
+    ->check(CLI::IsMember({"slowest-stage", "per-token"}));
   cmd->add_flag("--use-every-node", o->use_every_node, "give every node at least one layer, even if slower");
   cmd->callback([o, nodes, cluster, assume] {
     run_reporting_errors([&] {
