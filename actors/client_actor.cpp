@@ -40,11 +40,18 @@ caf::behavior client_behavior(ClientActor* self, std::chrono::milliseconds step_
   });
   return {
     [self](proto::watch_atom, std::vector<caf::actor>& stages, std::vector<std::string>& labels) {
+      // Also after a recovery, with the replacement in the list: the pipeline serves again.
       auto& st = self->state;
+      for (const auto& s : st.stages) self->demonitor(s);
+      st.down.clear();
       for (const auto& s : stages) self->monitor(s);
       st.stages = std::move(stages);
       st.labels = std::move(labels);
       return caf::ok_atom::value;
+    },
+    [self](proto::fail_atom, const std::string& why) {
+      // The supervisor found a stage hung or failed: nothing in flight will come back.
+      self->state.fail_all(why);
     },
     [self](proto::Activation& in) -> caf::result<proto::TokenReply> {
       auto& st = self->state;

@@ -13,7 +13,8 @@
 namespace troupe {
 
 // Handles proto::Activation (relayed to the first watched stage, reply proto::TokenReply)
-// and (watch_atom, stages, labels) -> ok_atom.
+// and (watch_atom, stages, labels) -> ok_atom (sent again after a recovery, which makes it
+// serve again), and (fail_atom, why): fails every request in flight (the supervisor's call).
 caf::actor spawn_client_actor(caf::actor_system& sys, std::chrono::milliseconds step_timeout);
 
 }  // namespace troupe

@@ -96,10 +96,11 @@ caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage re
   self->monitor(stage);
   st.stages.insert(stage);
   auto rp = self->make_response_promise<proto::StageReady>();
+  const caf::actor_addr weak_stage = stage.address();  // a pending handler must not keep it alive
   self->request(stage, kLoadTimeout, proto::load_atom::value)
     .then([rp](proto::StageReady& ready) mutable { rp.deliver(std::move(ready)); },
-          [self, rp, stage](caf::error& err) mutable {
-            self->send_exit(stage, caf::exit_reason::user_shutdown);
+          [self, rp, weak_stage](caf::error& err) mutable {
+            self->send_exit(weak_stage, caf::exit_reason::user_shutdown);
             rp.deliver(std::move(err));
           });
   return rp;
@@ -159,6 +160,7 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg) {
       return info;
     },
     [self](proto::spawn_atom, proto::SpawnStage& req) { return spawn_stage(self, std::move(req)); },
+    [](proto::ping_atom) { return caf::ok_atom::value; },
     [self](proto::peer_atom, const std::string& host, uint16_t port, const caf::node_id& expected) {
       return connect_peer(self, host, port, expected);
     },

@@ -40,6 +40,7 @@ struct StageState {
   std::unordered_map<uint64_t, std::unique_ptr<KvCache>> caches;  // one per session
   caf::actor next;  // the next stage, or the sampler beside the last stage
   proto::StageStats stats;
+  int64_t fault_at_step = -1;  // fault injection (tests): throw inside compute when stats.steps reaches it
 
   static inline const char* name = "troupe.stage";
 
@@ -131,6 +132,10 @@ void step(StageActor* self, const proto::Activation& in, caf::response_promise r
   KvCache& cache = st.cache_for(m.session_id, m.pos);
 
   const auto t0 = Clock::now();
+  if (st.fault_at_step >= 0 && static_cast<uint64_t>(st.fault_at_step) == st.stats.steps) {
+    st.fault_at_step = -1;
+    throw std::runtime_error("injected fault at step " + std::to_string(st.stats.steps));
+  }
   const at::Tensor out = st.model->forward(input, m.pos, cache, /*all_logits=*/false);
   st.stats.compute_ms += ms_since(t0);
   ++st.stats.steps;
@@ -187,6 +192,10 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
     },
     [self](proto::end_session_atom, uint64_t session) {
       self->state.caches.erase(session);
+      return caf::ok_atom::value;
+    },
+    [self](proto::fault_atom, uint64_t at_step) {
+      self->state.fault_at_step = static_cast<int64_t>(at_step);
       return caf::ok_atom::value;
     },
     [self](proto::stats_atom) {

@@ -24,6 +24,8 @@ void configure_actor_system(caf::actor_system_config& cfg, int scheduler_threads
   proto::add_message_types(cfg);
   cfg.set("middleman.enable-automatic-connections", true);
   cfg.set("scheduler.max-threads", static_cast<size_t>(scheduler_threads));
+  cfg.set("scheduler.policy", caf::atom("sharing"));
+  cfg.set("middleman.heartbeat-interval", caf::timespan{kHeartbeatInterval});
 }
 
 void advertise_direct_route(caf::actor_system& sys, const std::string& listen, uint16_t port) {

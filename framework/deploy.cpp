@@ -10,6 +10,7 @@
 #include "actors/node_actor.h"
 #include "actors/tokenizer_actor.h"
 #include "framework/cluster.h"
+#include "framework/deploy_supervision.h"
 #include "models/tokenizer.h"
 
 namespace troupe {
@@ -38,7 +39,9 @@ struct Pipeline::Impl {
   caf::actor client;  // relays generation requests to stage 0; the stages quit when it goes down
   caf::actor tokenizer;
   caf::actor local_node;
-  std::vector<DeployedStage> stages;
+  std::vector<DeployedStage> stages;  // updated in place by the supervisor's recoveries
+  std::vector<proto::SpawnStage> spawns;  // what each stage was spawned with (to restart it)
+  std::shared_ptr<Supervisor> supervisor;
   int64_t n_vocab = 0;
   int64_t max_positions = 0;
   int32_t eos_id = -1;
@@ -46,12 +49,32 @@ struct Pipeline::Impl {
 
   ~Impl() { stop(); }
 
+  // Stops every actor of the pipeline and waits (a bounded time) until they are gone, so that
+  // nothing of it is still in flight when the caller goes on to destroy the actor system
+  // (CAF 0.17 can then wait forever for a detached stage that a late message still holds).
   void stop() {
-    for (const auto& s : stages) caf::anon_send_exit(s.actor, caf::exit_reason::user_shutdown);
+    if (supervisor) supervisor->stop();  // no recovery may run (or start) while stopping
+    supervisor.reset();
+    std::vector<caf::actor> all;
+    for (const auto& s : stages) all.push_back(s.actor);
     for (auto* a : {&client, &tokenizer, &local_node})
-      if (*a) caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
+      if (*a) all.push_back(*a);
     stages.clear();
     client = tokenizer = local_node = caf::actor{};
+    if (all.empty() || sys == nullptr) return;
+    caf::scoped_actor self{*sys};
+    for (const auto& a : all) {
+      self->monitor(a);
+      self->send_exit(a, caf::exit_reason::user_shutdown);
+    }
+    const auto deadline = Clock::now() + options.connect_timeout;
+    size_t gone = 0;
+    bool timed_out = false;
+    while (gone < all.size() && !timed_out) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      self->receive([&](const caf::down_msg&) { ++gone; },
+                    caf::after(std::max(left, std::chrono::milliseconds(0))) >> [&] { timed_out = true; });
+    }
   }
 
   std::string piece(caf::scoped_actor& self, int32_t token) const {
@@ -64,8 +87,10 @@ struct Pipeline::Impl {
 
   // Frees the session's KV caches on every stage. Not awaited: a stage handles it before
   // anything this process sends it later, and a dead stage must not hold up the caller.
+  std::vector<DeployedStage> current_stages() const { return supervisor ? supervisor->stages() : stages; }
+
   void end_session(uint64_t session) const {
-    for (const auto& s : stages) caf::anon_send(s.actor, proto::end_session_atom::value, session);
+    for (const auto& s : current_stages()) caf::anon_send(s.actor, proto::end_session_atom::value, session);
   }
 };
 
@@ -109,7 +134,7 @@ std::string Pipeline::decode(const std::vector<int32_t>& tokens) const {
 std::vector<proto::StageStats> Pipeline::stats() const {
   caf::scoped_actor self{*impl_->sys};
   std::vector<proto::StageStats> all;
-  for (const auto& s : impl_->stages) {
+  for (const auto& s : impl_->current_stages()) {
     std::string failure;
     self->request(s.actor, impl_->options.connect_timeout, proto::stats_atom::value)
       .receive([&](proto::StageStats& st) { all.push_back(std::move(st)); },
@@ -117,6 +142,20 @@ std::vector<proto::StageStats> Pipeline::stats() const {
     if (!failure.empty()) throw PipelineError("stage " + s.describe + " @ " + s.endpoint + ": " + failure);
   }
   return all;
+}
+
+std::vector<Recovery> Pipeline::recoveries() const {
+  return impl_->supervisor ? impl_->supervisor->recoveries() : std::vector<Recovery>{};
+}
+
+void Pipeline::inject_fault(size_t index, uint64_t at_step) const {
+  const auto stages = impl_->current_stages();
+  if (index >= stages.size()) throw std::out_of_range("no stage " + std::to_string(index));
+  caf::scoped_actor self{*impl_->sys};
+  std::string failure;
+  self->request(stages[index].actor, impl_->options.connect_timeout, proto::fault_atom::value, at_step)
+    .receive([](caf::ok_atom) {}, [&](caf::error& e) { failure = proto::error_text(e); });
+  if (!failure.empty()) throw PipelineError("stage " + stages[index].describe + ": " + failure);
 }
 
 Generation Pipeline::generate(const std::string& prompt, int64_t n_tokens, const TokenHandler& on_token) const {
@@ -146,6 +185,7 @@ Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t
   std::vector<int32_t> input = prompt;
   int64_t pos = 0;
   std::string failure;
+  Supervisor::Session record = I.supervisor->open_session(session);  // replayed after a stage failure
   for (int64_t step = 0; step < n_tokens && pos + static_cast<int64_t>(input.size()) <= I.max_positions; ++step) {
     TensorMessage m;
     m.session_id = session;
@@ -157,17 +197,14 @@ Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t
     m.sampling.want_logits = options.want_logits;
     proto::TokenReply reply;
     const auto t0 = Clock::now();
-    // Via the client actor (it fails the request at once if a stage goes down), which waits
-    // step_timeout for the chain; this wait is only a backstop.
-    self->request(I.client, I.options.step_timeout + std::chrono::seconds(1), proto::Activation{encode_tensor_message(m)})
-      .receive([&](proto::TokenReply& r) { reply = std::move(r); },
-               [&](caf::error& e) {
-                 failure = e == caf::sec::request_timeout
-                             ? "no token within " + std::to_string(I.options.step_timeout.count()) +
-                                 " ms (a node is down or overloaded)"
-                             : proto::error_text(e);
-               });
-    if (!failure.empty()) break;
+    // Through the client actor; a stage failure on the way is repaired and the session
+    // replayed before the step is tried again (framework/deploy_supervision.h).
+    try {
+      reply = I.supervisor->step(self, record, encode_tensor_message(m), static_cast<int64_t>(input.size()));
+    } catch (const PipelineError& e) {
+      failure = e.what();
+      break;
+    }
     if (step == 0)
       g.prefill_ms = ms_since(t0);
     else
@@ -186,54 +223,49 @@ Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t
     if (options.stop_at_eos && reply.token == I.eos_id) break;
   }
   I.end_session(session);
+  g.recoveries = record.recoveries;
+  g.tokens_replayed = record.tokens_replayed;
   if (!failure.empty()) throw PipelineError("generation failed at token " + std::to_string(g.tokens.size()) + ": " + failure);
   if (I.tokenizer) g.text = decode(g.tokens);
   return g;
 }
 
-Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const DeployOptions& options) {
-  try {
-    desc.validate();
-  } catch (const std::invalid_argument& e) {
-    throw DeployError(std::string("invalid pipeline: ") + e.what());
-  }
-  auto impl = std::make_unique<Pipeline::Impl>();
-  Pipeline::Impl& I = *impl;
-  I.sys = &sys;
-  I.options = options;
-  I.sampling = desc.sampler ? desc.sampler->options : SamplingOptions{};
-  I.client = spawn_client_actor(sys, options.step_timeout);
+namespace {
 
-  if (desc.tokenizer) {
-    const std::string path = resolve_model_path(options.local_models_dir, desc.tokenizer->model);
-    std::shared_ptr<const Tokenizer> tok;
-    try {
-      tok = load_tokenizer(path);
-    } catch (const std::exception& e) {
-      throw DeployError(std::string("tokenizer: ") + e.what());
-    }
-    I.eos_id = tok->eos_id();
-    I.tokenizer = spawn_tokenizer_actor(sys, tok);
-  }
+// Joins "a; b; c".
+void add_failure(std::string& all, const std::string& one) { all += (all.empty() ? "" : "; ") + one; }
 
-  // Reach every node once (a node may hold several stages).
+std::string timeout_or_text(const caf::error& e, const std::string& what, std::chrono::milliseconds timeout) {
+  return e == caf::sec::request_timeout ? what + " within " + std::to_string(timeout.count()) + " ms"
+                                        : proto::error_text(e);
+}
+
+// The node actor for each endpoint named in the description (connecting once per node),
+// and a node actor in this process for stages without .on().
+std::map<std::string, caf::actor> reach_nodes(caf::actor_system& sys, const dsl::PipelineDesc& desc,
+                                              const DeployOptions& options, Pipeline::Impl& I) {
   std::map<std::string, caf::actor> nodes;
   for (const auto& s : desc.stages) {
+    if (nodes.count(s.endpoint)) continue;
     if (s.endpoint.empty()) {
-      if (!I.local_node)
-        I.local_node = spawn_node_actor(sys, NodeConfig{"local", options.local_models_dir, options.local_threads});
+      I.local_node = spawn_node_actor(sys, NodeConfig{"local", options.local_models_dir, options.local_threads});
+      nodes[""] = I.local_node;
       continue;
     }
-    if (nodes.count(s.endpoint)) continue;
     try {
       nodes[s.endpoint] = connect_node(sys, parse_endpoint(s.endpoint), options.connect_timeout).actor;
     } catch (const std::exception& e) {
       throw DeployError(e.what());
     }
   }
+  return nodes;
+}
 
-  // Load all stages at once, each on its node.
-  caf::scoped_actor self{sys};
+// Asks every node to load its stage, all at once; the first stage gets the embedding, the
+// last the head and the sampler.
+std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::PipelineDesc& desc,
+                                            const DeployOptions& options,
+                                            const std::map<std::string, caf::actor>& nodes, Pipeline::Impl& I) {
   using Handle = decltype(self->request(caf::actor{}, options.spawn_timeout, proto::spawn_atom::value,
                                         proto::SpawnStage{}));
   std::vector<Handle> pending;
@@ -250,61 +282,68 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
     req.max_positions = options.max_positions;
     req.with_sampler = req.spec.has_head;
     req.owner = I.client;
-    const caf::actor& node = s.endpoint.empty() ? I.local_node : nodes.at(s.endpoint);
-    pending.push_back(self->request(node, options.spawn_timeout, proto::spawn_atom::value, std::move(req)));
+    I.spawns.push_back(req);
+    pending.push_back(self->request(nodes.at(s.endpoint), options.spawn_timeout, proto::spawn_atom::value, req));
   }
   std::string failures;
   std::vector<proto::StageReady> ready(desc.stages.size());
   for (size_t i = 0; i < pending.size(); ++i) {
-    const std::string where = desc.stages[i].endpoint.empty() ? "in this process" : "on " + desc.stages[i].endpoint;
+    const std::string& ep = desc.stages[i].endpoint;
     pending[i].receive(
       [&](proto::StageReady& r) {
         ready[i] = std::move(r);
-        I.stages.push_back(DeployedStage{desc.stages[i].endpoint, ready[i].describe, ready[i].stage,
-                                         ready[i].weight_bytes, ready[i].load_ms, ready[i].threads});
+        // Kept even if another stage fails, so that ~Impl stops it.
+        I.stages.push_back(DeployedStage{ep, ready[i].describe, ready[i].stage, ready[i].weight_bytes,
+                                         ready[i].load_ms, ready[i].threads});
       },
       [&](caf::error& e) {
-        failures += (failures.empty() ? "" : "; ") + std::string("stage ") + std::to_string(i) + " " + where + ": " +
-                    (e == caf::sec::request_timeout ? "not loaded within " +
-                                                          std::to_string(options.spawn_timeout.count()) + " ms"
-                                                    : proto::error_text(e));
+        add_failure(failures, "stage " + std::to_string(i) + (ep.empty() ? " in this process" : " on " + ep) + ": " +
+                                timeout_or_text(e, "not loaded", options.spawn_timeout));
       });
   }
-  if (!failures.empty()) throw DeployError(failures);  // ~Impl stops the stages that did start
+  if (!failures.empty()) throw DeployError(failures);
+  return ready;
+}
 
+// All stages must be of one model and cover all its layers.
+void check_coverage(const dsl::PipelineDesc& desc, const std::vector<proto::StageReady>& ready) {
   const int64_t n_layer = ready.front().n_layer;
   for (size_t i = 0; i < ready.size(); ++i)
     if (ready[i].n_layer != n_layer || ready[i].n_vocab != ready.front().n_vocab)
-      throw DeployError("stage " + std::to_string(i) + " (" + desc.stages[i].model + ") is not the same model as stage 0");
+      throw DeployError("stage " + std::to_string(i) + " (" + desc.stages[i].model +
+                        ") is not the same model as stage 0");
   if (desc.stages.back().range.last != n_layer - 1)
     throw DeployError("the stages cover layers 0-" + std::to_string(desc.stages.back().range.last) +
                       " but the model has " + std::to_string(n_layer) + " layers (0-" + std::to_string(n_layer - 1) +
                       ")");
-  I.n_vocab = ready.front().n_vocab;
-  I.max_positions = ready.front().max_positions;
-  for (const auto& r : ready) I.max_positions = std::min(I.max_positions, r.max_positions);
+}
 
-  // Connect each stage's node directly to its successor's node, then wire each stage to its
-  // successor (the last one already feeds its sampler).
-  std::vector<decltype(self->request(caf::actor{}, options.connect_timeout, proto::peer_atom::value, std::string{},
-                                     uint16_t{0}, caf::node_id{}))>
-    peerings;
+// Connects each stage's node directly to the next stage's node, before any activation
+// flows (see "Direct connections" in docs/architecture.md).
+void peer_nodes(caf::scoped_actor& self, const dsl::PipelineDesc& desc, const DeployOptions& options,
+                const std::map<std::string, caf::actor>& nodes, const std::vector<proto::StageReady>& ready) {
+  const auto timeout = options.connect_timeout + std::chrono::seconds(10);  // the node has its own timeout
+  using Handle = decltype(self->request(caf::actor{}, timeout, proto::peer_atom::value, std::string{}, uint16_t{0},
+                                        caf::node_id{}));
+  std::vector<Handle> pending;
   for (size_t i = 0; i + 1 < desc.stages.size(); ++i) {
     const std::string& here = desc.stages[i].endpoint;
     const std::string& next = desc.stages[i + 1].endpoint;
-    if (here.empty() || next.empty() || here == next) continue;  // in this process, or the same node
+    if (here.empty() || next.empty() || here == next) continue;  // the client is connected to all; one node
     const Endpoint ep = parse_endpoint(next);
-    peerings.push_back(self->request(nodes.at(here), options.connect_timeout + std::chrono::seconds(10),
-                                     proto::peer_atom::value, ep.host, ep.port, ready[i + 1].stage.node()));
+    pending.push_back(
+      self->request(nodes.at(here), timeout, proto::peer_atom::value, ep.host, ep.port, ready[i + 1].stage.node()));
   }
-  for (size_t k = 0; k < peerings.size(); ++k) {
-    peerings[k].receive([](caf::ok_atom) {},
-                        [&](caf::error& e) {
-                          failures += (failures.empty() ? "" : "; ") + proto::error_text(e);
-                        });
-  }
+  std::string failures;
+  for (auto& p : pending)
+    p.receive([](caf::ok_atom) {},
+              [&](caf::error& e) { add_failure(failures, timeout_or_text(e, "no peering", timeout)); });
   if (!failures.empty()) throw DeployError(failures);
+}
 
+// Tells each stage its successor (the last one already feeds its sampler), and the client
+// actor which stages to watch.
+void wire_stages(caf::scoped_actor& self, const DeployOptions& options, const Pipeline::Impl& I) {
   for (size_t i = 0; i + 1 < I.stages.size(); ++i) {
     std::string failure;
     self->request(I.stages[i].actor, options.connect_timeout, proto::next_atom::value, I.stages[i + 1].actor)
@@ -316,10 +355,59 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
   std::vector<std::string> labels;
   for (const auto& s : I.stages) {
     actors.push_back(s.actor);
-    labels.push_back("stage " + s.describe + " on " + (s.endpoint.empty() ? std::string("this process") : "node " + s.endpoint));
+    labels.push_back("stage " + s.describe + (s.endpoint.empty() ? " in this process" : " on node " + s.endpoint));
   }
   self->request(I.client, options.connect_timeout, proto::watch_atom::value, std::move(actors), std::move(labels))
     .receive([](caf::ok_atom) {}, [](caf::error&) {});
+}
+
+}  // namespace
+
+Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const DeployOptions& options) {
+  try {
+    desc.validate();
+  } catch (const std::invalid_argument& e) {
+    throw DeployError(std::string("invalid pipeline: ") + e.what());
+  }
+  for (size_t i = 1; i < desc.stages.size(); ++i)
+    if (desc.stages[i].endpoint.empty() && !desc.stages[i - 1].endpoint.empty())
+      throw DeployError("stage " + std::to_string(i) + " runs in this process but follows stage " +
+                        std::to_string(i - 1) + " on node " + desc.stages[i - 1].endpoint +
+                        ": put the stages without .on() first (with CAF 0.17, a client whose own stage "
+                        "receives from a node may hang when it shuts down)");
+  auto impl = std::make_unique<Pipeline::Impl>();  // on any error below, ~Impl stops what started
+  Pipeline::Impl& I = *impl;
+  I.sys = &sys;
+  I.options = options;
+  I.sampling = desc.sampler ? desc.sampler->options : SamplingOptions{};
+  I.client = spawn_client_actor(sys, options.step_timeout);
+
+  if (desc.tokenizer) {
+    std::shared_ptr<const Tokenizer> tok;
+    try {
+      tok = load_tokenizer(resolve_model_path(options.local_models_dir, desc.tokenizer->model));
+    } catch (const std::exception& e) {
+      throw DeployError(std::string("tokenizer: ") + e.what());
+    }
+    I.eos_id = tok->eos_id();
+    I.tokenizer = spawn_tokenizer_actor(sys, tok);
+  }
+
+  const auto nodes = reach_nodes(sys, desc, options, I);
+  caf::scoped_actor self{sys};
+  const auto ready = spawn_stages(self, desc, options, nodes, I);
+  check_coverage(desc, ready);
+  I.n_vocab = ready.front().n_vocab;
+  I.max_positions = ready.front().max_positions;
+  for (const auto& r : ready) I.max_positions = std::min(I.max_positions, r.max_positions);
+  peer_nodes(self, desc, options, nodes, ready);
+  wire_stages(self, options, I);
+  I.supervisor = std::make_shared<Supervisor>(sys, options, I.client, I.local_node, I.stages, I.spawns);
+  try {
+    I.supervisor->start();
+  } catch (const std::exception& e) {
+    throw DeployError(std::string("supervision: ") + e.what());
+  }
   return Pipeline(std::move(impl));
 }
 

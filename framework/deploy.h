@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/actor_system.h"
 #include "framework/dsl.h"
 #include "framework/messages.h"
 
@@ -38,6 +39,31 @@ struct DeployOptions {
   int32_t local_threads = 0;     // LibTorch threads of in-process stages; 0: leave as set
   int64_t max_positions = 0;     // KV cache length per session; 0: the model's context
   WireDType wire_dtype = WireDType::f32;  // activations between stages, unless a stage says otherwise
+
+  // Supervision (docs/architecture.md, "Supervision and failover"): a failed stage is
+  // restarted on its node if that is alive, else on the first standby node that can load it;
+  // every session in flight is replayed into it and goes on.
+  std::vector<std::string> standby_nodes;            // "host:port" daemons that may take over a stage
+  std::chrono::milliseconds heartbeat_interval{kHeartbeatInterval};  // the supervisor pings every node this often
+  std::chrono::milliseconds heartbeat_timeout{kHeartbeatTimeout};    // a node that does not answer within it is hung
+  std::chrono::milliseconds replacement_wait{1500};   // how long to keep looking for a node to restart on
+  int32_t max_recoveries_per_step = 3;               // then the generation fails with the last error
+};
+
+// One stage failure and its repair, as Pipeline::recoveries() reports it.
+struct Recovery {
+  size_t stage_index = 0;
+  std::string stage;      // "layers 2-3"
+  std::string from_node;  // where it ran ("" in this process)
+  std::string to_node;    // where it runs now
+  std::string kind;       // "down", "hung" or "exception"
+  std::string cause;      // "went down (...)", "its node did not answer a heartbeat within 1000 ms ..."
+  std::chrono::steady_clock::time_point detected_at;  // when the supervisor learnt of the failure
+  std::chrono::steady_clock::time_point restored_at;  // replacement loaded and wired
+  double restore_ms = 0;       // detected_at -> restored_at
+  int32_t sessions_replayed = 0;
+  int64_t tokens_replayed = 0;  // positions recomputed, over all sessions
+  double replay_ms = 0;         // the longest session replay
 };
 
 // deploy() failures: a node that cannot be reached, a model a node does not have, layers
@@ -74,6 +100,8 @@ struct Generation {
   std::string text;                         // decoded tokens (empty without a tokenizer)
   double prefill_ms = 0;                    // prompt through the chain, to the first token
   std::vector<double> step_ms;              // each later token, request to reply
+  int32_t recoveries = 0;                   // stage failures this generation was replayed through
+  int64_t tokens_replayed = 0;              // positions it recomputed for them
 };
 
 // Called with each token as it arrives, and the bytes it stands for (empty without a tokenizer).
@@ -96,8 +124,14 @@ class Pipeline {
   std::vector<int32_t> encode(const std::string& text) const;  // needs a tokenizer
   std::string decode(const std::vector<int32_t>& tokens) const;
 
+  // The stages as now deployed (a recovery replaces an entry; do not hold on to it while
+  // another thread generates).
   const std::vector<DeployedStage>& stages() const;
   std::vector<proto::StageStats> stats() const;  // asks every stage
+  std::vector<Recovery> recoveries() const;      // every stage failure repaired so far, oldest first
+  // Fault injection for tests: stage `index` throws inside compute when it has handled
+  // `at_step` activations (counting from its start), which the supervisor repairs.
+  void inject_fault(size_t index, uint64_t at_step) const;
   const SamplingOptions& sampling() const;       // the description's sampler options
   int64_t n_vocab() const;
   int64_t max_positions() const;

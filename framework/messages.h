@@ -16,16 +16,22 @@
 //     peer_atom, host, port, caf::node_id    -> caf::ok_atom    (connect directly to the node at host:port,
 //                                                                which must be that node id; sent before
 //                                                                wiring a stage here to a stage there)
+//     ping_atom                              -> caf::ok_atom    (the supervisor's heartbeat)
 //   stage (detached actor, one per layer range)
 //     Activation                             -> (delegated) TokenReply, or an error naming stage+layers+node
 //     next_atom, caf::actor successor        -> caf::ok_atom
 //     end_session_atom, uint64_t session     -> caf::ok_atom    (frees the session's KV cache)
 //     stats_atom                             -> StageStats
+//     fault_atom, uint64_t step              -> caf::ok_atom    (tests: throw inside compute at that step)
 //   sampler (on the last stage's node)
 //     LogitsRow                              -> TokenReply
 //   client (in the client process, one per deployed pipeline; never remote)
 //     Activation                             -> TokenReply (relayed to stage 0; fails at once if a stage died)
-//     watch_atom, std::vector<caf::actor>, std::vector<std::string> -> caf::ok_atom
+//     watch_atom, std::vector<caf::actor>, std::vector<std::string> -> caf::ok_atom (again after a recovery)
+//     fail_atom, std::string why             -> (fails every request in flight; from the supervisor)
+//   supervisor (in the client process, one per deployed pipeline; never remote)
+//     watch_atom, SupervisedStages           -> caf::ok_atom    (monitors stages and nodes, pings nodes)
+//     (see framework/deploy_supervision.h and "Supervision and failover" in docs/architecture.md)
 //   tokenizer (on the client, never remote)
 //     encode_atom, std::string text          -> std::vector<int32_t>
 //     decode_atom, std::vector<int32_t> ids  -> std::string
@@ -50,7 +56,7 @@
 namespace troupe {
 namespace proto {
 
-constexpr uint32_t kProtocolVersion = 1;
+constexpr uint32_t kProtocolVersion = 2;  // 2: ping_atom, fault_atom
 
 // -- atoms (at most 10 characters) --------------------------------------------------------
 
@@ -65,6 +71,10 @@ using encode_atom = caf::atom_constant<caf::atom("encode")>;
 using decode_atom = caf::atom_constant<caf::atom("decode")>;
 using piece_atom = caf::atom_constant<caf::atom("piece")>;
 using watch_atom = caf::atom_constant<caf::atom("watch")>;  // deploy -> its client actor (local only)
+using ping_atom = caf::atom_constant<caf::atom("ping")>;    // supervisor -> node (heartbeat)
+using fault_atom = caf::atom_constant<caf::atom("fault")>;  // test -> stage (fault injection)
+using fail_atom = caf::atom_constant<caf::atom("fail")>;    // supervisor -> client actor (local only)
+using tick_atom = caf::atom_constant<caf::atom("tick")>;    // supervisor -> itself (heartbeat timer)
 
 // -- node ----------------------------------------------------------------------------------
 

@@ -36,21 +36,18 @@ float block_scale(const uint8_t* block) {
   return half_to_float(h);
 }
 
-void quantize_row_q8(const float* x, int64_t cols, int8_t* q, float* d, int32_t* sum) {
+void quantize_row_q8(const float* x, int64_t cols, int8_t* q, float* d) {
   for (int64_t b = 0; b < cols / 32; ++b, x += 32, q += 32) {
     float amax = 0;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
     const float scale = amax / 127.0f, inv = scale != 0 ? 1.0f / scale : 0.0f;
-    int32_t s = 0;
     for (int j = 0; j < 32; ++j) {  // std::lround(x * inv), without the library call
       const float v = x[j] * inv;
       const auto whole = static_cast<int32_t>(v);  // truncated
       const float frac = v - static_cast<float>(whole);  // exact
       q[j] = static_cast<int8_t>(whole + (frac >= 0.5f) - (frac <= -0.5f));
-      s += q[j];
     }
     d[b] = fp16_to_fp32(fp32_to_fp16(scale));
-    sum[b] = s;
   }
 }
 

@@ -11,23 +11,21 @@ namespace troupe::kernels {
 
 // Activation rows rounded to Q8_0, unpacked for the kernels. Row t's values are
 // q[t * blocks * 32 ...] (32-byte aligned), block b's scale d[t * blocks + b] (the fp16 value
-// the scale rounds to, widened), and sum[t * blocks + b] = the sum of the block's 32 q.
+// the scale rounds to, widened).
 struct Q8Rows {
   int64_t n = 0;       // rows (T)
   int64_t blocks = 0;  // blocks per row (cols / 32)
   const int8_t* q = nullptr;
   const float* d = nullptr;
-  const int32_t* sum = nullptr;
 
   const int8_t* row_q(int64_t t) const { return q + t * blocks * 32; }
   const float* row_d(int64_t t) const { return d + t * blocks; }
-  const int32_t* row_sum(int64_t t) const { return sum + t * blocks; }
 };
 
 struct KernelTable {
   // One activation row of `cols` (a multiple of 32) floats to Q8_0, bit-identical to
   // quantize(DType::Q8_0, ...) of quant_formats.h: d = max|x| / 127, q = round-half-away(x / d).
-  void (*quantize_row_q8)(const float* x, int64_t cols, int8_t* q, float* d, int32_t* sum);
+  void (*quantize_row_q8)(const float* x, int64_t cols, int8_t* q, float* d);
 
   // y[t * ldy + r] = dot(row r of w, activation row t) (+ bias[r]) for r in [r0, r1), t in [0, x.n).
   void (*gemm_q8_0)(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,

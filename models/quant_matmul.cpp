@@ -2,10 +2,12 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -34,21 +36,61 @@ const kernels::KernelTable& kernel_table(KernelIsa isa) {
   return kernels::portable_kernels();
 }
 
+// ---- threads --------------------------------------------------------------------------------
+
+// f(begin, end) over chunks of [0, n), as at::parallel_for splits it, on LibTorch's intra-op
+// threads. at::parallel_for is a header template whose OpenMP pragmas only take effect in code
+// compiled with -fopenmp; without it (troupe's build today) it silently runs on one thread. Then
+// the split goes through ATen's own compiled loop, TensorIterator::for_each, over a byte per
+// index: each task's data pointer minus the base is its first index.
+void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
+  if (n <= 0) return;
+#ifdef _OPENMP
+  at::parallel_for(0, n, grain, f);
+#else
+  if (n <= grain || at::get_num_threads() <= 1 || at::in_parallel_region()) return f(0, n);
+  const at::Tensor index = at::empty({n}, at::kByte);
+  const char* base = static_cast<const char*>(index.data_ptr());
+  at::TensorIteratorConfig().add_input(index).check_all_same_dtype(false).build().for_each(
+      [&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {
+        for (int64_t j = 0; j < size1; ++j) {  // one-dimensional: size1 is 1
+          const int64_t begin = data[0] + j * strides[1] - base;
+          f(begin, begin + size0);
+        }
+      },
+      grain);
+#endif
+}
+
 // ---- thresholds and work split --------------------------------------------------------------
 
-// Measured with tools/bench_kernels on a Zen 4 (AVX2 and AVX512-VNNI paths, 1-2 threads):
-// see the comments at the defaults in matmul_thresholds().
-std::atomic<int64_t> g_quantized_min_T{32};
-std::atomic<int64_t> g_half_min_T{8};
+// From which batch size the fp32-tile + BLAS path beats the direct kernels, per instruction
+// set, measured with tools/bench_kernels (W 5632 x 2048, 2 threads, Zen 4; GFLOP/s direct vs
+// tiles): AVX2 Q8_0 147 vs 162 and Q4_0 138 vs 161 at T = 256 (direct ahead up to 128);
+// AVX512-VNNI Q8_0 190 vs 170 and Q4_0 193 vs 169 still at T = 512; F16 / BF16 136 vs 143 at
+// T = 128 (direct ahead up to 64). The portable direct kernels are scalar: BLAS from T = 2.
+MatmulThresholds default_thresholds(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::avx512vnni: return {1024, 128};
+    case KernelIsa::avx2: return {256, 128};
+    case KernelIsa::portable: break;
+  }
+  return {2, 2};
+}
 
-// A task should carry enough work to pay for waking a thread (a few microseconds): about
-// 256 KiB of weight bytes, counting the arithmetic of T activation rows too.
-constexpr int64_t kMinTaskWork = 256 * 1024;
+// Set by set_matmul_thresholds (tests, benchmarks); 0 = the defaults.
+std::atomic<int64_t> g_quantized_min_T{0};
+std::atomic<int64_t> g_half_min_T{0};
+
+// A task should run for about 50 us, so that waking a thread (several us, far more when the
+// cores are shared) stays small. A row costs about row_bytes / 20 ns to stream (decode) and
+// T * cols / 40 ns of arithmetic (batches); measured on Zen 4 with tools/bench_kernels.
+constexpr double kMinTaskNs = 50000;
 constexpr int64_t kRowGroup = 4;  // output rows handed out together (the kernels' tile height)
 
 int64_t grain_in_groups(const PackedMatrix& w, int64_t T) {
-  const int64_t row_work = static_cast<int64_t>(w.row_bytes()) + T * w.cols / 2;
-  const int64_t rows = (kMinTaskWork + row_work - 1) / row_work;
+  const double row_ns = static_cast<double>(w.row_bytes()) / 20 + static_cast<double>(T * w.cols) / 40;
+  const auto rows = static_cast<int64_t>(kMinTaskNs / row_ns) + 1;
   return std::max<int64_t>(1, (rows + kRowGroup - 1) / kRowGroup);
 }
 
@@ -67,16 +109,15 @@ thread_local std::vector<uint8_t> t_activations, t_tile, t_tile_out;
 void direct_quantized(const kernels::KernelTable& k, const PackedMatrix& w, const float* x, int64_t T,
                       const float* bias, float* y) {
   const int64_t cols = w.cols, blocks = cols / 32;
-  auto* q = thread_scratch<int8_t>(t_activations, static_cast<size_t>(T * cols + T * blocks * 8));
+  auto* q = thread_scratch<int8_t>(t_activations, static_cast<size_t>(T * cols + T * blocks * 4));
   auto* d = reinterpret_cast<float*>(q + T * cols);  // cols is a multiple of 32: stays aligned
-  auto* sum = reinterpret_cast<int32_t*>(d + T * blocks);
-  at::parallel_for(0, T, std::max<int64_t>(1, 16384 / cols), [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) k.quantize_row_q8(x + t * cols, cols, q + t * cols, d + t * blocks, sum + t * blocks);
+  parallel_range(T, std::max<int64_t>(1, 65536 / cols), [&](int64_t t0, int64_t t1) {  // ~30 us a task
+    for (int64_t t = t0; t < t1; ++t) k.quantize_row_q8(x + t * cols, cols, q + t * cols, d + t * blocks);
   });
-  const kernels::Q8Rows rows{T, blocks, q, d, sum};
+  const kernels::Q8Rows rows{T, blocks, q, d};
   const auto gemm = w.dtype == DType::Q8_0 ? k.gemm_q8_0 : k.gemm_q4_0;
   const int64_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
-  at::parallel_for(0, groups, grain_in_groups(w, T), [&](int64_t g0, int64_t g1) {
+  parallel_range(groups, grain_in_groups(w, T), [&](int64_t g0, int64_t g1) {
     gemm(w, g0 * kRowGroup, std::min(w.rows, g1 * kRowGroup), rows, bias, y, w.rows);
   });
 }
@@ -85,7 +126,7 @@ void direct_half(const kernels::KernelTable& k, const PackedMatrix& w, const flo
                  float* y) {
   const auto gemm = w.dtype == DType::F16 ? k.gemm_f16 : k.gemm_bf16;
   const int64_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
-  at::parallel_for(0, groups, grain_in_groups(w, T), [&](int64_t g0, int64_t g1) {
+  parallel_range(groups, grain_in_groups(w, T), [&](int64_t g0, int64_t g1) {
     gemm(w, g0 * kRowGroup, std::min(w.rows, g1 * kRowGroup), x, T, bias, y, w.rows);
   });
 }
@@ -98,7 +139,7 @@ void tiled_fp32(const kernels::KernelTable& k, const PackedMatrix& w, const floa
   const int64_t tile_rows = std::clamp<int64_t>((256 * 1024 / (4 * cols)) / 16 * 16, 16, 512);
   const int64_t n_tiles = (w.rows + tile_rows - 1) / tile_rows;
   const at::Tensor xt = at::from_blob(const_cast<float*>(x), {T, cols});
-  at::parallel_for(0, n_tiles, 1, [&](int64_t i0, int64_t i1) {
+  parallel_range(n_tiles, 1, [&](int64_t i0, int64_t i1) {
     float* tile = thread_scratch<float>(t_tile, static_cast<size_t>(tile_rows * cols));
     float* out = thread_scratch<float>(t_tile_out, static_cast<size_t>(T * tile_rows));
     for (int64_t i = i0; i < i1; ++i) {
@@ -145,14 +186,15 @@ void packed_matmul(const PackedMatrix& w, const float* x, int64_t T, const float
     return;
   }
   const auto& k = kernel_table(active_kernel_isa());
+  const MatmulThresholds min_T = matmul_thresholds();
   switch (w.dtype) {
     case DType::Q8_0:
     case DType::Q4_0:
-      if (T >= g_quantized_min_T.load(std::memory_order_relaxed)) return tiled_fp32(k, w, x, T, bias, y);
+      if (T >= min_T.quantized_min_T) return tiled_fp32(k, w, x, T, bias, y);
       return direct_quantized(k, w, x, T, bias, y);
     case DType::F16:
     case DType::BF16:
-      if (T >= g_half_min_T.load(std::memory_order_relaxed)) return tiled_fp32(k, w, x, T, bias, y);
+      if (T >= min_T.half_min_T) return tiled_fp32(k, w, x, T, bias, y);
       return direct_half(k, w, x, T, bias, y);
     default:
       return tiled_fp32(k, w, x, T, bias, y);
@@ -216,11 +258,20 @@ void force_kernel_isa(KernelIsa isa) {
 
 void reset_kernel_isa() { g_forced_isa.store(-1); }
 
-MatmulThresholds matmul_thresholds() { return {g_quantized_min_T.load(), g_half_min_T.load()}; }
+MatmulThresholds matmul_thresholds() {
+  const MatmulThresholds defaults = default_thresholds(active_kernel_isa());
+  const int64_t q = g_quantized_min_T.load(std::memory_order_relaxed), h = g_half_min_T.load(std::memory_order_relaxed);
+  return {q > 0 ? q : defaults.quantized_min_T, h > 0 ? h : defaults.half_min_T};
+}
 
 void set_matmul_thresholds(MatmulThresholds t) {
   g_quantized_min_T.store(std::max<int64_t>(1, t.quantized_min_T));
   g_half_min_T.store(std::max<int64_t>(1, t.half_min_T));
+}
+
+void reset_matmul_thresholds() {
+  g_quantized_min_T.store(0);
+  g_half_min_T.store(0);
 }
 
 }  // namespace troupe

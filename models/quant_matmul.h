@@ -7,9 +7,10 @@
 // Q8_0 / Q4_0: as llama.cpp does it, the activation rows are first rounded to Q8_0 (per block of
 // 32: an fp16 scale and 32 int8), then each block pair is an exact integer dot product scaled by
 // the two fp16 scales and summed in fp32. F16 / BF16: converted on the fly, fp32 accumulation.
-// Above a batch size where it is faster, tiles of W are converted to fp32 and multiplied with
-// BLAS instead (the tile is per thread and transient).
-// Work is split over output rows with at::parallel_for: LibTorch's thread count applies.
+// Above a batch size where that is faster (see matmul_thresholds), tiles of W are converted to
+// fp32 and multiplied with BLAS instead; a tile is per task and transient.
+// Kernels: AVX512-VNNI or AVX2 (+FMA, F16C) picked at run time, else portable C++
+// (kernels_*.cpp). Output rows are split over LibTorch's intra-op threads (at::set_num_threads).
 #include <cstddef>
 #include <cstdint>
 
@@ -47,13 +48,15 @@ KernelIsa active_kernel_isa();
 void force_kernel_isa(KernelIsa isa);  // throws std::invalid_argument when unsupported
 void reset_kernel_isa();               // back to best_kernel_isa()
 
-// Batch sizes from which the fp32-tile + BLAS path is used instead of the direct kernels
-// (exposed for tests and the benchmark, which exercise both paths).
+// Batch sizes T from which the fp32-tile + BLAS path is used instead of the direct kernels.
+// The defaults depend on the active instruction set; tests and benchmarks override them to
+// exercise both paths.
 struct MatmulThresholds {
   int64_t quantized_min_T;  // Q8_0 / Q4_0
   int64_t half_min_T;       // F16 / BF16
 };
-MatmulThresholds matmul_thresholds();
+MatmulThresholds matmul_thresholds();   // in effect now
 void set_matmul_thresholds(MatmulThresholds t);
+void reset_matmul_thresholds();         // back to the defaults
 
 }  // namespace troupe

@@ -37,7 +37,6 @@ std::string read_file(const std::string& path) {
 TEST_P(QuantizedPerplexity, IsWithinOnePercentOfLlamaCpp) {
   at::set_num_threads(2);
   const Case& c = GetParam();
-  const MatmulThresholds saved = matmul_thresholds();
   const int64_t never = std::numeric_limits<int64_t>::max();
   set_matmul_thresholds(c.direct_kernels ? MatmulThresholds{never, never} : MatmulThresholds{1, 1});
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(test::model_path(c.model));
@@ -45,7 +44,7 @@ TEST_P(QuantizedPerplexity, IsWithinOnePercentOfLlamaCpp) {
   const auto tokens = tokenizer->encode(read_file("/usr/share/common-licenses/GPL-3"), tokenizer->adds_bos());
   auto model = StageModel::load(ckpt, whole_model_spec(ckpt->config().n_layer));
   const PerplexityResult r = perplexity(*model, tokens, 128, tokenizer->adds_bos(), tokenizer->bos_id());
-  set_matmul_thresholds(saved);
+  reset_matmul_thresholds();
   std::printf("%s (%s): PPL %.4f, llama.cpp %.4f (%+.3f%%)\n", c.model, c.direct_kernels ? "int8 kernels" : "fp32 tiles",
               r.ppl, c.llama_cpp_ppl, 100 * (r.ppl / c.llama_cpp_ppl - 1));
   EXPECT_EQ(r.n_scored, 10899);

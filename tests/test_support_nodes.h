@@ -31,8 +31,9 @@ namespace troupe::test {
 class NodeProcess {
  public:
   // Starts `bin_path("caf-node")`; wait_ready() waits until it listens (several nodes can
-  // start at once: construct them all, then wait for each).
-  NodeProcess(const std::string& models_dir, int threads, const std::string& name) {
+  // start at once: construct them all, then wait for each). `port` 0: any free port (a node
+  // restarted in place of a dead one passes the dead one's port).
+  NodeProcess(const std::string& models_dir, int threads, const std::string& name, uint16_t port = 0) {
     char dir_template[] = "/tmp/troupe-node-XXXXXX";
     if (mkdtemp(dir_template) == nullptr) throw std::runtime_error("mkdtemp failed");
     dir_ = dir_template;
@@ -42,7 +43,7 @@ class NodeProcess {
     // only async-signal-safe functions (the test process has other threads).
     const std::string bin = bin_path("caf-node");
     const std::string threads_str = std::to_string(threads);
-    std::vector<std::string> args = {bin,       "--port",    "0",         "--listen",   "127.0.0.1",
+    std::vector<std::string> args = {bin,       "--port",    std::to_string(port),       "--listen",   "127.0.0.1",
                                      "--models", models_dir, "--threads", threads_str, "--port-file",
                                      port_file_};
     std::vector<char*> argv;

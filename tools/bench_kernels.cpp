@@ -12,6 +12,7 @@
 //   bench_kernels [--quick] [--no-batched] [--min-seconds S]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <chrono>
@@ -53,7 +54,30 @@ double run_split(int threads, F f) {
   return seconds_since(t0);
 }
 
+// Read-only, one stream per thread; 4 independent 256-bit accumulators keep the loads the limit.
+__attribute__((target("avx2"))) uint64_t sum_avx2(const uint64_t* p, size_t n) {
+  __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+  for (size_t k = 0; k + 16 <= n; k += 16)
+    for (int j = 0; j < 4; ++j)
+      s[j] = _mm256_add_epi64(s[j], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + k + 4 * j)));
+  const __m256i t = _mm256_add_epi64(_mm256_add_epi64(s[0], s[1]), _mm256_add_epi64(s[2], s[3]));
+  return static_cast<uint64_t>(_mm256_extract_epi64(t, 0) + _mm256_extract_epi64(t, 1) + _mm256_extract_epi64(t, 2) +
+                               _mm256_extract_epi64(t, 3));
+}
+
+uint64_t sum_portable(const uint64_t* p, size_t n) {
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (size_t k = 0; k + 4 <= n; k += 4) {
+    s0 += p[k];
+    s1 += p[k + 1];
+    s2 += p[k + 2];
+    s3 += p[k + 3];
+  }
+  return s0 + s1 + s2 + s3;
+}
+
 Bandwidth measure_bandwidth(int threads, size_t bytes) {
+  const bool have_avx2 = __builtin_cpu_supports("avx2");
   std::vector<uint64_t> a(bytes / 8, 1), b(bytes / 8, 2);
   Bandwidth best;
   for (int rep = 0; rep < 5; ++rep) {
@@ -65,15 +89,7 @@ Bandwidth measure_bandwidth(int threads, size_t bytes) {
     std::vector<uint64_t> sums(threads);
     const double read = run_split(threads, [&](int i, int n) {
       const size_t part = a.size() / n;
-      const uint64_t* p = a.data() + i * part;
-      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      for (size_t k = 0; k + 4 <= part; k += 4) {
-        s0 += p[k];
-        s1 ^= p[k + 1];
-        s2 += p[k + 2];
-        s3 ^= p[k + 3];
-      }
-      sums[i] = s0 + s1 + s2 + s3;
+      sums[i] = have_avx2 ? sum_avx2(a.data() + i * part, part) : sum_portable(a.data() + i * part, part);
     });
     if (sums[0] == 42) std::puts("");  // keep the sum
     best.read = std::max(best.read, static_cast<double>(bytes) / read);
@@ -204,20 +220,23 @@ int main(int argc, char** argv) {
   if (batched) {
     // Prefill: time per product of T rows, direct kernels vs fp32 tiles + BLAS, 2 threads.
     at::set_num_threads(2);
-    const troupe::MatmulThresholds saved = troupe::matmul_thresholds();
     const int64_t never = std::numeric_limits<int64_t>::max();
     const Shape s{"ffn_up", 5632, 2048};
     const std::vector<float> values = random_values(s.rows * s.cols, 2);
-    std::printf("\nbatched, W %ldx%ld, %d threads, best ISA (%s): GFLOP/s (2 T rows cols / time), direct | tiles\n",
-                static_cast<long>(s.rows), static_cast<long>(s.cols), at::get_num_threads(),
-                troupe::kernel_isa_name(troupe::best_kernel_isa()));
-    const int64_t Ts[] = {1, 2, 4, 8, 16, 32, 64, 128};
-    std::printf("%-6s", "type");
+    std::printf("\nbatched, W %ldx%ld, %d threads: GFLOP/s (2 T rows cols / time), direct kernels | fp32 tiles + BLAS\n",
+                static_cast<long>(s.rows), static_cast<long>(s.cols), at::get_num_threads());
+    const int64_t Ts[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+    std::printf("%-17s", "type");
     for (int64_t T : Ts) std::printf(" %13s", ("T=" + std::to_string(T)).c_str());
     std::printf("\n");
-    for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+    for (const auto& [dtype, isa] : std::vector<std::pair<DType, KernelIsa>>{
+             {DType::F32, KernelIsa::portable}, {DType::F16, KernelIsa::avx2}, {DType::BF16, KernelIsa::avx2},
+             {DType::Q8_0, KernelIsa::avx2}, {DType::Q8_0, KernelIsa::avx512vnni}, {DType::Q4_0, KernelIsa::avx2},
+             {DType::Q4_0, KernelIsa::avx512vnni}}) {
+      if (!troupe::kernel_isa_supported(isa)) continue;
+      troupe::force_kernel_isa(isa);
       const Copies w = make_copies(dtype, s.rows, s.cols, values, quick ? 32 << 20 : 128 << 20);
-      std::printf("%-6s", dtype_str(dtype).c_str());
+      std::printf("%-17s", (dtype_str(dtype) + " " + (dtype == DType::F32 ? "at::linear" : troupe::kernel_isa_name(isa))).c_str());
       for (int64_t T : Ts) {
         double flops[2];
         for (int path = 0; path < 2; ++path) {
@@ -234,7 +253,8 @@ int main(int argc, char** argv) {
       }
       std::printf("\n");
     }
-    troupe::set_matmul_thresholds(saved);
+    troupe::reset_kernel_isa();
+    troupe::reset_matmul_thresholds();
   }
   return 0;
 }

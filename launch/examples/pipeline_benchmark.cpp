@@ -1,8 +1,7 @@
 // Per-token latency of the single-process run against a pipeline of caf-node daemons on
 // this machine (loopback), and the bytes each hop carries per generated token.
 //
-//   pipeline_benchmark --models-dir ../shared/models --model stories260K/stories260K.gguf \
-//       --stages 3 --tokens 64 --threads 1 [--wire f16]
+//   pipeline_benchmark --models-dir ../shared/models --model stories260K/stories260K.gguf --stages 3 --tokens 64 --threads 1 [--wire f16]
 //
 // Starts the daemons itself (the caf-node next to this binary), on 127.0.0.1 with free
 // ports. "Bytes on the wire" are what each daemon sent over TCP while decoding (the kernel's

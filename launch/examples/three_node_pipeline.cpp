@@ -3,8 +3,7 @@
 //   caf-node --port 7001 --models ../shared/models &
 //   caf-node --port 7002 --models ../shared/models &
 //   caf-node --port 7003 --models ../shared/models &
-//   three_node_pipeline 127.0.0.1:7001 127.0.0.1:7002 127.0.0.1:7003 \
-//       --model stories260K/stories260K.gguf --tokenizer ../shared/models/stories260K/stories260K.gguf
+//   three_node_pipeline 127.0.0.1:7001 127.0.0.1:7002 127.0.0.1:7003 --model stories260K/stories260K.gguf --tokenizer ../shared/models/stories260K/stories260K.gguf
 //
 // The model path is relative to each node's --models dir; the tokenizer is read here.
 // The layers are split as evenly as possible over the three nodes.

@@ -1,0 +1,112 @@
+#include "actors/supervisor_actor.h"
+
+#include <caf/all.hpp>
+
+#include <set>
+
+#include "framework/messages.h"
+
+namespace troupe {
+
+const char* to_string(FailureKind kind) {
+  switch (kind) {
+    case FailureKind::down: return "down";
+    case FailureKind::hang: return "hung";
+    case FailureKind::exception: return "exception";
+  }
+  return "?";
+}
+
+namespace {
+
+struct SupervisorState {
+  HeartbeatTimes times;
+  FailureHandler on_failure;
+  std::vector<caf::actor> stages;
+  std::vector<caf::actor> nodes;  // per stage; invalid for in-process stages
+  uint64_t epoch = 0;
+  bool reported = false;  // one report per epoch: the next watch brings the repaired topology
+
+  static inline const char* name = "troupe.supervisor";
+
+  void report(size_t stage, FailureKind kind, const std::string& cause) {
+    if (reported) return;
+    reported = true;
+    on_failure(stage, kind, cause, epoch);
+  }
+};
+
+using SupervisorActor = caf::stateful_actor<SupervisorState>;
+
+// Pings every node once (a node holding two stages is pinged once, and reported for its first).
+void heartbeat(SupervisorActor* self) {
+  auto& st = self->state;
+  std::set<caf::actor_addr> pinged;
+  for (size_t i = 0; i < st.nodes.size(); ++i) {
+    const caf::actor& node = st.nodes[i];
+    if (!node || !pinged.insert(node.address()).second) continue;
+    const uint64_t epoch = st.epoch;
+    const auto timeout = st.times.timeout;
+    self->request(node, timeout, proto::ping_atom::value)
+      .then([](caf::ok_atom) {},
+            [self, i, epoch, timeout](caf::error& err) {
+              if (self->state.epoch != epoch) return;  // about a topology already replaced
+              if (err == caf::sec::request_timeout)
+                self->state.report(i, FailureKind::hang,
+                                   "its node did not answer a heartbeat within " + std::to_string(timeout.count()) +
+                                     " ms (hung or asleep)");
+              else
+                self->state.report(i, FailureKind::down, "went down with its node (" + proto::error_text(err) + ")");
+            });
+  }
+}
+
+caf::behavior supervisor_behavior(SupervisorActor* self, HeartbeatTimes times, FailureHandler on_failure) {
+  self->state.times = times;
+  self->state.on_failure = std::move(on_failure);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    for (size_t i = 0; i < st.stages.size(); ++i) {
+      if (st.stages[i].address() == dm.source) {
+        st.report(i, FailureKind::down, "went down (" + proto::error_text(dm.reason) + ")");
+        return;
+      }
+      if (st.nodes[i] && st.nodes[i].address() == dm.source) {
+        st.report(i, FailureKind::down, "went down with its node (" + proto::error_text(dm.reason) + ")");
+        return;
+      }
+    }
+  });
+  self->send(self, proto::tick_atom::value);
+  return {
+    [self](proto::watch_atom, std::vector<caf::actor>& stages, std::vector<caf::actor>& nodes, uint64_t epoch) {
+      auto& st = self->state;
+      for (const auto& a : st.stages) self->demonitor(a);
+      for (const auto& a : st.nodes)
+        if (a) self->demonitor(a);
+      st.stages = std::move(stages);
+      st.nodes = std::move(nodes);
+      st.nodes.resize(st.stages.size());
+      st.epoch = epoch;
+      st.reported = false;
+      // Monitoring an actor that is already gone reports it at once: a second failure during
+      // a recovery is noticed here.
+      for (const auto& a : st.stages) self->monitor(a);
+      for (const auto& a : st.nodes)
+        if (a) self->monitor(a);
+      return caf::ok_atom::value;
+    },
+    [self](proto::tick_atom) {
+      heartbeat(self);
+      self->delayed_send(self, self->state.times.interval, proto::tick_atom::value);
+    },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_supervisor_actor(caf::actor_system& sys, HeartbeatTimes times, FailureHandler on_failure) {
+  return sys.spawn(supervisor_behavior, times, std::move(on_failure));
+}
+
+}  // namespace troupe
