@@ -221,6 +221,7 @@ Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t
     input.assign(1, reply.token);
     history.push_back(reply.token);
     if (options.stop_at_eos && reply.token == I.eos_id) break;
+    if (options.keep_going && !options.keep_going()) break;
   }
   I.end_session(session);
   g.recoveries = record.recoveries;

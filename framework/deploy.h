@@ -91,6 +91,9 @@ struct DeployedStage {
 struct GenerateOptions {
   bool want_logits = false;  // return each step's logits row (for tests and diagnostics)
   bool stop_at_eos = true;   // stop after the tokenizer's EOS (which is included)
+  // Asked after each token; false ends the generation there (a client that went away).
+  // The session is ended on every stage either way.
+  std::function<bool()> keep_going;
 };
 
 struct Generation {

@@ -7,26 +7,40 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/test_support.h"
+#include "tests/test_support_nodes.h"
 
 namespace troupe {
 namespace {
 
 using json = nlohmann::json;
 
-// One server for the suite: stories260K, at most one generation at a time and none
-// queued, so the queue-limit test can fill it with a single long request.
+// One server for the suite, serving stories260K through three caf-node processes
+// (layers 0-1, 2-3, 4) with up to two generations in the pipeline at once.
 class Serve : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    server_ = new test::ChildProcess({test::bin_path("troupe"), "serve", "--model",
-                                      test::model_path("stories260K/stories260K.gguf"), "--port", "0", "--port-file",
-                                      dir_->file("port"), "--max-in-flight", "1", "--max-queue", "0", "--threads", "2"});
-    port_ = server_->wait_for_port_file(dir_->file("port"));
-  }
+  static void SetUpTestSuite() { start(test::model_path("stories260K/stories260K.gguf"), test::models_dir(), 3, "2", "4"); }
   static void TearDownTestSuite() {
     delete server_;
+    server_ = nullptr;
+    nodes_.clear();
     delete dir_;
+    dir_ = nullptr;
+  }
+
+  static void start(const std::string& model, const std::string& models_dir, int n_nodes, const char* in_flight,
+                    const char* queue) {
+    if (!dir_) dir_ = new test::TempDir();
+    std::string list;
+    for (int i = 0; i < n_nodes; ++i)
+      nodes_.push_back(std::make_unique<test::NodeProcess>(models_dir, 1, "serve-node" + std::to_string(i)));
+    for (auto& n : nodes_) {
+      n->wait_ready();
+      list += (list.empty() ? "" : ",") + n->endpoint();
+    }
+    server_ = new test::ChildProcess({test::bin_path("troupe"), "serve", "--model", model, "--nodes", list, "--port", "0",
+                                      "--port-file", dir_->file("port"), "--max-in-flight", in_flight, "--max-queue",
+                                      queue, "--threads", "1"});
+    port_ = server_->wait_for_port_file(dir_->file("port"));
   }
 
   static std::string url(const std::string& path) { return "http://127.0.0.1:" + std::to_string(port_) + path; }
@@ -65,10 +79,12 @@ class Serve : public ::testing::Test {
   }
 
   static test::TempDir* dir_;
+  static std::vector<std::unique_ptr<test::NodeProcess>> nodes_;
   static test::ChildProcess* server_;
   static int port_;
 };
 test::TempDir* Serve::dir_ = nullptr;
+std::vector<std::unique_ptr<test::NodeProcess>> Serve::nodes_;
 test::ChildProcess* Serve::server_ = nullptr;
 int Serve::port_ = 0;
 
@@ -167,8 +183,9 @@ TEST_F(Serve, ModelsHealthAndMetricsAnswer) {
     EXPECT_NE(metrics.find(name), std::string::npos) << name;
 }
 
-// A second server on a slower model (GPT-2-small width, 2 layers, ~10 ms a token), so
-// that a generation lasts long enough to be queued behind or cut off.
+// A second server on a slower model (GPT-2-small width, 2 layers, ~10 ms a token) over
+// two nodes, one generation at a time and one waiting, so that a generation lasts long
+// enough to be queued behind or cut off.
 class ServeSlowModel : public Serve {
  protected:
   static void SetUpTestSuite() {
@@ -177,10 +194,7 @@ class ServeSlowModel : public Serve {
                                           "f16", "--vocab-from", test::model_path("gpt2-tiny/gpt2-tiny.gguf"), "--out",
                                           dir_->file("slow.gguf")});
     ASSERT_EQ(synth.exit_code, 0) << synth.err;
-    server_ = new test::ChildProcess({test::bin_path("troupe"), "serve", "--model", dir_->file("slow.gguf"), "--port", "0",
-                                      "--port-file", dir_->file("port"), "--max-in-flight", "1", "--max-queue", "1",
-                                      "--threads", "2"});
-    port_ = server_->wait_for_port_file(dir_->file("port"));
+    start(dir_->file("slow.gguf"), dir_->path(), 2, "1", "1");
   }
 };
 
@@ -224,6 +238,11 @@ TEST_F(ServeSlowModel, ClientThatDisconnectsCancelsItsGeneration) {
   }
   EXPECT_NE(metrics.find("troupe_requests_cancelled_total 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("troupe_sessions_in_flight 0"), std::string::npos) << metrics;
+  // Its KV caches are gone from every stage.
+  EXPECT_NE(metrics.find("troupe_stage_sessions{stage=\"0\""), std::string::npos) << metrics;
+  for (size_t at = metrics.find("\ntroupe_stage_sessions{"); at != std::string::npos;
+       at = metrics.find("\ntroupe_stage_sessions{", at + 1))
+    EXPECT_EQ(metrics.substr(metrics.find("} ", at) + 2, 1), "0") << metrics.substr(at, 120);
   // Far fewer tokens than asked for were generated.
   EXPECT_LT(metric(metrics, "troupe_completion_tokens_total") - tokens_before, 300);
 }
