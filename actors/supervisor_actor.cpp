@@ -53,8 +53,8 @@ void heartbeat(SupervisorActor* self) {
               if (self->state.epoch != epoch) return;  // about a topology already replaced
               if (err == caf::sec::request_timeout)
                 self->state.report(i, FailureKind::hang,
-                                   "its node did not answer a heartbeat within " + std::to_string(timeout.count()) +
-                                     " ms (hung or asleep)");
+                                   "did not answer a heartbeat within " + std::to_string(timeout.count()) +
+                                     " ms (its node is hung or asleep)");
               else
                 self->state.report(i, FailureKind::down, "went down with its node (" + proto::error_text(err) + ")");
             });

@@ -15,6 +15,11 @@
 // Several threads may generate through one Pipeline at once: each call is its own session
 // with its own KV caches, and gets exactly what it would get alone.
 //
+// A supervisor watches the stages and their nodes; a stage that dies, hangs or throws is
+// restarted (on its node, or on one of DeployOptions::standby_nodes), and every generation
+// in flight is replayed into it and finishes with the tokens it would have had anyway
+// (framework/deploy_supervision.h; Pipeline::recoveries() lists what happened).
+//
 // The actor system must outlive the Pipeline; destroying the Pipeline stops its actors.
 #include <caf/fwd.hpp>
 #include <chrono>

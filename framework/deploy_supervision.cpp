@@ -60,9 +60,11 @@ void Supervisor::start() {
 }
 
 void Supervisor::stop() {
+  std::thread worker;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
+    worker = std::move(worker_);
   }
   cv_.notify_all();
   if (watcher_) {
@@ -72,7 +74,7 @@ void Supervisor::stop() {
     self->receive([](const caf::down_msg&) {}, caf::after(std::chrono::seconds(5)) >> [] {});
     watcher_ = caf::actor{};
   }
-  if (worker_.joinable()) worker_.join();
+  if (worker.joinable()) worker.join();
 }
 
 std::string Supervisor::label(size_t index) const {
@@ -105,18 +107,16 @@ Supervisor::Session Supervisor::open_session(uint64_t id) const {
 }
 
 void Supervisor::report_failure(size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch) {
-  std::string why;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ || recovering_ || !broken_.empty() || epoch != epoch_ || stage >= stages_.size()) return;
-    recovering_ = true;
-    why = label(stage) + " " + cause;
-  }
   const auto detected_at = Clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_ || recovering_ || !broken_.empty() || epoch != epoch_ || stage >= stages_.size()) return;
+  recovering_ = true;
+  const std::string why = label(stage) + " " + cause;
   spdlog::warn("supervisor: {} ({}); restarting it", why, to_string(kind));
   // Nothing in flight will come back: fail it now, the generations wait for the repair.
   caf::anon_send(client_, proto::fail_atom::value, why);
-  if (worker_.joinable()) worker_.join();  // the previous recovery, finished (recovering_ was false)
+  // The previous recovery has finished (recovering_ was false) and no longer needs the lock.
+  if (worker_.joinable()) worker_.join();
   worker_ = std::thread([this, stage, kind, cause, epoch, detected_at] { recover(stage, kind, cause, epoch, detected_at); });
 }
 
@@ -191,10 +191,17 @@ void Supervisor::recover(size_t index, FailureKind kind, std::string cause, uint
     }
   }
   if (!where_node) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) {  // the pipeline is being shut down: nothing to report
+        recovering_ = false;
+        return;
+      }
+    }
     fail_for_good(failed_label + " " + cause + ", and no node could take it over within " +
                   std::to_string(options_.replacement_wait.count()) + " ms (" +
                   (options_.standby_nodes.empty() ? std::string("no standby nodes; ") : std::string()) +
-                  (reasons.empty() ? "stopped" : reasons) + ")");
+                  reasons + ")");
     return;
   }
 

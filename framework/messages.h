@@ -30,7 +30,9 @@
 //     watch_atom, std::vector<caf::actor>, std::vector<std::string> -> caf::ok_atom (again after a recovery)
 //     fail_atom, std::string why             -> (fails every request in flight; from the supervisor)
 //   supervisor (in the client process, one per deployed pipeline; never remote)
-//     watch_atom, SupervisedStages           -> caf::ok_atom    (monitors stages and nodes, pings nodes)
+//     watch_atom, std::vector<caf::actor> stages, std::vector<caf::actor> nodes, uint64_t epoch
+//                                            -> caf::ok_atom    (monitors stages and nodes, pings nodes)
+//     tick_atom                              (to itself: one heartbeat round)
 //     (see framework/deploy_supervision.h and "Supervision and failover" in docs/architecture.md)
 //   tokenizer (on the client, never remote)
 //     encode_atom, std::string text          -> std::vector<int32_t>

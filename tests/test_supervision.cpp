@@ -91,6 +91,15 @@ std::vector<std::vector<int32_t>> prompts() {
           test::load_reference("stories260K.lily-and-tom").prompt_tokens};
 }
 
+// Session 0 greedy; session 1 sampled (the sampler is stateless: seed, step and recent tokens
+// ride in every request, so a replayed step draws what it drew the first time).
+SamplingOptions sampling_of(size_t session) {
+  if (session == 0) return dsl::greedy();
+  SamplingOptions sampled;  // temperature 0.8, top-k 40, top-p 0.95
+  sampled.seed = 7;
+  return sampled;
+}
+
 struct Result {
   Generation g;
   std::string error;  // the PipelineError, if it failed
@@ -116,7 +125,7 @@ FaultyRun run_sessions(const Pipeline& p, int fault_after, const std::function<v
     running.push_back(std::async(std::launch::async, [&, i] {
       Result r;
       try {
-        r.g = p.generate_tokens(ps[i], kTokens, dsl::greedy(), go, [&](int32_t, const std::string&) { ++produced[i]; });
+        r.g = p.generate_tokens(ps[i], kTokens, sampling_of(i), go, [&](int32_t, const std::string&) { ++produced[i]; });
         r.g.text = p.decode(r.g.tokens);
       } catch (const std::exception& e) {
         r.error = e.what();
@@ -303,8 +312,10 @@ TEST(Supervision, NodeRestartedOnTheSamePortIsUsedAgain) {
   EXPECT_EQ(recoveries[0].to_node, endpoint);
   EXPECT_EQ(p.stages()[1].endpoint, endpoint);
   print_recovery("kill -9, then caf-node restarted on the same port", run, recoveries[0]);
-  // And it keeps serving.
+  // And it keeps serving, for this pipeline and for a new one deployed on it.
   EXPECT_EQ(p.generate("Once upon a time", 8).tokens.size(), 8u);
+  Pipeline again = deploy(System::sys(), pipeline_on({nodes[0]->endpoint(), endpoint}), options_with());
+  EXPECT_EQ(again.generate("Once upon a time", 8).tokens, p.generate("Once upon a time", 8).tokens);
 }
 
 }  // namespace
