@@ -8,11 +8,16 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "actors/stage_actor.h"
+#include "framework/byte_size.h"
+#include "framework/placement.h"
+#include "models/checkpoint.h"
 
 namespace troupe {
 
@@ -66,6 +71,41 @@ std::vector<std::string> list_models(const std::string& dir) {
   return models;
 }
 
+// Resident memory of this process now and at its peak (VmRSS, VmHWM), bytes.
+std::pair<uint64_t, uint64_t> process_rss() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  uint64_t rss = 0, peak = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) rss = std::stoull(line.substr(6)) * 1024;
+    if (line.rfind("VmHWM:", 0) == 0) peak = std::stoull(line.substr(6)) * 1024;
+  }
+  return {rss, peak};
+}
+
+// Why a stage would not fit under --memory-limit (its weights as stored, plus the KV cache
+// of one session at full length, on top of what the daemon already holds), or nothing.
+std::optional<std::string> exceeds_memory_limit(const NodeConfig& node, const StageConfig& stage) {
+  try {
+    const auto ckpt = open_checkpoint(stage.model_path);
+    const ModelFootprint f = footprint_of(*ckpt);
+    uint64_t weights = f.shared_bytes;
+    for (int64_t l = stage.spec.layer_first; l <= stage.spec.layer_last; ++l) weights += f.layer_bytes.at(static_cast<size_t>(l));
+    if (stage.spec.has_embedding) weights += f.embedding_bytes;
+    if (stage.spec.has_head) weights += f.head_bytes - (stage.spec.has_embedding ? f.tied_bytes : 0);
+    const int64_t positions = stage.max_positions > 0 ? std::min(stage.max_positions, f.n_ctx) : f.n_ctx;
+    const uint64_t kv = f.kv_bytes_per_position * static_cast<uint64_t>(positions * stage.spec.n_layers());
+    const uint64_t in_use = process_rss().first;
+    if (in_use + weights + kv <= node.memory_limit) return std::nullopt;
+    return "stage " + stage.spec.describe() + " needs " + format_size(weights) + " of weights + " + format_size(kv) +
+           " of KV cache, but --memory-limit " + format_size(node.memory_limit) + " leaves " +
+           format_size(node.memory_limit > in_use ? node.memory_limit - in_use : 0) + " (the daemon holds " +
+           format_size(in_use) + ")";
+  } catch (const std::exception& e) {
+    return std::string("cannot size the stage: ") + e.what();
+  }
+}
+
 caf::error node_error(const NodeState& st, const std::string& what) {
   return caf::make_error(caf::sec::runtime_error, "node " + st.cfg.name + ": " + what);
 }
@@ -90,6 +130,9 @@ caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage re
   if (!fs::exists(cfg.model_path, ec))
     return node_error(st, "model not found: " + cfg.model_path + " ('" + req.model + "' under models dir '" +
                               st.cfg.models_dir + "')");
+  if (st.cfg.memory_limit > 0) {
+    if (auto refusal = exceeds_memory_limit(st.cfg, cfg)) return node_error(st, *refusal);
+  }
 
   spdlog::info("node {}: spawning stage {} of {}", st.cfg.name, cfg.spec.describe(), cfg.model_path);
   caf::actor stage = spawn_stage_actor(self->system(), cfg, req.owner);
@@ -184,6 +227,10 @@ proto::NodeInfo describe_node(const NodeConfig& cfg) {
   info.threads = cfg.threads;
   info.models_dir = cfg.models_dir;
   info.models = list_models(cfg.models_dir);
+  info.memory_limit = cfg.memory_limit;
+  info.gflops = cfg.gflops;
+  info.mem_gbps = cfg.mem_gbps;
+  std::tie(info.rss, info.peak_rss) = process_rss();
   return info;
 }
 

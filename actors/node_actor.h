@@ -14,6 +14,9 @@ struct NodeConfig {
   std::string name;        // "host:port", used in every error and log line
   std::string models_dir;  // model paths in SpawnStage are relative to it
   int32_t threads = 1;     // LibTorch threads per stage unless the request says otherwise
+  uint64_t memory_limit = 0;  // bytes troupe may use on this machine (0: none); stages that would exceed it are refused
+  double gflops = 0;          // measured when the daemon starts, reported to planners
+  double mem_gbps = 0;
 };
 
 // Handles info_atom -> NodeInfo and (spawn_atom, SpawnStage) -> StageReady. An exit message

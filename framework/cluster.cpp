@@ -120,4 +120,24 @@ ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chro
   return node;
 }
 
+NodeCapacity capacity_of(const proto::NodeInfo& info) {
+  NodeCapacity c;
+  c.name = info.node;
+  c.memory_bytes = info.memory_limit > 0 ? std::min(info.mem_available, info.memory_limit) : info.mem_available;
+  c.gflops = info.gflops;
+  c.mem_gbps = info.mem_gbps;
+  return c;
+}
+
+std::vector<NodeCapacity> query_node_capacities(caf::actor_system& sys, const std::vector<std::string>& endpoints,
+                                                std::chrono::milliseconds timeout) {
+  std::vector<NodeCapacity> nodes;
+  for (const auto& e : endpoints) {
+    NodeCapacity c = capacity_of(connect_node(sys, parse_endpoint(e), timeout).info);
+    c.name = e;  // as the user named it: the plan's node list feeds --nodes again
+    nodes.push_back(c);
+  }
+  return nodes;
+}
+
 }  // namespace troupe

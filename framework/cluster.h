@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "framework/messages.h"
+#include "framework/placement.h"
 
 namespace troupe {
 
@@ -38,5 +40,12 @@ struct ConnectedNode {
   proto::NodeInfo info;
 };
 ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chrono::milliseconds timeout);
+
+// What the placement planner may use on each node, asked of the live daemons (memory
+// available, capped by --memory-limit; measured speed and bandwidth). Throws
+// NodeUnreachable naming the first node that does not answer.
+std::vector<NodeCapacity> query_node_capacities(caf::actor_system& sys, const std::vector<std::string>& endpoints,
+                                                std::chrono::milliseconds timeout);
+NodeCapacity capacity_of(const proto::NodeInfo& info);
 
 }  // namespace troupe

@@ -58,7 +58,7 @@
 namespace troupe {
 namespace proto {
 
-constexpr uint32_t kProtocolVersion = 2;  // 2: ping_atom, fault_atom
+constexpr uint32_t kProtocolVersion = 3;  // 2: ping_atom, fault_atom
 
 // -- atoms (at most 10 characters) --------------------------------------------------------
 
@@ -90,6 +90,11 @@ struct NodeInfo {
   std::string models_dir;
   std::vector<std::string> models;  // model files/dirs under models_dir, relative to it
   int32_t stages = 0;        // stage actors currently alive on the node
+  uint64_t memory_limit = 0; // bytes troupe may use there (--memory-limit); 0: no limit
+  double gflops = 0;         // measured fp32 matmul speed with `threads` threads
+  double mem_gbps = 0;       // measured memory read bandwidth
+  uint64_t rss = 0;          // resident memory of the daemon now, bytes
+  uint64_t peak_rss = 0;     // its peak resident memory, bytes
 };
 
 struct SpawnStage {
@@ -162,7 +167,8 @@ struct TokenizerInfo {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, NodeInfo& x) {
   return f(caf::meta::type_name("troupe.NodeInfo"), x.protocol_version, x.node, x.mem_total, x.mem_available,
-           x.cores, x.threads, x.models_dir, x.models, x.stages);
+           x.cores, x.threads, x.models_dir, x.models, x.stages, x.memory_limit, x.gflops, x.mem_gbps, x.rss,
+           x.peak_rss);
 }
 
 template <class Inspector>

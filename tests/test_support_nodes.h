@@ -33,7 +33,8 @@ class NodeProcess {
   // Starts `bin_path("caf-node")`; wait_ready() waits until it listens (several nodes can
   // start at once: construct them all, then wait for each). `port` 0: any free port (a node
   // restarted in place of a dead one passes the dead one's port).
-  NodeProcess(const std::string& models_dir, int threads, const std::string& name, uint16_t port = 0) {
+  NodeProcess(const std::string& models_dir, int threads, const std::string& name, uint16_t port = 0,
+              const std::vector<std::string>& extra_args = {}) {
     char dir_template[] = "/tmp/troupe-node-XXXXXX";
     if (mkdtemp(dir_template) == nullptr) throw std::runtime_error("mkdtemp failed");
     dir_ = dir_template;
@@ -46,6 +47,7 @@ class NodeProcess {
     std::vector<std::string> args = {bin,       "--port",    std::to_string(port),       "--listen",   "127.0.0.1",
                                      "--models", models_dir, "--threads", threads_str, "--port-file",
                                      port_file_};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(&a[0]);
     argv.push_back(nullptr);

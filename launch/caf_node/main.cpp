@@ -24,6 +24,9 @@
 
 #include "actors/node_actor.h"
 #include "framework/actor_system.h"
+#include "framework/byte_size.h"
+#include "models/compute_speed.h"
+#include "models/memory_bandwidth.h"
 
 namespace {
 
@@ -74,6 +77,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "LibTorch threads per stage")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--port-file", port_file, "write the port actually bound to this file once listening");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  std::string memory_limit;
+  app.add_option("--memory-limit", memory_limit,
+                 "memory troupe may use on this machine, e.g. 6G; stages that would exceed it are refused");
   CLI11_PARSE(app, argc, argv);
   std::error_code ec;
   models_dir = std::filesystem::absolute(models_dir, ec).lexically_normal().string();
@@ -109,6 +115,15 @@ int main(int argc, char** argv) {
   node_cfg.name = host + ":" + std::to_string(port);
   node_cfg.models_dir = models_dir;
   node_cfg.threads = threads;
+  try {
+    node_cfg.memory_limit = memory_limit.empty() ? 0 : troupe::parse_size(memory_limit);
+  } catch (const std::exception& e) {
+    spdlog::error("--memory-limit: {}", e.what());
+    return 2;
+  }
+  // Measured once, for planners: how fast this machine multiplies and streams memory.
+  node_cfg.gflops = troupe::measure_matmul_gflops(threads);
+  node_cfg.mem_gbps = troupe::measure_memory_bandwidth(threads, size_t(64) << 20).read_bytes_per_s / 1e9;
   auto node = troupe::spawn_node_actor(sys, node_cfg);
   auto bound = sys.middleman().publish(node, static_cast<uint16_t>(port), listen.c_str(), /*reuse_addr=*/true);
   if (!bound) {
@@ -118,7 +133,9 @@ int main(int argc, char** argv) {
   }
   troupe::advertise_direct_route(sys, listen, static_cast<uint16_t>(*bound));
   if (!std::filesystem::is_directory(models_dir, ec)) spdlog::warn("models dir '{}' does not exist", models_dir);
-  spdlog::info("node {} listening (models dir '{}', {} threads per stage)", node_cfg.name, models_dir, threads);
+  spdlog::info("node {} listening (models dir '{}', {} threads per stage, {:.0f} GFLOP/s, {:.1f} GB/s{})", node_cfg.name,
+               models_dir, threads, node_cfg.gflops, node_cfg.mem_gbps,
+               node_cfg.memory_limit ? ", memory limit " + troupe::format_size(node_cfg.memory_limit) : std::string());
   if (!port_file.empty()) {
     const std::string tmp = port_file + ".tmp";
     std::ofstream(tmp) << *bound << "\n";

@@ -1,4 +1,5 @@
 // `troupe generate`: stream a continuation of a prompt.
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -9,6 +10,8 @@
 #include <caf/actor_system_config.hpp>
 
 #include "framework/actor_system.h"
+#include "framework/cluster.h"
+#include "framework/placement.h"
 #include "framework/deploy.h"
 #include "framework/pipeline_plan.h"
 #include "launch/troupe/cli_errors.h"
@@ -47,12 +50,22 @@ void run_distributed(const GenerateOptions& o, const SamplingOptions& sampling) 
   request.layers = o.layers;
   request.wire = wire_dtype_from_string(o.wire);
   request.sampling = sampling;
-  const int64_t n_layer = open_checkpoint(o.model)->config().n_layer;
-  const auto desc = describe_pipeline(request, n_layer);
-
+  const auto ckpt = open_checkpoint(o.model);
   caf::actor_system_config cfg;
   configure_actor_system(cfg);
   caf::actor_system sys{cfg};
+  if (request.layers.empty() && request.nodes.size() > 1) {
+    // No split given: the planner places layers by each node's memory and measured speed
+    // (and may leave out a node that would only slow the pipeline down).
+    PlanRequest plan_request;
+    plan_request.context_length = ckpt->config().n_ctx;
+    const Plan plan = plan_placement(query_node_capacities(sys, request.nodes, std::chrono::seconds(5)),
+                                     footprint_of(*ckpt), plan_request);
+    request.nodes = plan.nodes();
+    request.layers = plan.layer_ranges();
+    spdlog::info("plan: --nodes {} --layers {}", fmt::join(request.nodes, ","), request.layers);
+  }
+  const auto desc = describe_pipeline(request, ckpt->config().n_layer);
   Pipeline pipeline = deploy(sys, desc);
   for (const auto& s : pipeline.stages())
     spdlog::info("stage {} on {}: {:.1f} MB of weights, loaded in {:.0f} ms", s.describe, s.endpoint,

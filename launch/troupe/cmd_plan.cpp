@@ -1,7 +1,13 @@
 // `troupe plan`: which node should run which layers, before anything is loaded.
 #include <iostream>
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "framework/actor_system.h"
 #include "framework/byte_size.h"
+#include "framework/cluster.h"
+#include "framework/pipeline_plan.h"
 #include "framework/cluster_file.h"
 #include "framework/placement.h"
 #include "launch/troupe/cli_errors.h"
@@ -70,9 +76,10 @@ void run_plan(const PlanOptions& o) {
     if (model.empty()) model = cluster.model;
     nodes = capacities_from_file(cluster);
   } else {
-    throw std::runtime_error(
-        "--nodes: asking live nodes for their memory and speed is not available yet; describe them with "
-        "--assume NAME=MEMORY@GFLOPS,... or with a --cluster file giving memory and gflops per node");
+    caf::actor_system_config cfg;
+    configure_actor_system(cfg);
+    caf::actor_system sys{cfg};
+    nodes = query_node_capacities(sys, split_node_list(o.nodes), std::chrono::seconds(5));
   }
   if (model.empty()) throw std::invalid_argument("give --model (the cluster file names none)");
 

@@ -1,0 +1,75 @@
+// Placement end to end: a generated model bigger than any one node's --memory-limit runs
+// across three nodes with unequal limits, placed by the planner from what the nodes
+// report, and no node's peak RSS passes its limit. One node alone refuses the model with
+// the numbers.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/test_support.h"
+#include "tests/test_support_nodes.h"
+
+namespace troupe {
+namespace {
+
+size_t peak_rss_of(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return static_cast<size_t>(std::stoull(line.substr(6))) * 1024;
+  return 0;
+}
+
+TEST(PlanMemoryLimits, ModelBiggerThanEveryNodeLimitRunsAcrossThreeUnequalNodesWithinTheirLimits) {
+  test::TempDir dir;
+  const std::string model = dir.file("tinyllama-q4_0.gguf");
+  auto r = test::run_command({test::bin_path("troupe"), "synth", "--shape", "tinyllama", "--type", "q4_0", "--out", model}, 600);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const size_t model_bytes = test::file_size(model);  // 620 MB
+
+  const std::vector<size_t> limits_mib = {580, 540, 500};
+  std::vector<std::unique_ptr<test::NodeProcess>> nodes;
+  for (size_t i = 0; i < limits_mib.size(); ++i) {
+    ASSERT_GT(model_bytes, limits_mib[i] << 20);
+    nodes.push_back(std::make_unique<test::NodeProcess>(dir.path(), 1, "limited" + std::to_string(i), 0,
+                                                        std::vector<std::string>{"--memory-limit", std::to_string(limits_mib[i]) + "M"}));
+  }
+  std::string list;
+  for (auto& n : nodes) {
+    n->wait_ready();
+    list += (list.empty() ? "" : ",") + n->endpoint();
+  }
+
+  r = test::run_command({test::bin_path("troupe"), "plan", "-m", model, "--nodes", list}, 120);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (auto& n : nodes) EXPECT_NE(r.out.find(n->endpoint()), std::string::npos) << r.out;
+
+  // No --layers: the planner splits by what each node reports.
+  r = test::run_command({test::bin_path("troupe"), "generate", "-m", model, "--nodes", list, "-p", "Hello", "-n", "6",
+                         "--temp", "0"}, 300);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("plan: --nodes"), std::string::npos) << r.err;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const size_t rss = peak_rss_of(nodes[i]->pid());
+    std::printf("node %s: limit %zu MiB, peak RSS %.0f MiB\n", nodes[i]->endpoint().c_str(), limits_mib[i], rss / 1048576.0);
+    EXPECT_LT(rss, limits_mib[i] << 20) << nodes[i]->endpoint();
+  }
+
+  // The smallest node alone is refused, with what the stage needs and what the limit leaves.
+  r = test::run_command({test::bin_path("troupe"), "generate", "-m", model, "--nodes", nodes[2]->endpoint(), "-p",
+                         "Hello", "-n", "2"}, 120);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--memory-limit 500 MiB leaves"), std::string::npos) << r.err;
+}
+
+TEST(PlanMemoryLimits, NodeReportsItsLimitSpeedAndMemory) {
+  test::NodeProcess node(test::models_dir(), 1, "reporting", 0, {"--memory-limit", "3G"});
+  node.wait_ready();
+  const auto r = test::run_command({test::bin_path("troupe"), "plan", "-m", test::model_path("stories260K/stories260K.gguf"),
+                                    "--nodes", node.endpoint()}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("/3072"), std::string::npos) << r.out;  // needs/has MiB: capped by the 3 GiB limit
+}
+
+}  // namespace
+}  // namespace troupe
