@@ -69,6 +69,17 @@ TEST(PlanMemoryLimits, NodeReportsItsLimitSpeedAndMemory) {
                                     "--nodes", node.endpoint()}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("/3072"), std::string::npos) << r.out;  // needs/has MiB: capped by the 3 GiB limit
+
+  // `troupe status` shows it, and names a node that is not there.
+  const auto status = test::run_command({test::bin_path("troupe"), "status", "--nodes", node.endpoint() + ",127.0.0.1:1"}, 60);
+  EXPECT_EQ(status.exit_code, 1);
+  auto line_of = [&](const std::string& endpoint) {
+    const size_t at = status.out.find("\n" + endpoint + " ");
+    return at == std::string::npos ? std::string() : status.out.substr(at + 1, status.out.find('\n', at + 1) - at - 1);
+  };
+  EXPECT_NE(line_of(node.endpoint()).find(" reachable "), std::string::npos) << status.out;
+  EXPECT_NE(line_of(node.endpoint()).find("3.00 GiB"), std::string::npos) << status.out;
+  EXPECT_NE(line_of("127.0.0.1:1").find("UNREACHABLE"), std::string::npos) << status.out;
 }
 
 }  // namespace

@@ -13,6 +13,7 @@ void add_synth_command(CLI::App& app);
 void add_plan_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_status_command(CLI::App& app);
 
 // Common set-up: threads for LibTorch (0 = all cores).
 void set_compute_threads(int threads);

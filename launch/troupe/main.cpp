@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   troupe::cli::add_plan_command(app);
   troupe::cli::add_serve_command(app);
   troupe::cli::add_bench_command(app);
+  troupe::cli::add_status_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

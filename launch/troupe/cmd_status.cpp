@@ -1,0 +1,66 @@
+// `troupe status`: what each node has and does, reachable or not.
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include <cstdio>
+
+#include "framework/actor_system.h"
+#include "framework/byte_size.h"
+#include "framework/cluster.h"
+#include "framework/cluster_file.h"
+#include "framework/pipeline_plan.h"
+#include "launch/troupe/cli_errors.h"
+#include "launch/troupe/commands.h"
+
+namespace troupe::cli {
+namespace {
+
+struct StatusOptions {
+  std::string nodes, cluster;
+};
+
+void run_status(const StatusOptions& o) {
+  std::vector<std::string> endpoints;
+  if (!o.cluster.empty()) {
+    for (const auto& n : read_cluster_file(o.cluster).nodes) endpoints.push_back(n.address);
+  } else {
+    endpoints = split_node_list(o.nodes);
+  }
+  caf::actor_system_config cfg;
+  configure_actor_system(cfg);
+  caf::actor_system sys{cfg};
+  std::printf("%-22s %-12s %-10s %-10s %-10s %-10s %-6s %-9s %-8s %s\n", "node", "state", "memory", "available",
+              "limit", "rss", "cores", "GFLOP/s", "GB/s", "stages");
+  int unreachable = 0;
+  for (const auto& e : endpoints) {
+    try {
+      const proto::NodeInfo i = connect_node(sys, parse_endpoint(e), std::chrono::seconds(3)).info;
+      std::printf("%-22s %-12s %-10s %-10s %-10s %-10s %-6d %-9.0f %-8.1f %d\n", e.c_str(), "reachable",
+                  format_size(i.mem_total).c_str(), format_size(i.mem_available).c_str(),
+                  i.memory_limit ? format_size(i.memory_limit).c_str() : "none", format_size(i.rss).c_str(), i.cores,
+                  i.gflops, i.mem_gbps, i.stages);
+    } catch (const std::exception& ex) {
+      ++unreachable;
+      std::printf("%-22s %-12s %s\n", e.c_str(), "UNREACHABLE", ex.what());
+    }
+  }
+  if (unreachable) throw std::runtime_error(std::to_string(unreachable) + " of " + std::to_string(endpoints.size()) + " nodes unreachable");
+}
+
+}  // namespace
+
+void add_status_command(CLI::App& app) {
+  auto o = std::make_shared<StatusOptions>();
+  auto* cmd = app.add_subcommand("status", "show each node: reachable or not, memory, speed, stages hosted");
+  auto* nodes = cmd->add_option("--nodes", o->nodes, "caf-node daemons host:port,...");
+  auto* cluster = cmd->add_option("--cluster", o->cluster, "cluster file naming the nodes");
+  nodes->excludes(cluster);
+  cmd->callback([o, nodes, cluster] {
+    run_reporting_errors([&] {
+      if (!nodes->count() && !cluster->count()) throw std::invalid_argument("give --nodes or --cluster");
+      run_status(*o);
+    });
+  });
+}
+
+}  // namespace troupe::cli
