@@ -1,4 +1,5 @@
 #include "models/sampler.h"
+#include "models/splitmix.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,17 +9,9 @@
 namespace troupe {
 namespace {
 
-// splitmix64: a well-mixed 64-bit value from (seed, step), so each step's draw is
-// independent of every other step's and reproducible on its own.
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 double uniform01(uint64_t seed, uint64_t step) {
-  return static_cast<double>(mix(mix(seed) ^ step) >> 11) * (1.0 / 9007199254740992.0);
+  return static_cast<double>(splitmix64(splitmix64(seed) ^ step) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include "models/synthetic_model.h"
+#include "models/splitmix.h"
 
 #include <ATen/Parallel.h>
 #include <sys/stat.h>
@@ -39,12 +40,6 @@ ModelConfig preset_shape(const std::string& name) {
 
 namespace {
 
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 uint64_t hash_name(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
@@ -56,7 +51,7 @@ uint64_t hash_name(const std::string& s) {
 void fill_row(float* row, int64_t n, uint64_t state, float stddev) {
   for (int64_t i = 0; i < n; ++i) {
     double sum = 0;
-    for (int k = 0; k < 4; ++k) sum += static_cast<double>((state = mix(state)) >> 11) * (1.0 / 9007199254740992.0);
+    for (int k = 0; k < 4; ++k) sum += static_cast<double>((state = splitmix64(state)) >> 11) * (1.0 / 9007199254740992.0);
     row[i] = static_cast<float>((sum - 2.0) * std::sqrt(3.0) * stddev);
   }
 }
@@ -110,13 +105,13 @@ uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
 
   // A matrix [rows, cols] of the requested type, generated and converted row by row.
   auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, DType type, float stddev) {
-    const uint64_t seed = mix(o.seed ^ hash_name(name));
+    const uint64_t seed = splitmix64(o.seed ^ hash_name(name));
     const size_t row_bytes = dtype_row_bytes(type, cols);
     w.add_tensor(name, type, {rows, cols}, [=](uint8_t* out, size_t) {
       at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
         std::vector<float> row(static_cast<size_t>(cols));
         for (int64_t r = begin; r < end; ++r) {
-          fill_row(row.data(), cols, mix(seed + static_cast<uint64_t>(r)), stddev);
+          fill_row(row.data(), cols, splitmix64(seed + static_cast<uint64_t>(r)), stddev);
           quantize(type, row.data(), out + static_cast<size_t>(r) * row_bytes, cols);
         }
       });

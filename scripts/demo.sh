@@ -25,5 +25,5 @@ for port in "${ports[@]}"; do   # wait until each daemon listens (at most 20 s)
 done
 
 nodes="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
-echo "troupe generate --nodes $nodes --model $model --prompt 'Once upon a time'" >&2
-build/bin/troupe generate --nodes "$nodes" --model "$model" --prompt "Once upon a time" -n 100 --temp 0
+echo "troupe generate --nodes $nodes --layers 0-1,2-3,4-4 --model $model --prompt 'Once upon a time'" >&2
+build/bin/troupe generate --nodes "$nodes" --layers 0-1,2-3,4-4 --model "$model" --prompt "Once upon a time" -n 100 --temp 0

@@ -12,13 +12,6 @@ namespace troupe {
 namespace {
 
 // Peak resident set (VmHWM) of a running process, in bytes.
-size_t peak_rss_of(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return static_cast<size_t>(std::stoull(line.substr(6))) * 1024;
-  return 0;
-}
 
 TEST(PipelineMemory, EachOfThreeNodesHoldsAboutAThirdOfAGigabyteModel) {
   test::TempDir dir;
@@ -51,7 +44,7 @@ TEST(PipelineMemory, EachOfThreeNodesHoldsAboutAThirdOfAGigabyteModel) {
   std::printf("model %.2f GB; single process peak RSS %.0f MB\n", model_gb, single_rss / 1e6);
   double total = 0;
   for (auto& n : nodes) {
-    const double rss = static_cast<double>(peak_rss_of(n->pid()));
+    const double rss = static_cast<double>(test::peak_rss_of(n->pid()));
     std::printf("node %s peak RSS %.0f MB\n", n->endpoint().c_str(), rss / 1e6);
     // A third of the weights, plus the runtime (LibTorch, CAF) every process carries.
     EXPECT_LT(rss, single_rss * 0.55) << n->endpoint();

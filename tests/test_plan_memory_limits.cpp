@@ -12,13 +12,6 @@
 namespace troupe {
 namespace {
 
-size_t peak_rss_of(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return static_cast<size_t>(std::stoull(line.substr(6))) * 1024;
-  return 0;
-}
 
 TEST(PlanMemoryLimits, ModelBiggerThanEveryNodeLimitRunsAcrossThreeUnequalNodesWithinTheirLimits) {
   test::TempDir dir;
@@ -50,7 +43,7 @@ TEST(PlanMemoryLimits, ModelBiggerThanEveryNodeLimitRunsAcrossThreeUnequalNodesW
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("plan: --nodes"), std::string::npos) << r.err;
   for (size_t i = 0; i < nodes.size(); ++i) {
-    const size_t rss = peak_rss_of(nodes[i]->pid());
+    const size_t rss = test::peak_rss_of(nodes[i]->pid());
     std::printf("node %s: limit %zu MiB, peak RSS %.0f MiB\n", nodes[i]->endpoint().c_str(), limits_mib[i], rss / 1048576.0);
     EXPECT_LT(rss, limits_mib[i] << 20) << nodes[i]->endpoint();
   }

@@ -238,4 +238,12 @@ int ChildProcess::wait_for_port_file(const std::string& path, int timeout_ms) {
   throw std::runtime_error("process did not listen in time; its log:\n" + log());
 }
 
+size_t peak_rss_of(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return static_cast<size_t>(std::stoull(line.substr(6))) * 1024;
+  return 0;
+}
+
 }  // namespace troupe::test

@@ -70,5 +70,7 @@ class TempDir {
 // Writes the first `n` bytes of `from` to `to` (a truncated copy).
 void copy_prefix(const std::string& from, const std::string& to, size_t n);
 size_t file_size(const std::string& path);
+// Peak resident set size (VmHWM) of a running process, in bytes (0 if it is gone).
+size_t peak_rss_of(int pid);
 
 }  // namespace troupe::test

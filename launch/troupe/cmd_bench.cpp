@@ -2,8 +2,6 @@
 // comes to the memory-bandwidth bound (every weight is read once per token).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -12,11 +10,10 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "framework/actor_system.h"
 #include "framework/deploy.h"
-#include "framework/pipeline_plan.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
+#include "launch/troupe/node_options.h"
 #include "models/checkpoint.h"
 #include "models/memory_bandwidth.h"
 #include "models/stage_model.h"
@@ -28,7 +25,8 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 struct BenchOptions {
-  std::string model, nodes, layers, wire = "f32", json_path;
+  std::string model, json_path;
+  NodeOptions distributed;
   int64_t prompt_tokens = 64, decode_tokens = 32;
   int threads = 0;
 };
@@ -83,22 +81,15 @@ json bench_single_process(const std::shared_ptr<const Checkpoint>& ckpt, const B
 }
 
 json bench_pipeline(const std::shared_ptr<const Checkpoint>& ckpt, const BenchOptions& o) {
-  PipelineRequest request;
-  request.model = o.model;
-  request.tokenizer_model = o.model;
-  request.nodes = split_node_list(o.nodes);
-  request.layers = o.layers;
-  request.wire = wire_dtype_from_string(o.wire);
-  request.sampling.temperature = 0;
-  caf::actor_system_config cfg;
-  configure_actor_system(cfg);
-  caf::actor_system sys{cfg};
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  ClientActorSystem sys;
   const auto load_start = Clock::now();
-  Pipeline pipeline = deploy(sys, describe_pipeline(request, ckpt->config().n_layer));
+  Pipeline pipeline = deploy_on_nodes(sys.get(), o.distributed, o.model, *ckpt, greedy);
   const double load_ms = ms_since(load_start);
   GenerateOptions gen;
   gen.stop_at_eos = false;
-  const Generation g = pipeline.generate_tokens(bench_prompt(*ckpt, o.prompt_tokens), o.decode_tokens, request.sampling, gen);
+  const Generation g = pipeline.generate_tokens(bench_prompt(*ckpt, o.prompt_tokens), o.decode_tokens, greedy, gen);
   json nodes = json::array();
   for (const auto& s : pipeline.stats()) {
     const double steps = std::max<double>(1, static_cast<double>(s.steps));
@@ -115,7 +106,7 @@ json bench_pipeline(const std::shared_ptr<const Checkpoint>& ckpt, const BenchOp
 void run_bench(const BenchOptions& o) {
   set_compute_threads(o.threads);
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
-  json r = o.nodes.empty() ? bench_single_process(ckpt, o) : bench_pipeline(ckpt, o);
+  json r = o.distributed.used() ? bench_pipeline(ckpt, o) : bench_single_process(ckpt, o);
   const auto steps = r["step_ms"].get<std::vector<double>>();
   const double ms_per_token = median(steps);
   const MemoryBandwidth bw = measure_memory_bandwidth(at::get_num_threads());
@@ -163,9 +154,7 @@ void add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   auto* cmd = app.add_subcommand("bench", "measure prefill and decode speed, memory, and the bandwidth bound");
   cmd->add_option("--model,-m", o->model, "GGUF file or Hugging Face directory")->required();
-  cmd->add_option("--nodes", o->nodes, "caf-node daemons host:port,... (default: this process)");
-  cmd->add_option("--layers", o->layers, "inclusive layer range per node (default: even split)");
-  cmd->add_option("--wire", o->wire, "activation type between nodes: f32, fp16, bf16")->capture_default_str();
+  o->distributed.add_to(cmd);
   cmd->add_option("--prompt-tokens", o->prompt_tokens, "prompt length for the prefill measurement")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--tokens,-n", o->decode_tokens, "decode steps to time")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");

@@ -1,21 +1,15 @@
 // `troupe generate`: stream a continuation of a prompt.
-#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cstdio>
 #include <random>
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
 
-#include "framework/actor_system.h"
-#include "framework/cluster.h"
-#include "framework/placement.h"
 #include "framework/deploy.h"
-#include "framework/pipeline_plan.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
+#include "launch/troupe/node_options.h"
 #include "models/checkpoint.h"
 #include "models/local_session.h"
 #include "models/tokenizer.h"
@@ -26,7 +20,7 @@ namespace {
 struct GenerateOptions {
   std::string model;
   std::string prompt;
-  std::string nodes, layers, wire = "f32";
+  NodeOptions distributed;
   int64_t n_tokens = 64;
   SamplingOptions sampling;
   int64_t seed = -1;
@@ -43,33 +37,9 @@ void print_piece(const std::string& bytes) {
 
 // Through caf-node daemons: one stage per node, activations hop from node to node.
 void run_distributed(const GenerateOptions& o, const SamplingOptions& sampling) {
-  PipelineRequest request;
-  request.model = o.model;
-  request.tokenizer_model = o.model;
-  request.nodes = split_node_list(o.nodes);
-  request.layers = o.layers;
-  request.wire = wire_dtype_from_string(o.wire);
-  request.sampling = sampling;
   const auto ckpt = open_checkpoint(o.model);
-  caf::actor_system_config cfg;
-  configure_actor_system(cfg);
-  caf::actor_system sys{cfg};
-  if (request.layers.empty() && request.nodes.size() > 1) {
-    // No split given: the planner places layers by each node's memory and measured speed
-    // (and may leave out a node that would only slow the pipeline down).
-    PlanRequest plan_request;
-    plan_request.context_length = ckpt->config().n_ctx;
-    const Plan plan = plan_placement(query_node_capacities(sys, request.nodes, std::chrono::seconds(5)),
-                                     footprint_of(*ckpt), plan_request);
-    request.nodes = plan.nodes();
-    request.layers = plan.layer_ranges();
-    spdlog::info("plan: --nodes {} --layers {}", fmt::join(request.nodes, ","), request.layers);
-  }
-  const auto desc = describe_pipeline(request, ckpt->config().n_layer);
-  Pipeline pipeline = deploy(sys, desc);
-  for (const auto& s : pipeline.stages())
-    spdlog::info("stage {} on {}: {:.1f} MB of weights, loaded in {:.0f} ms", s.describe, s.endpoint,
-                 s.weight_bytes / 1e6, s.load_ms);
+  ClientActorSystem sys;
+  Pipeline pipeline = deploy_on_nodes(sys.get(), o.distributed, o.model, *ckpt, sampling);
   const Generation g = pipeline.generate(o.prompt, o.n_tokens, sampling,
                                          [](int32_t, const std::string& piece) { print_piece(piece); });
   std::fputc('\n', stderr);
@@ -84,8 +54,8 @@ void run_generate(const GenerateOptions& o) {
   set_compute_threads(o.threads);
   SamplingOptions sampling = o.sampling;
   sampling.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
-  if (!o.nodes.empty()) return run_distributed(o, sampling);
-  if (!o.layers.empty()) throw std::invalid_argument("--layers needs --nodes");
+  if (o.distributed.used()) return run_distributed(o, sampling);
+  if (!o.distributed.layers.empty()) throw std::invalid_argument("--layers needs --nodes");
 
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
   const auto tokenizer = make_tokenizer(ckpt->vocab());
@@ -123,9 +93,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--repeat-window", o->sampling.repeat_window, "recent tokens the penalty looks at")->capture_default_str();
   cmd->add_option("--seed", o->seed, "random seed (default: random)");
   cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");
-  cmd->add_option("--nodes", o->nodes, "caf-node daemons host:port,host:port,... (one stage each, in order)");
-  cmd->add_option("--layers", o->layers, "inclusive layer range per node, e.g. 0-1,2-3,4-4 (default: even split)");
-  cmd->add_option("--wire", o->wire, "activation type between nodes: f32, fp16, bf16")->capture_default_str();
+  o->distributed.add_to(cmd);
   cmd->callback([o] { run_reporting_errors([&] { run_generate(*o); }); });
 }
 

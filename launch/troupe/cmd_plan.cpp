@@ -1,10 +1,7 @@
 // `troupe plan`: which node should run which layers, before anything is loaded.
 #include <iostream>
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
 
-#include "framework/actor_system.h"
 #include "framework/byte_size.h"
 #include "framework/cluster.h"
 #include "framework/pipeline_plan.h"
@@ -12,6 +9,7 @@
 #include "framework/placement.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
+#include "launch/troupe/node_options.h"
 #include "models/checkpoint.h"
 
 namespace troupe::cli {
@@ -76,10 +74,8 @@ void run_plan(const PlanOptions& o) {
     if (model.empty()) model = cluster.model;
     nodes = capacities_from_file(cluster);
   } else {
-    caf::actor_system_config cfg;
-    configure_actor_system(cfg);
-    caf::actor_system sys{cfg};
-    nodes = query_node_capacities(sys, split_node_list(o.nodes), std::chrono::seconds(5));
+    ClientActorSystem sys;
+    nodes = query_node_capacities(sys.get(), split_node_list(o.nodes), std::chrono::seconds(5));
   }
   if (model.empty()) throw std::invalid_argument("give --model (the cluster file names none)");
 

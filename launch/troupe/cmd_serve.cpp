@@ -5,16 +5,13 @@
 #include <fstream>
 #include <thread>
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
 
-#include "framework/actor_system.h"
 #include "framework/http_server.h"
 #include "framework/pipeline_generator.h"
-#include "framework/pipeline_plan.h"
 #include "framework/local_generator.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
+#include "launch/troupe/node_options.h"
 
 namespace troupe::cli {
 namespace {
@@ -22,7 +19,7 @@ namespace {
 struct ServeCliOptions {
   std::string model;
   std::string port_file;
-  std::string nodes, layers, wire = "f32";
+  NodeOptions distributed;
   ServeOptions serve;
   int threads = 0;
 };
@@ -49,21 +46,12 @@ void run_serve(ServeCliOptions o) {
   set_compute_threads(o.threads);
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
   if (o.serve.model_name.empty()) o.serve.model_name = ckpt->config().name;
-  if (o.nodes.empty()) {
+  if (!o.distributed.used()) {
     LocalGenerator generator(ckpt);
     return serve_until_signal(generator, o);
   }
-  PipelineRequest request;
-  request.model = o.model;
-  request.tokenizer_model = o.model;
-  request.nodes = split_node_list(o.nodes);
-  request.layers = o.layers;
-  request.wire = wire_dtype_from_string(o.wire);
-  caf::actor_system_config cfg;
-  configure_actor_system(cfg);
-  caf::actor_system sys{cfg};
-  Pipeline pipeline = deploy(sys, describe_pipeline(request, ckpt->config().n_layer));
-  for (const auto& s : pipeline.stages()) spdlog::info("stage {} on {}", s.describe, s.endpoint);
+  ClientActorSystem sys;
+  Pipeline pipeline = deploy_on_nodes(sys.get(), o.distributed, o.model, *ckpt, SamplingOptions{});
   PipelineGenerator generator(pipeline, detect_chat_format(ckpt->has_vocab() ? ckpt->vocab().chat_template : ""));
   serve_until_signal(generator, o);
   pipeline.shutdown();
@@ -82,9 +70,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-queue", o->serve.max_queue, "requests waiting beyond those (then 429)")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--name", o->serve.model_name, "model name reported by /v1/models (default: the model's)");
   cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");
-  cmd->add_option("--nodes", o->nodes, "caf-node daemons host:port,... (default: the whole model in this process)");
-  cmd->add_option("--layers", o->layers, "inclusive layer range per node (default: even split)");
-  cmd->add_option("--wire", o->wire, "activation type between nodes: f32, fp16, bf16")->capture_default_str();
+  o->distributed.add_to(cmd);
   cmd->add_option("--port-file", o->port_file, "write the bound port to this file once listening (for scripts)");
   cmd->callback([o] { run_reporting_errors([&] { run_serve(*o); }); });
 }

@@ -1,16 +1,14 @@
 // `troupe status`: what each node has and does, reachable or not.
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
 
 #include <cstdio>
 
-#include "framework/actor_system.h"
 #include "framework/byte_size.h"
 #include "framework/cluster.h"
 #include "framework/cluster_file.h"
 #include "framework/pipeline_plan.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
+#include "launch/troupe/node_options.h"
 
 namespace troupe::cli {
 namespace {
@@ -26,15 +24,13 @@ void run_status(const StatusOptions& o) {
   } else {
     endpoints = split_node_list(o.nodes);
   }
-  caf::actor_system_config cfg;
-  configure_actor_system(cfg);
-  caf::actor_system sys{cfg};
+  ClientActorSystem sys;
   std::printf("%-22s %-12s %-10s %-10s %-10s %-10s %-6s %-9s %-8s %s\n", "node", "state", "memory", "available",
               "limit", "rss", "cores", "GFLOP/s", "GB/s", "stages");
   int unreachable = 0;
   for (const auto& e : endpoints) {
     try {
-      const proto::NodeInfo i = connect_node(sys, parse_endpoint(e), std::chrono::seconds(3)).info;
+      const proto::NodeInfo i = connect_node(sys.get(), parse_endpoint(e), std::chrono::seconds(3)).info;
       std::printf("%-22s %-12s %-10s %-10s %-10s %-10s %-6d %-9.0f %-8.1f %d\n", e.c_str(), "reachable",
                   format_size(i.mem_total).c_str(), format_size(i.mem_available).c_str(),
                   i.memory_limit ? format_size(i.memory_limit).c_str() : "none", format_size(i.rss).c_str(), i.cores,

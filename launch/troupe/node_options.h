@@ -1,0 +1,39 @@
+#pragma once
+// The options every command that runs through caf-node daemons shares (--nodes,
+// --layers, --wire), and deploying a pipeline from them: the split given by --layers, or
+// else the one the planner picks from what the nodes report.
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "framework/deploy.h"
+#include "models/checkpoint.h"
+
+namespace troupe::cli {
+
+struct NodeOptions {
+  std::string nodes, layers, wire = "f32";
+
+  void add_to(CLI::App* cmd);
+  bool used() const { return !nodes.empty(); }
+};
+
+// A CAF actor system configured as every troupe process is (framework/actor_system.h).
+class ClientActorSystem {
+ public:
+  ClientActorSystem();
+  caf::actor_system& get() { return *sys_; }
+
+ private:
+  caf::actor_system_config cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+};
+
+// Deploys `model` (a path the nodes resolve, and readable here for the tokenizer and
+// shape) on the nodes; logs where each stage went.
+Pipeline deploy_on_nodes(caf::actor_system& sys, const NodeOptions& o, const std::string& model, const Checkpoint& ckpt,
+                         const SamplingOptions& sampling);
+
+}  // namespace troupe::cli
