@@ -11,8 +11,6 @@
 namespace troupe {
 namespace {
 
-// Peak resident set (VmHWM) of a running process, in bytes.
-
 TEST(PipelineMemory, EachOfThreeNodesHoldsAboutAThirdOfAGigabyteModel) {
   test::TempDir dir;
   const std::string model = dir.file("tinyllama-q8_0.gguf");
