@@ -16,8 +16,8 @@ class StageModel {
  public:
   virtual ~StageModel() = default;
 
-  // Loads only the tensors `spec` needs from `ckpt`. F32 weights point into the mapped
-  // file (no copy), so the stage keeps the checkpoint alive.
+  // Loads only the tensors `spec` needs from `ckpt`. Weight matrices point into the mapped
+  // file in their stored format (no copy), so the stage keeps the checkpoint alive.
   static std::unique_ptr<StageModel> load(std::shared_ptr<const Checkpoint> ckpt, const StageSpec& spec);
 
   // input: int64 token ids [T] for a stage with the embedding, else float hidden states [T, n_embd].

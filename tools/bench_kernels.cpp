@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "models/memory_bandwidth.h"
 #include "models/quant_formats.h"
 #include "models/quant_matmul.h"
 
@@ -36,66 +37,6 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 std::string dtype_str(DType t) { return troupe::dtype_name(static_cast<uint32_t>(t)); }
-
-// ---- memory bandwidth ------------------------------------------------------------------------
-
-struct Bandwidth {
-  double copy = 0;  // bytes read + written per second by memcpy
-  double read = 0;  // bytes read per second by a sum
-};
-
-// Runs f(part, n_parts) on `threads` threads at once; returns the wall time.
-template <class F>
-double run_split(int threads, F f) {
-  std::vector<std::thread> pool;
-  const auto t0 = Clock::now();
-  for (int i = 0; i < threads; ++i) pool.emplace_back([&f, i, threads] { f(i, threads); });
-  for (auto& t : pool) t.join();
-  return seconds_since(t0);
-}
-
-// Read-only, one stream per thread; 4 independent 256-bit accumulators keep the loads the limit.
-__attribute__((target("avx2"))) uint64_t sum_avx2(const uint64_t* p, size_t n) {
-  __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-  for (size_t k = 0; k + 16 <= n; k += 16)
-    for (int j = 0; j < 4; ++j)
-      s[j] = _mm256_add_epi64(s[j], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + k + 4 * j)));
-  const __m256i t = _mm256_add_epi64(_mm256_add_epi64(s[0], s[1]), _mm256_add_epi64(s[2], s[3]));
-  return static_cast<uint64_t>(_mm256_extract_epi64(t, 0) + _mm256_extract_epi64(t, 1) + _mm256_extract_epi64(t, 2) +
-                               _mm256_extract_epi64(t, 3));
-}
-
-uint64_t sum_portable(const uint64_t* p, size_t n) {
-  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  for (size_t k = 0; k + 4 <= n; k += 4) {
-    s0 += p[k];
-    s1 += p[k + 1];
-    s2 += p[k + 2];
-    s3 += p[k + 3];
-  }
-  return s0 + s1 + s2 + s3;
-}
-
-Bandwidth measure_bandwidth(int threads, size_t bytes) {
-  const bool have_avx2 = __builtin_cpu_supports("avx2");
-  std::vector<uint64_t> a(bytes / 8, 1), b(bytes / 8, 2);
-  Bandwidth best;
-  for (int rep = 0; rep < 5; ++rep) {
-    const double copy = run_split(threads, [&](int i, int n) {
-      const size_t part = a.size() / n;
-      std::memcpy(b.data() + i * part, a.data() + i * part, part * 8);
-    });
-    best.copy = std::max(best.copy, 2.0 * static_cast<double>(bytes) / copy);
-    std::vector<uint64_t> sums(threads);
-    const double read = run_split(threads, [&](int i, int n) {
-      const size_t part = a.size() / n;
-      sums[i] = have_avx2 ? sum_avx2(a.data() + i * part, part) : sum_portable(a.data() + i * part, part);
-    });
-    if (sums[0] == 42) std::puts("");  // keep the sum
-    best.read = std::max(best.read, static_cast<double>(bytes) / read);
-  }
-  return best;
-}
 
 // ---- matrices ------------------------------------------------------------------------------
 
@@ -179,9 +120,12 @@ int main(int argc, char** argv) {
 
   std::printf("kernels: best instruction set %s; %u hardware threads\n\n",
               troupe::kernel_isa_name(troupe::best_kernel_isa()), std::thread::hardware_concurrency());
-  Bandwidth bw[3];
+  struct Bandwidth {
+    double copy = 0, read = 0;
+  } bw[3];
   for (int threads : {1, 2}) {
-    bw[threads] = measure_bandwidth(threads, quick ? gib / 4 : gib);
+    const auto m = troupe::measure_memory_bandwidth(threads, quick ? gib / 4 : gib);
+    bw[threads] = {m.copy_bytes_per_s, m.read_bytes_per_s};
     std::printf("memory, %d thread%s: memcpy %.1f GB/s read+written (%.1f GB/s copied), read-only sum %.1f GB/s\n",
                 threads, threads > 1 ? "s" : "", bw[threads].copy / 1e9, bw[threads].copy / 2e9, bw[threads].read / 1e9);
   }
