@@ -29,6 +29,8 @@ namespace {
 constexpr auto kLoadTimeout = std::chrono::minutes(10);
 // How long connecting to a peer node may take.
 constexpr auto kPeerTimeout = std::chrono::seconds(10);
+// How long NodeInfo waits for a stage's statistics (a stage answers between forward passes).
+constexpr auto kStatsTimeout = std::chrono::seconds(1);
 
 struct NodeState {
   NodeConfig cfg;
@@ -126,6 +128,8 @@ caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage re
   cfg.threads = req.threads > 0 ? req.threads : st.cfg.threads;
   cfg.max_positions = req.max_positions;
   cfg.with_sampler = req.with_sampler;
+  if (req.max_batch > 0) cfg.max_batch = req.max_batch;
+  cfg.progress = req.progress;
   std::error_code ec;
   if (!fs::exists(cfg.model_path, ec))
     return node_error(st, "model not found: " + cfg.model_path + " ('" + req.model + "' under models dir '" +
@@ -180,6 +184,29 @@ caf::result<caf::ok_atom> connect_peer(NodeActor* self, const std::string& host,
   return rp;
 }
 
+// NodeInfo with the statistics of every stage that answers within kStatsTimeout.
+caf::result<proto::NodeInfo> node_info(NodeActor* self) {
+  auto info = std::make_shared<proto::NodeInfo>(describe_node(self->state.cfg));
+  info->stages = static_cast<int32_t>(self->state.stages.size());
+  if (self->state.stages.empty()) return *info;
+  auto rp = self->make_response_promise<proto::NodeInfo>();
+  auto remaining = std::make_shared<size_t>(self->state.stages.size());
+  auto one_done = [info, remaining, rp]() mutable {
+    if (--*remaining > 0) return;
+    std::sort(info->stage_stats.begin(), info->stage_stats.end(),
+              [](const auto& a, const auto& b) { return a.describe < b.describe; });
+    rp.deliver(*info);
+  };
+  for (const auto& stage : self->state.stages)
+    self->request(stage, kStatsTimeout, proto::stats_atom::value)
+      .then([info, one_done](proto::StageStats& stats) mutable {
+              info->stage_stats.push_back(std::move(stats));
+              one_done();
+            },
+            [one_done](caf::error&) mutable { one_done(); });
+  return rp;
+}
+
 caf::behavior node_behavior(NodeActor* self, NodeConfig cfg) {
   self->state.cfg = std::move(cfg);
   self->set_down_handler([self](caf::down_msg& dm) {
@@ -197,11 +224,7 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg) {
     self->quit(msg.reason);
   });
   return {
-    [self](proto::info_atom) {
-      proto::NodeInfo info = describe_node(self->state.cfg);
-      info.stages = static_cast<int32_t>(self->state.stages.size());
-      return info;
-    },
+    [self](proto::info_atom) { return node_info(self); },
     [self](proto::spawn_atom, proto::SpawnStage& req) { return spawn_stage(self, std::move(req)); },
     [](proto::ping_atom) { return caf::ok_atom::value; },
     [self](proto::peer_atom, const std::string& host, uint16_t port, const caf::node_id& expected) {

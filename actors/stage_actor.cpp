@@ -6,9 +6,11 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "actors/sampler_actor.h"
 #include "framework/messages.h"
@@ -32,6 +34,15 @@ std::string shape_str(const at::Tensor& t) {
   return out.str();
 }
 
+// One activation waiting for the next forward pass.
+struct PendingStep {
+  TensorMessage msg;
+  at::Tensor input;
+  caf::response_promise rp;
+};
+
+constexpr auto kRecentWindow = std::chrono::seconds(10);  // for StageStats::recent_tokens_per_s
+
 struct StageState {
   StageConfig cfg;
   caf::actor owner;
@@ -40,7 +51,14 @@ struct StageState {
   std::unordered_map<uint64_t, std::unique_ptr<KvCache>> caches;  // one per session
   caf::actor next;  // the next stage, or the sampler beside the last stage
   proto::StageStats stats;
+  std::deque<std::pair<Clock::time_point, uint64_t>> recent;  // (end of a forward pass, activations in it)
   int64_t fault_at_step = -1;  // fault injection (tests): throw inside compute when stats.steps reaches it
+
+  // Activations received and not yet computed. They are run by flush_atom, which the stage
+  // sends itself when the first one arrives: every activation that reaches the mailbox
+  // before that message (those that came while the previous pass computed) joins the pass.
+  std::deque<PendingStep> pending;
+  bool flush_sent = false;
 
   static inline const char* name = "troupe.stage";
 
@@ -95,6 +113,11 @@ proto::StageReady load(StageActor* self) {
   }
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(st.cfg.model_path);
   st.model = StageModel::load(ckpt, st.cfg.spec);
+  // Read the weights from disk now, not at the first token, and show it to whoever waits.
+  st.model->prefetch_weights([&](uint64_t done, uint64_t total) {
+    if (st.cfg.progress)
+      self->send(st.cfg.progress, proto::LoadProgress{st.cfg.node, st.cfg.spec.describe(), done, total});
+  });
   const ModelConfig& c = st.model->config();
   st.max_positions = st.cfg.max_positions > 0 ? std::min(st.cfg.max_positions, c.n_ctx) : c.n_ctx;
   if (st.cfg.with_sampler) st.next = self->spawn<caf::linked>(sampler_behavior);
@@ -119,40 +142,113 @@ proto::StageReady load(StageActor* self) {
   return ready;
 }
 
-// Runs the stage's layers on one hop and hands the result on; the reply to the requester
-// comes from the end of the chain.
-void step(StageActor* self, const proto::Activation& in, caf::response_promise rp) {
+caf::error stage_error(const StageState& st, const std::string& what) {
+  return caf::make_error(caf::sec::runtime_error, st.label() + ": " + what);
+}
+
+// Checks one hop's activation and queues it for the next forward pass.
+void enqueue(StageActor* self, const proto::Activation& in, caf::response_promise rp) {
   auto& st = self->state;
   if (!st.model) throw std::runtime_error("not loaded");
   if (!st.next) throw std::runtime_error("has no successor (the pipeline was not wired)");
   TensorMessage m = decode_tensor_message(in.bytes);
   st.stats.bytes_in += in.bytes.size();
-  const at::Tensor input = from_wire(m.tensor);
+  at::Tensor input = from_wire(m.tensor);
   st.check_input(input, m.pos);
-  KvCache& cache = st.cache_for(m.session_id, m.pos);
-
-  const auto t0 = Clock::now();
-  if (st.fault_at_step >= 0 && static_cast<uint64_t>(st.fault_at_step) == st.stats.steps) {
-    st.fault_at_step = -1;
-    throw std::runtime_error("injected fault at step " + std::to_string(st.stats.steps));
+  st.pending.push_back(PendingStep{std::move(m), std::move(input), std::move(rp)});
+  if (!st.flush_sent) {
+    st.flush_sent = true;
+    self->send(self, proto::flush_atom::value);
   }
-  const at::Tensor out = st.model->forward(input, m.pos, cache, /*all_logits=*/false);
-  st.stats.compute_ms += ms_since(t0);
-  ++st.stats.steps;
+}
 
+// The steps of the next pass: the oldest pending step of each session, in arrival order, at
+// most max_batch of them (a session's later step waits: it needs this one's cache).
+std::vector<PendingStep> take_batch(StageState& st) {
+  std::vector<PendingStep> batch;
+  std::unordered_set<uint64_t> sessions;
+  for (auto it = st.pending.begin(); it != st.pending.end() && static_cast<int32_t>(batch.size()) < st.cfg.max_batch;) {
+    if (sessions.insert(it->msg.session_id).second) {
+      batch.push_back(std::move(*it));
+      it = st.pending.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return batch;
+}
+
+// Hands one session's result on; the reply to the requester comes from the end of the chain.
+void pass_on(StageState& st, PendingStep& p, const at::Tensor& out) {
   if (st.cfg.spec.has_head) {
     const at::Tensor row = out[out.size(0) - 1].to(at::kFloat).contiguous();
     proto::LogitsRow logits;
-    logits.session_id = m.session_id;
+    logits.session_id = p.msg.session_id;
     logits.logits.assign(row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
-    logits.sampling = std::move(m.sampling);
-    rp.delegate(st.next, std::move(logits));
+    logits.sampling = std::move(p.msg.sampling);
+    p.rp.delegate(st.next, std::move(logits));
   } else {
-    m.tensor = to_wire(out, st.cfg.wire_dtype);
-    proto::Activation next{encode_tensor_message(m)};
+    p.msg.tensor = to_wire(out, st.cfg.wire_dtype);
+    proto::Activation next{encode_tensor_message(p.msg)};
     st.stats.bytes_out += next.bytes.size();
-    rp.delegate(st.next, std::move(next));
+    p.rp.delegate(st.next, std::move(next));
   }
+}
+
+// Runs the pending steps of several sessions as one forward pass (StageModel::forward_batch:
+// each session gets exactly the bits it would get alone) and passes each result on.
+void run_batch(StageActor* self) {
+  auto& st = self->state;
+  st.flush_sent = false;
+  std::vector<PendingStep> batch = take_batch(st);
+  std::vector<PendingStep> runnable;
+  std::vector<SequenceStep> steps;
+  for (auto& p : batch) {
+    try {
+      steps.push_back(SequenceStep{p.input, p.msg.pos, &st.cache_for(p.msg.session_id, p.msg.pos)});
+      runnable.push_back(std::move(p));
+    } catch (const std::exception& e) {  // this session's error only
+      spdlog::error("{}: {}", st.label(), e.what());
+      p.rp.deliver(stage_error(st, e.what()));
+    }
+  }
+  if (!runnable.empty()) {
+    try {
+      const auto t0 = Clock::now();
+      if (st.fault_at_step >= 0 && static_cast<uint64_t>(st.fault_at_step) < st.stats.steps + runnable.size()) {
+        st.fault_at_step = -1;
+        throw std::runtime_error("injected fault at step " + std::to_string(st.stats.steps));
+      }
+      const std::vector<at::Tensor> outs = st.model->forward_batch(steps);
+      const auto t1 = Clock::now();
+      st.stats.compute_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
+      st.stats.steps += runnable.size();
+      ++st.stats.batches;
+      for (const auto& step : steps) st.stats.positions += static_cast<uint64_t>(step.input.size(0));
+      st.recent.emplace_back(t1, runnable.size());
+      for (size_t i = 0; i < runnable.size(); ++i) pass_on(st, runnable[i], outs[i]);
+    } catch (const std::exception& e) {  // the pass failed: every session in it
+      spdlog::error("{}: {}", st.label(), e.what());
+      for (auto& p : runnable) p.rp.deliver(stage_error(st, e.what()));
+    }
+  }
+  if (!st.pending.empty() && !st.flush_sent) {
+    st.flush_sent = true;
+    self->send(self, proto::flush_atom::value);
+  }
+}
+
+// The stage's statistics now, with the rate of the last kRecentWindow.
+proto::StageStats current_stats(StageState& st) {
+  const auto now = Clock::now();
+  while (!st.recent.empty() && now - st.recent.front().first > kRecentWindow) st.recent.pop_front();
+  proto::StageStats stats = st.stats;
+  uint64_t recent = 0;
+  for (const auto& r : st.recent) recent += r.second;
+  stats.recent_tokens_per_s = static_cast<double>(recent) / std::chrono::duration<double>(kRecentWindow).count();
+  stats.sessions = static_cast<int32_t>(st.caches.size());
+  for (const auto& [id, cache] : st.caches) stats.cache_bytes += cache->bytes();
+  return stats;
 }
 
 caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner) {
@@ -184,12 +280,13 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
     [self](const proto::Activation& in) {
       auto rp = self->make_response_promise();
       try {
-        step(self, in, rp);
+        enqueue(self, in, rp);
       } catch (const std::exception& e) {
         spdlog::error("{}: {}", self->state.label(), e.what());
-        rp.deliver(caf::make_error(caf::sec::runtime_error, self->state.label() + ": " + e.what()));
+        rp.deliver(stage_error(self->state, e.what()));
       }
     },
+    [self](proto::flush_atom) { run_batch(self); },
     [self](proto::end_session_atom, uint64_t session) {
       self->state.caches.erase(session);
       return caf::ok_atom::value;
@@ -198,13 +295,7 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
       self->state.fault_at_step = static_cast<int64_t>(at_step);
       return caf::ok_atom::value;
     },
-    [self](proto::stats_atom) {
-      auto& st = self->state;
-      proto::StageStats stats = st.stats;
-      stats.sessions = static_cast<int32_t>(st.caches.size());
-      for (const auto& [id, cache] : st.caches) stats.cache_bytes += cache->bytes();
-      return stats;
-    },
+    [self](proto::stats_atom) { return current_stats(self->state); },
   };
 }
 

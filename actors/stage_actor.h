@@ -4,6 +4,7 @@
 // delegates the result to its successor (the next stage, or for the last stage the sampler
 // next to it), so the reply travels from the end of the chain straight to the requester.
 // Spawned detached: each stage has its own thread and LibTorch thread team.
+#include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 #include <cstdint>
 #include <string>
@@ -12,6 +13,11 @@
 #include "models/stage_spec.h"
 
 namespace troupe {
+
+// Pending decode steps of up to this many sessions go through the stage in one forward pass.
+// Decode reads every weight once per pass whatever the number of rows, so a pass of 16
+// costs little more than a pass of 1 on a laptop (memory-bound); more rarely waits in a queue.
+constexpr int32_t kDefaultMaxBatch = 16;
 
 struct StageConfig {
   std::string node;           // "host:port" of the node running it, for error messages and logs
@@ -22,6 +28,8 @@ struct StageConfig {
   int32_t threads = 1;        // LibTorch threads of this stage's thread
   int64_t max_positions = 0;  // per-session KV cache length; 0: the model's context
   bool with_sampler = false;  // spawn a sampler beside it and make it the successor
+  int32_t max_batch = kDefaultMaxBatch;  // sessions per forward pass (1: one at a time)
+  caf::actor progress;        // gets proto::LoadProgress while the weights load (may be invalid)
 };
 
 // Spawns the stage (detached). It loads its weights when it receives load_atom (reply:

@@ -267,6 +267,12 @@ std::map<std::string, caf::actor> reach_nodes(caf::actor_system& sys, const dsl:
 std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::PipelineDesc& desc,
                                             const DeployOptions& options,
                                             const std::map<std::string, caf::actor>& nodes, Pipeline::Impl& I) {
+  // Relays the stages' LoadProgress to the caller's callback while they load.
+  caf::actor progress;
+  if (options.on_load_progress)
+    progress = self->spawn([cb = options.on_load_progress]() -> caf::behavior {
+      return {[cb](const proto::LoadProgress& p) { cb(p.node, p.describe, p.bytes_done, p.bytes_total); }};
+    });
   using Handle = decltype(self->request(caf::actor{}, options.spawn_timeout, proto::spawn_atom::value,
                                         proto::SpawnStage{}));
   std::vector<Handle> pending;
@@ -283,6 +289,8 @@ std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::
     req.max_positions = options.max_positions;
     req.with_sampler = req.spec.has_head;
     req.owner = I.client;
+    req.max_batch = options.max_batch;
+    req.progress = progress;
     I.spawns.push_back(req);
     pending.push_back(self->request(nodes.at(s.endpoint), options.spawn_timeout, proto::spawn_atom::value, req));
   }
@@ -302,6 +310,7 @@ std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::
                                 timeout_or_text(e, "not loaded", options.spawn_timeout));
       });
   }
+  if (progress) self->send_exit(progress, caf::exit_reason::user_shutdown);
   if (!failures.empty()) throw DeployError(failures);
   return ready;
 }

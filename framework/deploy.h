@@ -44,6 +44,10 @@ struct DeployOptions {
   int32_t local_threads = 0;     // LibTorch threads of in-process stages; 0: leave as set
   int64_t max_positions = 0;     // KV cache length per session; 0: the model's context
   WireDType wire_dtype = WireDType::f32;  // activations between stages, unless a stage says otherwise
+  int32_t max_batch = 0;         // sessions a stage runs in one forward pass; 0: the stage default, 1: none
+  // Called (on a CAF thread) as each stage reads its weights: node, stage, bytes done / total.
+  std::function<void(const std::string& node, const std::string& stage, uint64_t done, uint64_t total)>
+      on_load_progress;
 
   // Supervision (docs/architecture.md, "Supervision and failover"): a failed stage is
   // restarted on its node if that is alive, else on the first standby node that can load it;

@@ -16,6 +16,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<LogitsRow>("troupe.LogitsRow");
   cfg.add_message_type<TokenReply>("troupe.TokenReply");
   cfg.add_message_type<StageStats>("troupe.StageStats");
+  cfg.add_message_type<LoadProgress>("troupe.LoadProgress");
   cfg.add_message_type<TokenizerInfo>("troupe.TokenizerInfo");
 }
 

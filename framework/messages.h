@@ -11,7 +11,7 @@
 // is the client actor of a deployed Pipeline, or any actor that sends an Activation.)
 //
 //   node (one per caf-node daemon, published on its port)
-//     info_atom                              -> NodeInfo
+//     info_atom                              -> NodeInfo (with every hosted stage's StageStats)
 //     spawn_atom, SpawnStage                 -> StageReady      (loads the stage, and its sampler if asked)
 //     peer_atom, host, port, caf::node_id    -> caf::ok_atom    (connect directly to the node at host:port,
 //                                                                which must be that node id; sent before
@@ -23,6 +23,8 @@
 //     end_session_atom, uint64_t session     -> caf::ok_atom    (frees the session's KV cache)
 //     stats_atom                             -> StageStats
 //     fault_atom, uint64_t step              -> caf::ok_atom    (tests: throw inside compute at that step)
+//     flush_atom                             (to itself: run the pending steps as one batch)
+//     while loading, it sends LoadProgress to SpawnStage::progress (if set)
 //   sampler (on the last stage's node)
 //     LogitsRow                              -> TokenReply
 //   client (in the client process, one per deployed pipeline; never remote)
@@ -58,7 +60,7 @@
 namespace troupe {
 namespace proto {
 
-constexpr uint32_t kProtocolVersion = 3;  // 2: ping_atom, fault_atom
+constexpr uint32_t kProtocolVersion = 4;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo
 
 // -- atoms (at most 10 characters) --------------------------------------------------------
 
@@ -77,25 +79,9 @@ using ping_atom = caf::atom_constant<caf::atom("ping")>;    // supervisor -> nod
 using fault_atom = caf::atom_constant<caf::atom("fault")>;  // test -> stage (fault injection)
 using fail_atom = caf::atom_constant<caf::atom("fail")>;    // supervisor -> client actor (local only)
 using tick_atom = caf::atom_constant<caf::atom("tick")>;    // supervisor -> itself (heartbeat timer)
+using flush_atom = caf::atom_constant<caf::atom("flush")>;  // stage -> itself (run the pending batch)
 
-// -- node ----------------------------------------------------------------------------------
-
-struct NodeInfo {
-  uint32_t protocol_version = kProtocolVersion;
-  std::string node;          // "host:port" as the daemon was started
-  uint64_t mem_total = 0;    // bytes, /proc/meminfo MemTotal
-  uint64_t mem_available = 0;  // bytes, /proc/meminfo MemAvailable
-  int32_t cores = 0;
-  int32_t threads = 0;       // LibTorch threads per stage by default
-  std::string models_dir;
-  std::vector<std::string> models;  // model files/dirs under models_dir, relative to it
-  int32_t stages = 0;        // stage actors currently alive on the node
-  uint64_t memory_limit = 0; // bytes troupe may use there (--memory-limit); 0: no limit
-  double gflops = 0;         // measured fp32 matmul speed with `threads` threads
-  double mem_gbps = 0;       // measured memory read bandwidth
-  uint64_t rss = 0;          // resident memory of the daemon now, bytes
-  uint64_t peak_rss = 0;     // its peak resident memory, bytes
-};
+// -- node: spawning a stage -----------------------------------------------------------------
 
 struct SpawnStage {
   uint32_t protocol_version = kProtocolVersion;
@@ -106,6 +92,16 @@ struct SpawnStage {
   int64_t max_positions = 0; // KV cache length per session; 0: the model's context
   bool with_sampler = false; // the last stage: also spawn the sampler next to it, wired as successor
   caf::actor owner;          // the stage quits when this actor (the client's pipeline) goes down
+  int32_t max_batch = 0;     // sessions per forward pass; 0: the default (stage_actor.h), 1: no batching
+  caf::actor progress;       // receives LoadProgress while the stage loads (may be invalid)
+};
+
+// Stage -> SpawnStage::progress while its weights are read from disk.
+struct LoadProgress {
+  std::string node;
+  std::string describe;      // "layers 0-2 +embedding"
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;
 };
 
 struct StageReady {
@@ -152,8 +148,32 @@ struct StageStats {
   uint64_t steps = 0;         // activations handled
   uint64_t bytes_in = 0;      // activation bytes received
   uint64_t bytes_out = 0;     // activation bytes sent to the successor (0 for the last stage)
-  double compute_ms = 0;      // time spent in forward()
+  double compute_ms = 0;      // time spent in forward passes
+  uint64_t batches = 0;       // forward passes (steps / batches: sessions per pass)
+  uint64_t positions = 0;     // token positions computed (a prefill counts its prompt)
+  double recent_tokens_per_s = 0;  // activations (one generated token each) per second, last 10 s
 };
+
+// -- node: what it has and hosts --------------------------------------------------------------
+
+struct NodeInfo {
+  uint32_t protocol_version = kProtocolVersion;
+  std::string node;          // "host:port" as the daemon was started
+  uint64_t mem_total = 0;    // bytes, /proc/meminfo MemTotal
+  uint64_t mem_available = 0;  // bytes, /proc/meminfo MemAvailable
+  int32_t cores = 0;
+  int32_t threads = 0;       // LibTorch threads per stage by default
+  std::string models_dir;
+  std::vector<std::string> models;  // model files/dirs under models_dir, relative to it
+  int32_t stages = 0;        // stage actors currently alive on the node
+  uint64_t memory_limit = 0; // bytes troupe may use there (--memory-limit); 0: no limit
+  double gflops = 0;         // measured fp32 matmul speed with `threads` threads
+  double mem_gbps = 0;       // measured memory read bandwidth
+  uint64_t rss = 0;          // resident memory of the daemon now, bytes
+  uint64_t peak_rss = 0;     // its peak resident memory, bytes
+  std::vector<StageStats> stage_stats;  // of the stages it hosts (a stage busy past the deadline is missing)
+};
+
 
 struct TokenizerInfo {
   int32_t n_vocab = 0;
@@ -168,14 +188,14 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, NodeInfo& x) {
   return f(caf::meta::type_name("troupe.NodeInfo"), x.protocol_version, x.node, x.mem_total, x.mem_available,
            x.cores, x.threads, x.models_dir, x.models, x.stages, x.memory_limit, x.gflops, x.mem_gbps, x.rss,
-           x.peak_rss);
+           x.peak_rss, x.stage_stats);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SpawnStage& x) {
   return f(caf::meta::type_name("troupe.SpawnStage"), x.protocol_version, x.model, x.spec.layer_first,
            x.spec.layer_last, x.spec.has_embedding, x.spec.has_head, x.wire_dtype, x.threads, x.max_positions,
-           x.with_sampler, x.owner);
+           x.with_sampler, x.owner, x.max_batch, x.progress);
 }
 
 template <class Inspector>
@@ -204,7 +224,12 @@ typename Inspector::result_type inspect(Inspector& f, TokenReply& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StageStats& x) {
   return f(caf::meta::type_name("troupe.StageStats"), x.node, x.describe, x.sessions, x.cache_bytes, x.steps,
-           x.bytes_in, x.bytes_out, x.compute_ms);
+           x.bytes_in, x.bytes_out, x.compute_ms, x.batches, x.positions, x.recent_tokens_per_s);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LoadProgress& x) {
+  return f(caf::meta::type_name("troupe.LoadProgress"), x.node, x.describe, x.bytes_done, x.bytes_total);
 }
 
 template <class Inspector>

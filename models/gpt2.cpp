@@ -31,42 +31,54 @@ class Gpt2Stage : public StageModel {
       b.ln2_b = load_tensor(ckpt, name("ffn_norm.bias"), {d});
       b.up = LinearWeight(ckpt, name("ffn_up"), c.n_ff, d, true);
       b.down = LinearWeight(ckpt, name("ffn_down"), d, c.n_ff, true);
-      for (const auto* w : {&b.qkv, &b.proj, &b.up, &b.down}) weight_bytes_ += w->bytes();
-      weight_bytes_ += 4 * d * sizeof(float);
+      for (const auto* w : {&b.qkv, &b.proj, &b.up, &b.down}) add_weight(w->memory());
+      for (const auto* t : {&b.ln1_w, &b.ln1_b, &b.ln2_w, &b.ln2_b}) add_weight(*t);
       blocks_.push_back(std::move(b));
     }
     if (spec.has_head) {
       output_norm_w_ = load_tensor(ckpt, "output_norm.weight", {d});
       output_norm_b_ = load_tensor(ckpt, "output_norm.bias", {d});
-      weight_bytes_ += 2 * d * sizeof(float);
+      add_weight(output_norm_w_);
+      add_weight(output_norm_b_);
     }
-    if (token_embd_.defined()) weight_bytes_ += token_embd_.bytes();
-    if (position_embd_.defined()) weight_bytes_ += position_embd_.numel() * sizeof(float);
+    if (token_embd_.defined()) add_weight(token_embd_.memory());
+    if (position_embd_.defined()) add_weight(position_embd_);
   }
 
-  at::Tensor forward(const at::Tensor& input, int64_t pos, KvCache& cache, bool all_logits) override {
+  std::vector<at::Tensor> run(const StepBatch& batch, bool all_logits) override {
     const auto& c = config_;
-    at::Tensor x = input;
+    const int64_t hd = c.head_dim();
+    at::Tensor x = batch.stacked_inputs();
     if (spec_.has_embedding) {
-      if (pos + input.size(0) > c.n_ctx)
-        throw std::length_error("sequence of " + std::to_string(pos + input.size(0)) +
-                                " positions exceeds the context length " + std::to_string(c.n_ctx));
-      x = token_embd_.rows(input) + position_embd_.narrow(0, pos, input.size(0));
+      const at::Tensor positions = batch.per_sequence([&](size_t s, RowRange r) {
+        if (batch[s].pos + r.count > c.n_ctx)
+          throw std::length_error("sequence of " + std::to_string(batch[s].pos + r.count) +
+                                  " positions exceeds the context length " + std::to_string(c.n_ctx));
+        return position_embd_.narrow(0, batch[s].pos, r.count);
+      });
+      x = token_embd_.rows(x) + positions;
     }
-    const int64_t T = x.size(0), hd = c.head_dim();
     for (size_t i = 0; i < blocks_.size(); ++i) {
       const Gpt2Block& b = blocks_[i];
-      const auto qkv = b.qkv(layer_norm(x, b.ln1_w, b.ln1_b, c.norm_eps)).split(c.n_embd, -1);
-      const at::Tensor q = qkv[0].view({T, c.n_head, hd}).transpose(0, 1);
-      const at::Tensor k = qkv[1].view({T, c.n_head, hd}).transpose(0, 1);
-      const at::Tensor v = qkv[2].view({T, c.n_head, hd}).transpose(0, 1);
-      auto [keys, values] = cache.append(static_cast<int64_t>(i), pos, k, v);
-      x = x + b.proj(causal_attention(q, keys, values));
-      x = x + b.down(at::gelu(b.up(layer_norm(x, b.ln2_w, b.ln2_b, c.norm_eps)), "tanh"));
+      // Attention: projections over all rows, cache and attention per sequence
+      const RowGroups& rows = batch.groups();
+      const auto qkv = b.qkv(layer_norm(x, b.ln1_w, b.ln1_b, c.norm_eps), rows).split(c.n_embd, -1);
+      const at::Tensor attn = batch.per_sequence([&](size_t s, RowRange r) {
+        auto heads = [&](const at::Tensor& t) { return r.of(t).view({r.count, c.n_head, hd}).transpose(0, 1); };
+        auto [keys, values] = batch[s].cache->append(static_cast<int64_t>(i), batch[s].pos, heads(qkv[1]), heads(qkv[2]));
+        return causal_attention(heads(qkv[0]), keys, values);
+      });
+      x = x + b.proj(attn, rows);
+      const at::Tensor up = b.up(layer_norm(x, b.ln2_w, b.ln2_b, c.norm_eps), rows);
+      x = x + b.down(batch.each_sequence(up, [](const at::Tensor& u) { return at::gelu(u, "tanh"); }), rows);
     }
-    if (!spec_.has_head) return x;
-    if (!all_logits) x = x.narrow(0, T - 1, 1);
-    return token_embd_.linear(layer_norm(x, output_norm_w_, output_norm_b_, c.norm_eps));
+    if (!spec_.has_head) return batch.split(x);
+    const at::Tensor logits =
+        all_logits ? token_embd_.linear(layer_norm(x, output_norm_w_, output_norm_b_, c.norm_eps), c10::nullopt,
+                                        batch.groups())
+                   : token_embd_.linear(layer_norm(batch.last_rows(x), output_norm_w_, output_norm_b_, c.norm_eps),
+                                        c10::nullopt, batch.last_row_groups());
+    return all_logits ? batch.split(logits) : batch.split_one_each(logits);
   }
 
  private:

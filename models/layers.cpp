@@ -1,11 +1,27 @@
 #include "models/layers.h"
 
 #include <cmath>
+#include <vector>
 
 namespace troupe {
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps) * weight;
+  // Each row's mean square is summed in double, row by row, as llama.cpp does. (ATen's
+  // mean() vectorises differently for one row than for several, so a batched row would not
+  // get the bits it gets alone.)
+  const at::Tensor xc = x.to(at::kFloat).contiguous();
+  const int64_t d = xc.size(-1), n_rows = d > 0 ? xc.numel() / d : 0;
+  std::vector<int64_t> scale_shape = xc.sizes().vec();
+  scale_shape.back() = 1;
+  at::Tensor scale = at::empty(scale_shape, xc.options());
+  const float* row = xc.data_ptr<float>();
+  float* out = scale.data_ptr<float>();
+  for (int64_t r = 0; r < n_rows; ++r, row += d) {
+    double sum = 0;
+    for (int64_t i = 0; i < d; ++i) sum += static_cast<double>(row[i]) * row[i];
+    out[r] = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(d)) + static_cast<float>(eps));
+  }
+  return xc * scale * weight;
 }
 
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {

@@ -33,38 +33,50 @@ class LlamaStage : public StageModel {
       b.w_gate = LinearWeight(ckpt, name("ffn_gate"), c.n_ff, d);
       b.w_up = LinearWeight(ckpt, name("ffn_up"), c.n_ff, d);
       b.w_down = LinearWeight(ckpt, name("ffn_down"), d, c.n_ff);
-      for (const auto* w : {&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) weight_bytes_ += w->bytes();
-      weight_bytes_ += 2 * d * sizeof(float);
+      for (const auto* w : {&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down}) add_weight(w->memory());
+      add_weight(b.attn_norm);
+      add_weight(b.ffn_norm);
       blocks_.push_back(std::move(b));
     }
     if (spec.has_head) {
       output_norm_ = load_tensor(ckpt, "output_norm.weight", {d});
       output_ = c.tied_head ? token_embd_ : WeightMatrix(ckpt, "output.weight", c.n_vocab, d);
-      weight_bytes_ += (c.tied_head ? 0 : output_.bytes()) + d * sizeof(float);
+      if (!c.tied_head) add_weight(output_.memory());
+      add_weight(output_norm_);
     }
-    if (token_embd_.defined()) weight_bytes_ += token_embd_.bytes();
+    if (token_embd_.defined()) add_weight(token_embd_.memory());
   }
 
-  at::Tensor forward(const at::Tensor& input, int64_t pos, KvCache& cache, bool all_logits) override {
+  std::vector<at::Tensor> run(const StepBatch& batch, bool all_logits) override {
     const auto& c = config_;
-    at::Tensor x = spec_.has_embedding ? token_embd_.rows(input) : input;
-    const int64_t T = x.size(0);
+    const int64_t hd = c.head_dim();
+    at::Tensor x = spec_.has_embedding ? token_embd_.rows(batch.stacked_inputs()) : batch.stacked_inputs();
     for (size_t i = 0; i < blocks_.size(); ++i) {
       const LlamaBlock& b = blocks_[i];
-      // Attention
+      // Attention: projections over all rows, positions and cache per sequence
       const at::Tensor xn = rms_norm(x, b.attn_norm, c.norm_eps);
-      const at::Tensor q = rotary_.apply(b.wq(xn).view({T, c.n_head, c.head_dim()}), pos);
-      const at::Tensor k = rotary_.apply(b.wk(xn).view({T, c.n_head_kv, c.head_dim()}), pos);
-      const at::Tensor v = b.wv(xn).view({T, c.n_head_kv, c.head_dim()});
-      auto [keys, values] = cache.append(static_cast<int64_t>(i), pos, k.transpose(0, 1), v.transpose(0, 1));
-      x = x + b.wo(causal_attention(q.transpose(0, 1), keys, values));
+      const RowGroups& rows = batch.groups();
+      const at::Tensor q_all = b.wq(xn, rows), k_all = b.wk(xn, rows), v_all = b.wv(xn, rows);
+      const at::Tensor attn = batch.per_sequence([&](size_t s, RowRange r) {
+        const SequenceStep& seq = batch[s];
+        const at::Tensor q = rotary_.apply(r.of(q_all).view({r.count, c.n_head, hd}), seq.pos);
+        const at::Tensor k = rotary_.apply(r.of(k_all).view({r.count, c.n_head_kv, hd}), seq.pos);
+        const at::Tensor v = r.of(v_all).view({r.count, c.n_head_kv, hd});
+        auto [keys, values] = seq.cache->append(static_cast<int64_t>(i), seq.pos, k.transpose(0, 1), v.transpose(0, 1));
+        return causal_attention(q.transpose(0, 1), keys, values);
+      });
+      x = x + b.wo(attn, rows);
       // Feed-forward (SwiGLU)
       const at::Tensor hn = rms_norm(x, b.ffn_norm, c.norm_eps);
-      x = x + b.w_down(at::silu(b.w_gate(hn)) * b.w_up(hn));
+      const at::Tensor gate = batch.each_sequence(b.w_gate(hn, rows), [](const at::Tensor& g) { return at::silu(g); });
+      x = x + b.w_down(gate * b.w_up(hn, rows), rows);
     }
-    if (!spec_.has_head) return x;
-    if (!all_logits) x = x.narrow(0, T - 1, 1);
-    return output_.linear(rms_norm(x, output_norm_, c.norm_eps));
+    if (!spec_.has_head) return batch.split(x);
+    const at::Tensor logits =
+        all_logits ? output_.linear(rms_norm(x, output_norm_, c.norm_eps), c10::nullopt, batch.groups())
+                   : output_.linear(rms_norm(batch.last_rows(x), output_norm_, c.norm_eps), c10::nullopt,
+                                    batch.last_row_groups());
+    return all_logits ? batch.split(logits) : batch.split_one_each(logits);
   }
 
  private:

@@ -22,6 +22,15 @@ std::unique_ptr<StageModel> StageModel::load(std::shared_ptr<const Checkpoint> c
   throw CheckpointError(ckpt->path() + ": unsupported architecture");
 }
 
+at::Tensor StageModel::forward(const at::Tensor& input, int64_t pos, KvCache& cache, bool all_logits) {
+  const std::vector<SequenceStep> steps{SequenceStep{input, pos, &cache}};
+  return run(StepBatch(steps), all_logits).front();
+}
+
+std::vector<at::Tensor> StageModel::forward_batch(const std::vector<SequenceStep>& steps) {
+  return run(StepBatch(steps), /*all_logits=*/false);
+}
+
 std::unique_ptr<KvCache> StageModel::new_cache(int64_t max_positions) const {
   return std::make_unique<KvCache>(spec_.n_layers(), config_.n_head_kv, config_.head_dim(),
                                    std::min(max_positions, config_.n_ctx));

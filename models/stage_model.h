@@ -8,7 +8,9 @@
 
 #include "models/checkpoint.h"
 #include "models/kv_cache.h"
+#include "models/page_prefetch.h"
 #include "models/stage_spec.h"
+#include "models/step_batch.h"
 
 namespace troupe {
 
@@ -24,18 +26,42 @@ class StageModel {
   // pos: position of the first of the T inputs (the cache must hold exactly pos positions).
   // Returns hidden states [T, n_embd]; a stage with the head returns logits [T, n_vocab]
   // when all_logits, else the last row only [1, n_vocab].
-  virtual at::Tensor forward(const at::Tensor& input, int64_t pos, KvCache& cache, bool all_logits = false) = 0;
+  at::Tensor forward(const at::Tensor& input, int64_t pos, KvCache& cache, bool all_logits = false);
+
+  // One pass over several sequences (each with its own cache, at its own position): the
+  // matrix products see all their rows at once. Returns, per sequence, what forward() would
+  // (hidden states, or the logits of its last position), with the same bits.
+  std::vector<at::Tensor> forward_batch(const std::vector<SequenceStep>& steps);
 
   std::unique_ptr<KvCache> new_cache(int64_t max_positions) const;
   const ModelConfig& config() const { return config_; }
   const StageSpec& spec() const { return spec_; }
   size_t weight_bytes() const { return weight_bytes_; }
+  // Reads the stage's weights from disk into memory now, reporting (bytes done, bytes total).
+  void prefetch_weights(const std::function<void(uint64_t, uint64_t)>& on_progress) const {
+    prefetch_pages(weight_ranges_, on_progress);
+  }
 
  protected:
   StageModel(ModelConfig config, StageSpec spec) : config_(std::move(config)), spec_(spec) {}
+  // The architecture's pass over a batch; all_logits: every row's logits (one sequence only).
+  virtual std::vector<at::Tensor> run(const StepBatch& batch, bool all_logits) = 0;
   ModelConfig config_;
   StageSpec spec_;
+  // Counts a weight in weight_bytes() and the memory prefetch_weights() reads.
+  void add_weight(const void* data, size_t bytes) {
+    weight_bytes_ += bytes;
+    if (data && bytes) weight_ranges_.push_back(MemoryRange{data, bytes});
+  }
+  void add_weight(MemoryRange m) { add_weight(m.data, m.bytes); }
+  void add_weight(const std::vector<MemoryRange>& ms) {
+    for (const auto& m : ms) add_weight(m);
+  }
+  void add_weight(const at::Tensor& t) { add_weight(t.data_ptr(), t.numel() * t.element_size()); }
+
+ private:
   size_t weight_bytes_ = 0;
+  std::vector<MemoryRange> weight_ranges_;
 };
 
 }  // namespace troupe

@@ -82,6 +82,23 @@ at::Tensor WeightMatrix::linear(const at::Tensor& x, const c10::optional<at::Ten
   return y;
 }
 
+bool WeightMatrix::rows_independent(int64_t n_rows) const {
+  if (n_rows <= 1) return true;
+  if (f32_.defined()) return false;
+  const MatmulThresholds t = matmul_thresholds();
+  const bool quantized = packed_.dtype == DType::Q8_0 || packed_.dtype == DType::Q4_0;
+  return n_rows < (quantized ? t.quantized_min_T : t.half_min_T);
+}
+
+at::Tensor WeightMatrix::linear(const at::Tensor& x, const c10::optional<at::Tensor>& bias,
+                                const RowGroups& groups) const {
+  if (groups.size() <= 1 || rows_independent(x.size(0))) return linear(x, bias);
+  std::vector<at::Tensor> parts;
+  parts.reserve(groups.size());
+  for (const RowRange& r : groups) parts.push_back(linear(r.of(x), bias));
+  return at::cat(parts);
+}
+
 at::Tensor WeightMatrix::rows(const at::Tensor& ids) const {
   if (f32_.defined()) return at::embedding(f32_, ids);
   TORCH_CHECK(packed_.data, "row lookup in an empty weight matrix");
@@ -106,6 +123,12 @@ LinearWeight::LinearWeight(const std::shared_ptr<const Checkpoint>& ckpt, const 
                            int64_t out_features, int64_t in_features, bool with_bias)
     : weight_(ckpt, name + ".weight", out_features, in_features) {
   if (with_bias) bias_ = load_tensor(ckpt, name + ".bias", {out_features});
+}
+
+std::vector<MemoryRange> LinearWeight::memory() const {
+  std::vector<MemoryRange> ranges{weight_.memory()};
+  if (bias_) ranges.push_back({bias_->data_ptr(), static_cast<size_t>(bias_->numel() * bias_->element_size())});
+  return ranges;
 }
 
 size_t LinearWeight::bytes() const {

@@ -9,7 +9,9 @@
 #include <string>
 
 #include "models/checkpoint.h"
+#include "models/page_prefetch.h"
 #include "models/quant_matmul.h"
+#include "models/row_range.h"
 
 namespace troupe {
 
@@ -28,12 +30,20 @@ class WeightMatrix {
 
   // x[..., cols] -> x W^T (+ bias[rows]): [..., rows], fp32.
   at::Tensor linear(const at::Tensor& x, const c10::optional<at::Tensor>& bias = c10::nullopt) const;
+  // The same for x[rows, cols] holding several sequences' rows (`groups`), each sequence's
+  // result bit-identical to linear() of its rows alone: one product when the kernel's rows
+  // do not depend on each other, else one per sequence.
+  at::Tensor linear(const at::Tensor& x, const c10::optional<at::Tensor>& bias, const RowGroups& groups) const;
   // Rows `ids` (int64, any shape) as fp32 [..., cols]; converts only those rows.
   at::Tensor rows(const at::Tensor& ids) const;
 
   bool defined() const { return f32_.defined() || packed_.data != nullptr; }
+  // Whether a product of `n_rows` rows gives each row the bits it gets alone: the direct
+  // kernels do; BLAS (F32 weights, and the fp32 tiles of large batches) does not.
+  bool rows_independent(int64_t n_rows) const;
   DType dtype() const { return f32_.defined() ? DType::F32 : packed_.dtype; }
   size_t bytes() const;  // what the matrix occupies: its block / 16-bit / fp32 bytes
+  MemoryRange memory() const { return {f32_.defined() ? f32_.data_ptr() : packed_.data, bytes()}; }
   const PackedMatrix& packed() const { return packed_; }  // non-F32 weights: the file's bytes
 
  private:
@@ -51,8 +61,10 @@ class LinearWeight {
                int64_t in_features, bool with_bias = false);
 
   at::Tensor operator()(const at::Tensor& x) const { return weight_.linear(x, bias_); }
+  at::Tensor operator()(const at::Tensor& x, const RowGroups& groups) const { return weight_.linear(x, bias_, groups); }
   size_t bytes() const;
   const WeightMatrix& weight() const { return weight_; }
+  std::vector<MemoryRange> memory() const;  // the weight's and the bias's
 
  private:
   WeightMatrix weight_;

@@ -413,12 +413,7 @@ TEST_P(RealModelFootprint, LayersEmbeddingAndHeadAddUpToEveryTensorOnce) {
 INSTANTIATE_TEST_SUITE_P(Models, RealModelFootprint,
                          ::testing::Values("stories260K/stories260K-q4_0.gguf", "stories260K/stories260K.gguf",
                                            "stories260K/hf", "gpt2-tiny/gpt2-tiny.gguf", "gpt2-tiny/hf"),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           for (auto& ch : name)
-                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return name;
-                         });
+                         [](const auto& info) { return test::param_name(info.param); });
 
 TEST(Placement, RealQ4ModelLayersCountTheirQuantizedBytes) {
   const auto q4 = footprint_of(*open_checkpoint(test::model_path("stories260K/stories260K-q4_0.gguf")));

@@ -68,12 +68,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"gpt2-tiny/gpt2-tiny.gguf", "gpt2-tiny.hello-world"},
                       Case{"gpt2-tiny/hf", "gpt2-tiny.once-upon-a-time"},
                       Case{"gpt2-tiny/hf", "gpt2-tiny.hello-world"}),
-    [](const auto& info) {
-      std::string name = std::string(info.param.model) + "_" + info.param.reference;
-      for (auto& c : name)
-        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-      return name;
-    });
+    [](const auto& info) { return test::param_name(std::string(info.param.model) + "_" + info.param.reference); });
 
 // The GGUF and Hugging Face copies hold the same weights in different layouts
 // (rotary rows halved vs interleaved, GPT-2 Conv1D transposed).

@@ -93,12 +93,7 @@ TEST_P(StageSplit, ShardRefusesAnotherLayerRange) {
 INSTANTIATE_TEST_SUITE_P(RealModels, StageSplit,
                          ::testing::Values("stories260K/stories260K.gguf", "stories260K/hf", "gpt2-tiny/gpt2-tiny.gguf",
                                            "gpt2-tiny/hf", "stories260K/stories260K-q4_0.gguf"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (auto& c : n)
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return n;
-                         });
+                         [](const auto& info) { return test::param_name(info.param); });
 
 TEST(LayerRanges, ParsesInclusiveRangesAndRejectsGapsOverlapsAndOverruns) {
   const auto specs = parse_layer_ranges("0-1,2-3,4-4", 5);

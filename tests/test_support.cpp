@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -19,6 +20,12 @@ namespace troupe::test {
 
 std::string models_dir() { return TROUPE_MODELS_DIR; }
 std::string model_path(const std::string& relative) { return models_dir() + "/" + relative; }
+
+std::string param_name(std::string text) {
+  for (auto& c : text)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return text;
+}
 std::string bin_path(const std::string& name) { return std::string(TROUPE_BIN_DIR) + "/" + name; }
 
 namespace {

@@ -11,6 +11,8 @@ namespace troupe::test {
 std::string models_dir();                 // ../shared/models
 std::string model_path(const std::string& relative);  // models_dir() + "/" + relative
 std::string bin_path(const std::string& name);        // build/bin/<name>
+// A gtest parameter name from any text ("stories260K/hf" -> "stories260K_hf").
+std::string param_name(std::string text);
 
 struct ReferenceStep {
   int32_t token;

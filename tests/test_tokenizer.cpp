@@ -135,11 +135,7 @@ TEST_P(ReferenceTokens, GeneratedTokenBytesConcatenateToTheReferenceText) {
 }
 
 std::string case_name(const ::testing::TestParamInfo<ReferenceCase>& info) {
-  std::string name = std::string(info.param.source) + "_" + info.param.reference;
-  for (char& c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-  }
-  return name;
+  return test::param_name(std::string(info.param.source) + "_" + info.param.reference);
 }
 
 INSTANTIATE_TEST_SUITE_P(

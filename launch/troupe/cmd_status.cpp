@@ -35,6 +35,13 @@ void run_status(const StatusOptions& o) {
                   format_size(i.mem_total).c_str(), format_size(i.mem_available).c_str(),
                   i.memory_limit ? format_size(i.memory_limit).c_str() : "none", format_size(i.rss).c_str(), i.cores,
                   i.gflops, i.mem_gbps, i.stages);
+      for (const auto& st : i.stage_stats)
+        std::printf("    %-32s %3d sessions  %7.1f tokens/s (last 10 s)  %10s KV  %llu steps in %llu passes\n",
+                    st.describe.c_str(), st.sessions, st.recent_tokens_per_s, format_size(st.cache_bytes).c_str(),
+                    static_cast<unsigned long long>(st.steps), static_cast<unsigned long long>(st.batches));
+      if (static_cast<int32_t>(i.stage_stats.size()) < i.stages)
+        std::printf("    (%d stage(s) busy, no statistics within 1 s)\n",
+                    i.stages - static_cast<int32_t>(i.stage_stats.size()));
     } catch (const std::exception& ex) {
       ++unreachable;
       std::printf("%-22s %-12s %s\n", e.c_str(), "UNREACHABLE", ex.what());
@@ -47,7 +54,7 @@ void run_status(const StatusOptions& o) {
 
 void add_status_command(CLI::App& app) {
   auto o = std::make_shared<StatusOptions>();
-  auto* cmd = app.add_subcommand("status", "show each node: reachable or not, memory, speed, stages hosted");
+  auto* cmd = app.add_subcommand("status", "show each node: reachable or not, memory, speed, and per hosted stage its sessions and recent tokens/s");
   auto* nodes = cmd->add_option("--nodes", o->nodes, "caf-node daemons host:port,...");
   auto* cluster = cmd->add_option("--cluster", o->cluster, "cluster file naming the nodes");
   nodes->excludes(cluster);
