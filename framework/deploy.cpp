@@ -10,6 +10,7 @@
 #include "actors/node_actor.h"
 #include "actors/tokenizer_actor.h"
 #include "framework/cluster.h"
+#include "framework/deploy_planning.h"
 #include "framework/deploy_supervision.h"
 #include "models/tokenizer.h"
 
@@ -374,6 +375,7 @@ void wire_stages(caf::scoped_actor& self, const DeployOptions& options, const Pi
 }  // namespace
 
 Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const DeployOptions& options) {
+  if (desc.planned) return deploy(sys, plan_pipeline(sys, desc, options).desc, options);  // the planner splits it first
   try {
     desc.validate();
   } catch (const std::invalid_argument& e) {

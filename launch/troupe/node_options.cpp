@@ -4,9 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include "framework/actor_system.h"
-#include "framework/cluster.h"
+#include "framework/deploy_planning.h"
 #include "framework/pipeline_plan.h"
-#include "framework/placement.h"
 
 namespace troupe::cli {
 
@@ -30,18 +29,17 @@ Pipeline deploy_on_nodes(caf::actor_system& sys, const NodeOptions& o, const std
   request.layers = o.layers;
   request.wire = wire_dtype_from_string(o.wire);
   request.sampling = sampling;
-  if (request.layers.empty() && request.nodes.size() > 1) {
-    // No split given: the planner places layers by each node's memory and measured speed
-    // (and may leave out a node that would only slow the pipeline down).
-    PlanRequest plan_request;
-    plan_request.context_length = ckpt.config().n_ctx;
-    const Plan plan = plan_placement(query_node_capacities(sys, request.nodes, std::chrono::seconds(5)),
-                                     footprint_of(ckpt), plan_request);
-    request.nodes = plan.nodes();
-    request.layers = plan.layer_ranges();
-    spdlog::info("plan: --nodes {} --layers {}", fmt::join(request.nodes, ","), request.layers);
-  }
-  Pipeline pipeline = deploy(sys, describe_pipeline(request, ckpt.config().n_layer));
+  // No split given: the planner places layers by each node's memory and measured speed
+  // (and may leave out a node that would only slow the pipeline down), as deploy() does
+  // for any planned description.
+  const dsl::PipelineDesc desc =
+    request.layers.empty() && request.nodes.size() > 1
+      ? dsl::tokenizer(model) >> dsl::planned_stages(model).on(request.nodes).wire(request.wire) >> dsl::sampler(sampling)
+      : describe_pipeline(request, ckpt.config().n_layer);
+  const PlannedPipeline planned = plan_pipeline(sys, desc);
+  if (planned.plan)
+    spdlog::info("plan: --nodes {} --layers {}", fmt::join(planned.plan->nodes(), ","), planned.plan->layer_ranges());
+  Pipeline pipeline = deploy(sys, planned.desc);
   for (const auto& s : pipeline.stages())
     spdlog::info("stage {} on {}: {:.1f} MB of weights, loaded in {:.0f} ms", s.describe, s.endpoint, s.weight_bytes / 1e6,
                  s.load_ms);
