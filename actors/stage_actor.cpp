@@ -42,6 +42,8 @@ struct PendingStep {
 };
 
 constexpr auto kRecentWindow = std::chrono::seconds(10);  // for StageStats::recent_tokens_per_s
+constexpr auto kHopPingInterval = std::chrono::seconds(5);  // for StageStats::next_rtt_ms
+constexpr auto kHopPingTimeout = std::chrono::seconds(2);
 
 struct StageState {
   StageConfig cfg;
@@ -238,6 +240,23 @@ void run_batch(StageActor* self) {
   }
 }
 
+// Measures the round trip to the next stage when idle: a pass that starts before the answer
+// is handled would count in it, so such a measurement is dropped.
+void ping_next(StageActor* self) {
+  auto& st = self->state;
+  if (st.next && !st.cfg.spec.has_head && st.pending.empty()) {
+    const auto t0 = Clock::now();
+    const uint64_t passes = st.stats.batches;
+    self->request(st.next, kHopPingTimeout, proto::ping_atom::value)
+      .then(
+        [self, t0, passes](caf::ok_atom) {
+          if (self->state.stats.batches == passes) self->state.stats.next_rtt_ms = ms_since(t0);
+        },
+        [](caf::error&) {});  // a dead successor is the supervisor's business
+  }
+  self->delayed_send(self, kHopPingInterval, proto::tick_atom::value);
+}
+
 // The stage's statistics now, with the rate of the last kRecentWindow.
 proto::StageStats current_stats(StageState& st) {
   const auto now = Clock::now();
@@ -274,9 +293,13 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
       }
     },
     [self](proto::next_atom, caf::actor next) {
+      const bool first = !self->state.next;
       self->state.next = std::move(next);
+      if (first) self->send(self, proto::tick_atom::value);  // start measuring the hop
       return caf::ok_atom::value;
     },
+    [](proto::ping_atom) { return caf::ok_atom::value; },
+    [self](proto::tick_atom) { ping_next(self); },
     [self](const proto::Activation& in) {
       auto rp = self->make_response_promise();
       try {

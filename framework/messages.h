@@ -23,7 +23,9 @@
 //     end_session_atom, uint64_t session     -> caf::ok_atom    (frees the session's KV cache)
 //     stats_atom                             -> StageStats
 //     fault_atom, uint64_t step              -> caf::ok_atom    (tests: throw inside compute at that step)
+//     ping_atom                              -> caf::ok_atom    (from the stage before it: hop latency)
 //     flush_atom                             (to itself: run the pending steps as one batch)
+//     tick_atom                              (to itself, every 5 s: ping the next stage when idle)
 //     while loading, it sends LoadProgress to SpawnStage::progress (if set)
 //   sampler (on the last stage's node)
 //     LogitsRow                              -> TokenReply
@@ -152,6 +154,8 @@ struct StageStats {
   uint64_t batches = 0;       // forward passes (steps / batches: sessions per pass)
   uint64_t positions = 0;     // token positions computed (a prefill counts its prompt)
   double recent_tokens_per_s = 0;  // activations (one generated token each) per second, last 10 s
+  double next_rtt_ms = -1;    // round trip of a ping to the next stage, sent while idle (the hop's
+                              // network latency x 2); -1: not measured (the last stage, or not yet)
 };
 
 // -- node: what it has and hosts --------------------------------------------------------------
@@ -224,7 +228,7 @@ typename Inspector::result_type inspect(Inspector& f, TokenReply& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StageStats& x) {
   return f(caf::meta::type_name("troupe.StageStats"), x.node, x.describe, x.sessions, x.cache_bytes, x.steps,
-           x.bytes_in, x.bytes_out, x.compute_ms, x.batches, x.positions, x.recent_tokens_per_s);
+           x.bytes_in, x.bytes_out, x.compute_ms, x.batches, x.positions, x.recent_tokens_per_s, x.next_rtt_ms);
 }
 
 template <class Inspector>

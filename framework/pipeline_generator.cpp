@@ -50,6 +50,15 @@ std::string PipelineGenerator::stage_metrics() const {
          [](const proto::StageStats& s) { return static_cast<double>(s.bytes_in); });
   family("troupe_stage_sessions", "gauge", "sessions holding a KV cache on the stage",
          [](const proto::StageStats& s) { return static_cast<double>(s.sessions); });
+  family("troupe_stage_forward_passes_total", "counter",
+         "forward passes of the stage (steps / passes: sessions batched per pass)",
+         [](const proto::StageStats& s) { return static_cast<double>(s.batches); });
+  family("troupe_stage_tokens_per_second", "gauge", "activations per second over the last 10 s",
+         [](const proto::StageStats& s) { return s.recent_tokens_per_s; });
+  family("troupe_hop_rtt_seconds", "gauge",
+         "round trip of a ping from the stage to the next one while idle (the hop's latency x 2; -1: last stage "
+         "or not measured yet)",
+         [](const proto::StageStats& s) { return s.next_rtt_ms < 0 ? -1.0 : s.next_rtt_ms / 1e3; });
   return m.str();
 }
 

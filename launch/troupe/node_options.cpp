@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "framework/actor_system.h"
+#include "framework/byte_size.h"
 #include "framework/deploy_planning.h"
 #include "framework/pipeline_plan.h"
 
@@ -13,6 +14,9 @@ void NodeOptions::add_to(CLI::App* cmd) {
   cmd->add_option("--nodes", nodes, "caf-node daemons host:port,... (one stage each, in order; default: this process)");
   cmd->add_option("--layers", layers, "inclusive layer range per node, e.g. 0-1,2-3,4-4 (default: planned from the nodes)");
   cmd->add_option("--wire", wire, "activation type between nodes: f32, fp16, bf16")->capture_default_str();
+  cmd->add_option("--max-batch", max_batch,
+                  "sessions a stage runs in one forward pass (default 16; 1: no batching)")
+    ->check(CLI::Range(1, 1024));
 }
 
 ClientActorSystem::ClientActorSystem() {
@@ -36,10 +40,16 @@ Pipeline deploy_on_nodes(caf::actor_system& sys, const NodeOptions& o, const std
     request.layers.empty() && request.nodes.size() > 1
       ? dsl::tokenizer(model) >> dsl::planned_stages(model).on(request.nodes).wire(request.wire) >> dsl::sampler(sampling)
       : describe_pipeline(request, ckpt.config().n_layer);
-  const PlannedPipeline planned = plan_pipeline(sys, desc);
+  DeployOptions options;
+  options.max_batch = o.max_batch;
+  options.on_load_progress = [](const std::string& node, const std::string& stage, uint64_t done, uint64_t total) {
+    spdlog::info("loading {} on {}: {} of {} ({:.0f}%)", stage, node.empty() ? "this process" : node,
+                 format_size(done), format_size(total), total ? 100.0 * done / total : 100.0);
+  };
+  const PlannedPipeline planned = plan_pipeline(sys, desc, options);
   if (planned.plan)
     spdlog::info("plan: --nodes {} --layers {}", fmt::join(planned.plan->nodes(), ","), planned.plan->layer_ranges());
-  Pipeline pipeline = deploy(sys, planned.desc);
+  Pipeline pipeline = deploy(sys, planned.desc, options);
   for (const auto& s : pipeline.stages())
     spdlog::info("stage {} on {}: {:.1f} MB of weights, loaded in {:.0f} ms", s.describe, s.endpoint, s.weight_bytes / 1e6,
                  s.load_ms);

@@ -1,6 +1,6 @@
 #pragma once
 // The options every command that runs through caf-node daemons shares (--nodes,
-// --layers, --wire), and deploying a pipeline from them: the split given by --layers, or
+// --layers, --wire, --max-batch), and deploying a pipeline from them: the split given by --layers, or
 // else the one the planner picks from what the nodes report.
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -15,6 +15,7 @@ namespace troupe::cli {
 
 struct NodeOptions {
   std::string nodes, layers, wire = "f32";
+  int32_t max_batch = 0;  // sessions per forward pass in each stage; 0: the stage default
 
   void add_to(CLI::App* cmd);
   bool used() const { return !nodes.empty(); }
@@ -32,7 +33,7 @@ class ClientActorSystem {
 };
 
 // Deploys `model` (a path the nodes resolve, and readable here for the tokenizer and
-// shape) on the nodes; logs where each stage went.
+// shape) on the nodes; logs the loading progress and where each stage went.
 Pipeline deploy_on_nodes(caf::actor_system& sys, const NodeOptions& o, const std::string& model, const Checkpoint& ckpt,
                          const SamplingOptions& sampling);
 

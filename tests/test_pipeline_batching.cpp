@@ -1,0 +1,194 @@
+// Stages batch the pending steps of concurrent sessions into one forward pass, on real
+// caf-node daemons on 127.0.0.1: every session still gets bitwise what it gets alone in one
+// process; loading reports progress up to each stage's weight bytes; a node reports, per
+// stage it hosts, its sessions, recent tokens/s and the hop's round trip (`troupe status`).
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <gtest/gtest.h>
+
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "framework/cluster.h"
+#include "framework/deploy.h"
+#include "framework/dsl.h"
+#include "tests/test_support.h"
+#include "tests/test_support_nodes.h"
+#include "tests/test_support_pipeline.h"
+
+namespace troupe {
+namespace {
+
+using namespace std::chrono_literals;
+using test::actor_system;
+using test::NodeProcess;
+using test::Output;
+
+// Three nodes, started together.
+std::vector<std::unique_ptr<NodeProcess>> start_nodes() {
+  std::vector<std::unique_ptr<NodeProcess>> nodes;
+  for (int i = 0; i < 3; ++i)
+    nodes.push_back(std::make_unique<NodeProcess>(test::models_dir(), test::kPipelineThreads, "node" + std::to_string(i)));
+  for (auto& n : nodes) n->wait_ready();
+  return nodes;
+}
+
+// Layers 0-1 / 2-3 / 4 of a 5-layer stories260K file on the three nodes.
+dsl::PipelineDesc three_stages(const std::string& model, const std::vector<std::unique_ptr<NodeProcess>>& nodes) {
+  return dsl::tokenizer(model) >> dsl::stage(model, dsl::layers(0, 1)).on(nodes[0]->endpoint()) >>
+         dsl::stage(model, dsl::layers(2, 3)).on(nodes[1]->endpoint()) >>
+         dsl::stage(model, dsl::layers(4, 4)).on(nodes[2]->endpoint()) >> dsl::sampler(dsl::greedy());
+}
+
+struct SessionCase {
+  std::vector<int32_t> prompt;
+  SamplingOptions sampling;
+};
+
+std::vector<SessionCase> six_sessions() {
+  const auto a = test::load_reference("stories260K.once-upon-a-time").prompt_tokens;
+  const auto b = test::load_reference("stories260K.lily-and-tom").prompt_tokens;
+  SamplingOptions sampled;  // temperature 0.8, top-k 40, top-p 0.95
+  sampled.seed = 21;
+  SamplingOptions penalized = sampled;
+  penalized.seed = 22;
+  penalized.repeat_penalty = 1.3f;
+  SamplingOptions hot = sampled;
+  hot.seed = 23;
+  hot.temperature = 1.2f;
+  return {{a, dsl::greedy()}, {b, dsl::greedy()}, {a, sampled}, {b, penalized}, {a, hot}, {b, sampled}};
+}
+
+// Runs every session at once through `p`.
+std::vector<Output> concurrently(const Pipeline& p, const std::vector<SessionCase>& sessions, int n_tokens) {
+  std::vector<std::future<Output>> runs;
+  for (const auto& s : sessions)
+    runs.push_back(std::async(std::launch::async, [&p, s, n_tokens] { return test::through(p, s.prompt, n_tokens, s.sampling); }));
+  std::vector<Output> out;
+  for (auto& r : runs) out.push_back(r.get());
+  return out;
+}
+
+class BatchedPipeline : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(BatchedPipeline, ConcurrentSessionsShareForwardPassesAndEachGetsBitwiseItsSingleProcessOutput) {
+  const std::string model = GetParam();
+  const auto nodes = start_nodes();
+  Pipeline p = deploy(actor_system(), three_stages(model, nodes), test::bounded_deploy_options());
+  const auto sessions = six_sessions();
+  const int n_tokens = 40;
+  const auto together = concurrently(p, sessions, n_tokens);
+  for (size_t i = 0; i < sessions.size(); ++i)
+    EXPECT_TRUE(test::bitwise_same(test::single_process(model, sessions[i].prompt, n_tokens, sessions[i].sampling),
+                                   together[i]))
+      << "session " << i;
+  // Six sessions in flight through three stages: some must have waited for a busy stage and
+  // gone through it together.
+  for (const auto& s : p.stats()) {
+    std::printf("%s: %llu steps in %llu forward passes\n", s.describe.c_str(), static_cast<unsigned long long>(s.steps),
+                static_cast<unsigned long long>(s.batches));
+    EXPECT_EQ(s.steps, sessions.size() * n_tokens) << s.describe;
+    EXPECT_LT(s.batches, s.steps) << s.describe << ": no two sessions ever shared a forward pass";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, BatchedPipeline,
+                         ::testing::Values("stories260K/stories260K.gguf", "stories260K/stories260K-q4_0.gguf"),
+                         [](const auto& info) { return test::param_name(info.param); });
+
+TEST(BatchedPipelineOptions, MaxBatchOneRunsEverySessionInItsOwnPass) {
+  const std::string model = "stories260K/stories260K-q8_0.gguf";
+  const auto nodes = start_nodes();
+  DeployOptions options = test::bounded_deploy_options();
+  options.max_batch = 1;
+  Pipeline p = deploy(actor_system(), three_stages(model, nodes), options);
+  const auto sessions = six_sessions();
+  const auto together = concurrently(p, sessions, 20);
+  for (size_t i = 0; i < sessions.size(); ++i)
+    EXPECT_TRUE(test::bitwise_same(test::single_process(model, sessions[i].prompt, 20, sessions[i].sampling), together[i]));
+  for (const auto& s : p.stats()) EXPECT_EQ(s.batches, s.steps) << s.describe;
+}
+
+TEST(LoadProgress, EveryStageReportsProgressUpToItsWeightBytes) {
+  const auto nodes = start_nodes();
+  std::mutex mutex;
+  std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> reports;  // "node stage" -> (done, total)
+  DeployOptions options = test::bounded_deploy_options();
+  options.on_load_progress = [&](const std::string& node, const std::string& stage, uint64_t done, uint64_t total) {
+    std::lock_guard<std::mutex> lock(mutex);
+    reports[node + " " + stage].emplace_back(done, total);
+  };
+  Pipeline p = deploy(actor_system(), three_stages("stories260K/stories260K.gguf", nodes), options);
+  for (const auto& s : p.stages()) {
+    const std::string key = s.endpoint + " " + s.describe;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;  // the last report may trail the reply
+    std::vector<std::pair<uint64_t, uint64_t>> seen;
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        seen = reports[key];
+      }
+      if (!seen.empty() && seen.back().first == seen.back().second) break;
+      std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_GE(seen.size(), 2u) << key << ": expected a first and a last report";
+    EXPECT_EQ(seen.front().first, 0u) << key;
+    EXPECT_EQ(seen.back().first, s.weight_bytes) << key;
+    for (size_t i = 1; i < seen.size(); ++i) {
+      EXPECT_GE(seen[i].first, seen[i - 1].first) << key << ": progress went backwards";
+      EXPECT_EQ(seen[i].second, s.weight_bytes) << key;
+    }
+  }
+}
+
+// A session left open (its KV cache stays on every stage) after one step.
+void open_session(const Pipeline& p, uint64_t id) {
+  caf::scoped_actor self{actor_system()};
+  TensorMessage m;
+  m.session_id = id;
+  m.tensor = tokens_to_wire({1, 403, 407});
+  m.sampling.options = dsl::greedy();
+  self->request(p.stages().front().actor, 10s, proto::Activation{encode_tensor_message(m)})
+    .receive([](const proto::TokenReply&) {}, [](caf::error& e) { FAIL() << proto::error_text(e); });
+}
+
+TEST(NodeStatus, EachNodeReportsItsStagesSessionsRecentRateAndHopRoundTrip) {
+  const auto nodes = start_nodes();
+  Pipeline p = deploy(actor_system(), three_stages("stories260K/stories260K.gguf", nodes), test::bounded_deploy_options());
+  p.generate("Once upon a time", 30);
+  open_session(p, 4242);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    proto::NodeInfo info;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;  // the first hop ping is sent at wiring
+    do {
+      info = connect_node(actor_system(), parse_endpoint(nodes[i]->endpoint()), 5s).info;
+    } while (i + 1 < nodes.size() && !info.stage_stats.empty() && info.stage_stats[0].next_rtt_ms < 0 &&
+             std::chrono::steady_clock::now() < deadline && (std::this_thread::sleep_for(50ms), true));
+    ASSERT_EQ(info.stages, 1);
+    ASSERT_EQ(info.stage_stats.size(), 1u) << nodes[i]->endpoint();
+    const proto::StageStats& s = info.stage_stats[0];
+    EXPECT_EQ(s.describe, p.stages()[i].describe);
+    EXPECT_EQ(s.sessions, 1) << "the open session";
+    EXPECT_EQ(s.steps, 31u);
+    EXPECT_NEAR(s.recent_tokens_per_s, 31 / 10.0, 1e-9) << "31 activations within the last 10 s";
+    if (i + 1 < nodes.size()) {
+      EXPECT_GE(s.next_rtt_ms, 0) << s.describe << ": the hop to the next stage was not measured";
+      EXPECT_LT(s.next_rtt_ms, 1000) << s.describe;
+    } else {
+      EXPECT_LT(s.next_rtt_ms, 0) << "the last stage has no next stage";
+    }
+  }
+
+  std::vector<std::string> argv = {test::bin_path("troupe"), "status", "--nodes"};
+  argv.push_back(nodes[0]->endpoint() + "," + nodes[1]->endpoint() + "," + nodes[2]->endpoint());
+  const auto status = test::run_command(argv, 60);
+  ASSERT_EQ(status.exit_code, 0) << status.out << status.err;
+  for (const auto& s : p.stages()) EXPECT_NE(status.out.find(s.describe), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("1 sessions"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("tokens/s (last 10 s)"), std::string::npos) << status.out;
+}
+
+}  // namespace
+}  // namespace troupe
