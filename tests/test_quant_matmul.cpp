@@ -196,6 +196,25 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, PackedMatmul,
                          ::testing::ValuesIn(all_cases({DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16})),
                          case_name);
 
+// A stage batches several sessions' rows into one product (models/step_batch.h): on the
+// direct path every row must come out with exactly the bits it gets alone.
+TEST_P(PackedMatmul, DirectKernelsGiveEachRowOfABatchTheBitsItGetsAlone) {
+  const ForcedIsa isa(GetParam().isa);
+  const ForcedPath direct(Path::direct);
+  const bool blocks = GetParam().dtype == DType::Q8_0 || GetParam().dtype == DType::Q4_0;
+  for (int64_t cols : blocks ? std::vector<int64_t>{64, 2048} : std::vector<int64_t>{172, 2048}) {
+    const Weights w = make_weights(GetParam().dtype, 37, cols, 5);
+    const at::Tensor bias = at::randn({37});
+    const at::Tensor x = make_activations(17, cols, 6);
+    for (int64_t T : {2, 3, 5, 8, 17}) {
+      const at::Tensor together = run(w, x.narrow(0, 0, T).contiguous(), bias);
+      for (int64_t t = 0; t < T; ++t)
+        EXPECT_TRUE(at::equal(together[t], run(w, x.narrow(0, t, 1).contiguous(), bias)[0]))
+          << "cols " << cols << ", row " << t << " of " << T;
+    }
+  }
+}
+
 // With the activations rounded to Q8_0 exactly as quant_formats rounds them, the direct
 // kernels are exact integer block products summed in fp32: at most blocks + 8 roundings.
 class QuantizedKernel : public PackedMatmul {};
