@@ -2,63 +2,41 @@
 // resolves it from what real caf-node daemons on 127.0.0.1 report, before anything loads.
 // The planned pipeline gives bitwise the single-process numbers, follows the nodes'
 // --memory-limit, and refuses a model that cannot fit with the planner's numbers.
-#include <ATen/Parallel.h>
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <cstring>
 #include <memory>
 
-#include "framework/actor_system.h"
 #include "framework/byte_size.h"
 #include "framework/cluster.h"
 #include "framework/deploy.h"
 #include "framework/deploy_planning.h"
 #include "framework/dsl.h"
 #include "models/checkpoint.h"
-#include "models/local_session.h"
 #include "tests/test_support.h"
 #include "tests/test_support_nodes.h"
+#include "tests/test_support_pipeline.h"
 
 namespace troupe {
 namespace {
 
 using namespace std::chrono_literals;
+using test::actor_system;
+using test::bitwise_same;
 using test::NodeProcess;
+using test::Output;
+using test::single_process;
+using test::through;
 
-constexpr int kThreads = 1;  // LibTorch threads, the same in the nodes and in the reference run
 const std::string kModel = "stories260K/stories260K.gguf";  // 5 layers
-
-// One actor system per test process (ctest runs each test in its own process).
-class ActorSystem : public ::testing::Environment {
- public:
-  void SetUp() override {
-    at::set_num_threads(kThreads);
-    cfg_ = std::make_unique<caf::actor_system_config>();
-    configure_actor_system(*cfg_);
-    sys_ = std::make_unique<caf::actor_system>(*cfg_);
-  }
-  void TearDown() override {
-    sys_.reset();
-    cfg_.reset();
-  }
-  static caf::actor_system& sys() { return *instance->sys_; }
-  static ActorSystem* instance;
-
- private:
-  std::unique_ptr<caf::actor_system_config> cfg_;
-  std::unique_ptr<caf::actor_system> sys_;
-};
-
-ActorSystem* ActorSystem::instance = static_cast<ActorSystem*>(::testing::AddGlobalTestEnvironment(new ActorSystem));
 
 // Started together, then waited for (each measures its speed when it starts).
 std::vector<std::unique_ptr<NodeProcess>> start_nodes(const std::vector<std::vector<std::string>>& extra_args) {
   std::vector<std::unique_ptr<NodeProcess>> nodes;
   for (size_t i = 0; i < extra_args.size(); ++i)
-    nodes.push_back(std::make_unique<NodeProcess>(test::models_dir(), kThreads, "node" + std::to_string(i), 0,
+    nodes.push_back(std::make_unique<NodeProcess>(test::models_dir(), test::kPipelineThreads, "node" + std::to_string(i), 0,
                                                   extra_args[i]));
   for (auto& n : nodes) n->wait_ready();
   return nodes;
@@ -71,57 +49,14 @@ std::vector<std::string> endpoints(const std::vector<std::unique_ptr<NodeProcess
 }
 
 DeployOptions test_options() {  // every wait bounded
-  DeployOptions o;
-  o.local_models_dir = test::models_dir();
-  o.connect_timeout = 5s;
-  o.spawn_timeout = 30s;
-  o.step_timeout = 30s;
+  DeployOptions o = test::bounded_deploy_options();
+  o.local_threads = DeployOptions{}.local_threads;  // the default, as these tests have always had (no local stages)
   return o;
 }
 
 dsl::PipelineDesc planned_over(const std::vector<std::string>& nodes) {
   using namespace dsl;
   return tokenizer(kModel) >> planned_stages(kModel).on(nodes) >> sampler(greedy());
-}
-
-// -- the single-process reference --------------------------------------------------------------
-
-struct Output {
-  std::vector<int32_t> tokens;
-  std::vector<std::vector<float>> logits;
-};
-
-Output single_process(const std::vector<int32_t>& prompt, int64_t n_tokens) {
-  const std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(test::model_path(kModel));
-  const int32_t eos = ckpt->vocab().eos_id;
-  LocalSession session(ckpt);
-  Output run;
-  run.tokens = session.generate(prompt, n_tokens, dsl::greedy(), eos, [&](int32_t, const std::vector<float>& l) {
-    run.logits.push_back(l);
-    return true;
-  });
-  return run;
-}
-
-Output through(const Pipeline& p, const std::vector<int32_t>& prompt, int64_t n_tokens) {
-  GenerateOptions options;
-  options.want_logits = true;
-  Generation g = p.generate_tokens(prompt, n_tokens, dsl::greedy(), options);
-  return {g.tokens, g.logits};
-}
-
-::testing::AssertionResult bitwise_same(const Output& expected, const Output& actual) {
-  if (expected.tokens != actual.tokens) return ::testing::AssertionFailure() << "the tokens differ";
-  if (expected.logits.size() != actual.logits.size())
-    return ::testing::AssertionFailure() << expected.logits.size() << " logits rows expected, got "
-                                         << actual.logits.size();
-  for (size_t i = 0; i < expected.logits.size(); ++i) {
-    const auto& x = expected.logits[i];
-    const auto& y = actual.logits[i];
-    if (x.size() != y.size() || std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) != 0)
-      return ::testing::AssertionFailure() << "the logits of step " << i << " differ";
-  }
-  return ::testing::AssertionSuccess();
 }
 
 // -- memory limits from the model's own numbers ------------------------------------------------
@@ -189,10 +124,10 @@ TEST(DslPlanning, PlannedPipelineOverThreeNodesGivesBitwiseTheSingleProcessToken
   const auto nodes = start_nodes({{}, {}, {}});
   const auto desc = planned_over(endpoints(nodes));
   const auto prompt = test::load_reference("stories260K.once-upon-a-time").prompt_tokens;
-  const Output expected = single_process(prompt, 32);
+  const Output expected = single_process(kModel, prompt, 32, dsl::greedy());
   ASSERT_EQ(expected.tokens.size(), 32u);
 
-  const PlannedPipeline planned = plan_pipeline(ActorSystem::sys(), desc, test_options());
+  const PlannedPipeline planned = plan_pipeline(actor_system(), desc, test_options());
   ASSERT_TRUE(planned.plan.has_value());
   std::printf("%s", format_plan_table(*planned.plan).c_str());
   EXPECT_GE(planned.plan->stages.size(), 2u) << format_plan_table(*planned.plan);
@@ -200,11 +135,11 @@ TEST(DslPlanning, PlannedPipelineOverThreeNodesGivesBitwiseTheSingleProcessToken
   EXPECT_FALSE(planned.desc.planned.has_value());
 
   // deploy() plans by itself; the nodes report the same speeds, so it picks the same split.
-  Pipeline p = deploy(ActorSystem::sys(), desc, test_options());
+  Pipeline p = deploy(actor_system(), desc, test_options());
   std::vector<std::string> deployed_on;
   for (const auto& s : p.stages()) deployed_on.push_back(s.endpoint);
   EXPECT_EQ(deployed_on, planned.plan->nodes());
-  EXPECT_TRUE(bitwise_same(expected, through(p, prompt, 32)));
+  EXPECT_TRUE(bitwise_same(expected, through(p, prompt, 32, dsl::greedy())));
 }
 
 TEST(DslPlanning, NodesLimitedToOneLayerGetOneLayerAndTheUnlimitedNodeTheRest) {
@@ -216,7 +151,7 @@ TEST(DslPlanning, NodesLimitedToOneLayerGetOneLayerAndTheUnlimitedNodeTheRest) {
   const std::string big = nodes[1]->endpoint();
 
   // An even split (2, 2, 1 layers) does not fit: the limited nodes must take one layer each.
-  const PlannedPipeline planned = plan_pipeline(ActorSystem::sys(), planned_over(endpoints(nodes)), test_options());
+  const PlannedPipeline planned = plan_pipeline(actor_system(), planned_over(endpoints(nodes)), test_options());
   ASSERT_TRUE(planned.plan.has_value());
   std::printf("%s", format_plan_table(*planned.plan).c_str());
   ASSERT_EQ(planned.desc.stages.size(), 3u) << format_plan_table(*planned.plan);
@@ -227,9 +162,10 @@ TEST(DslPlanning, NodesLimitedToOneLayerGetOneLayerAndTheUnlimitedNodeTheRest) {
   }
 
   // And the nodes load it (each checks its limit at spawn) and it runs as one process would.
-  Pipeline p = deploy(ActorSystem::sys(), planned.desc, test_options());
+  Pipeline p = deploy(actor_system(), planned.desc, test_options());
   const auto prompt = test::load_reference("stories260K.lily-and-tom").prompt_tokens;
-  EXPECT_TRUE(bitwise_same(single_process(prompt, 16), through(p, prompt, 16)));
+  EXPECT_TRUE(
+    bitwise_same(single_process(kModel, prompt, 16, dsl::greedy()), through(p, prompt, 16, dsl::greedy())));
 }
 
 TEST(DslPlanning, ModelThatCannotFitIsRefusedWithThePlannersNumbersBeforeAnyStageIsSpawned) {
@@ -242,7 +178,7 @@ TEST(DslPlanning, ModelThatCannotFitIsRefusedWithThePlannersNumbersBeforeAnyStag
   const auto t0 = std::chrono::steady_clock::now();
   std::string error = "(no error)";
   try {
-    deploy(ActorSystem::sys(), planned_over(endpoints(nodes)), test_options());
+    deploy(actor_system(), planned_over(endpoints(nodes)), test_options());
   } catch (const DeployError& e) {
     error = e.what();
   }
@@ -256,7 +192,7 @@ TEST(DslPlanning, ModelThatCannotFitIsRefusedWithThePlannersNumbersBeforeAnyStag
   EXPECT_NE(error.find("together the nodes hold at most 3 of 5 layers"), std::string::npos) << error;
 
   for (const auto& n : nodes) {
-    EXPECT_EQ(connect_node(ActorSystem::sys(), parse_endpoint(n->endpoint()), 5s).info.stages, 0) << n->endpoint();
+    EXPECT_EQ(connect_node(actor_system(), parse_endpoint(n->endpoint()), 5s).info.stages, 0) << n->endpoint();
     EXPECT_EQ(n->log().find("spawning stage"), std::string::npos) << n->log();
   }
 }

@@ -2,7 +2,6 @@
 // 127.0.0.1: the same tokens and bitwise the same logits however the layers are split,
 // concurrent sessions that do not disturb each other, direct stage-to-stage connections,
 // and clear errors (naming node, stage, path) within seconds when something is wrong.
-#include <ATen/Parallel.h>
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <gtest/gtest.h>
@@ -10,53 +9,42 @@
 #include <sys/socket.h>
 
 #include <chrono>
-#include <cstring>
 #include <future>
 #include <map>
 #include <memory>
 #include <thread>
 
-#include "framework/actor_system.h"
 #include "framework/cluster.h"
 #include "framework/deploy.h"
 #include "framework/dsl.h"
-#include "models/checkpoint.h"
-#include "models/local_session.h"
 #include "tests/test_support.h"
 #include "tests/test_support_nodes.h"
+#include "tests/test_support_pipeline.h"
 
 namespace troupe {
 namespace {
 
 using namespace std::chrono_literals;
+using test::actor_system;
+using test::bitwise_same;
+using test::n_layer_of;
 using test::NodeProcess;
+using test::Output;
+using test::single_process;
+using test::through;
 
-constexpr int kThreads = 1;  // LibTorch threads, the same in the nodes and in the reference run
-
-// One actor system for the test process, and caf-node daemons started on first use and
-// shared by the tests of this process (ctest runs each test in its own process, so each
-// starts only the nodes it needs).
+// caf-node daemons started on first use and shared by the tests of this process (ctest runs
+// each test in its own process, so each starts only the nodes it needs).
 class Cluster : public ::testing::Environment {
  public:
-  void SetUp() override {
-    at::set_num_threads(kThreads);
-    cfg_ = std::make_unique<caf::actor_system_config>();
-    configure_actor_system(*cfg_);
-    sys_ = std::make_unique<caf::actor_system>(*cfg_);
-  }
-  void TearDown() override {
-    sys_.reset();
-    cfg_.reset();
-    nodes_.clear();
-  }
-
-  static caf::actor_system& sys() { return *instance->sys_; }
+  void TearDown() override { nodes_.clear(); }
 
   // The first `n` nodes, started now if need be.
   static std::vector<NodeProcess*> nodes(size_t n) {
     auto& all = instance->nodes_;
     while (all.size() < n)
-      all.push_back(std::make_unique<NodeProcess>(test::models_dir(), kThreads, "node" + std::to_string(all.size())));
+      all.push_back(
+        std::make_unique<NodeProcess>(test::models_dir(), test::kPipelineThreads, "node" + std::to_string(all.size())));
     std::vector<NodeProcess*> out;
     for (size_t i = 0; i < n; ++i) {
       all[i]->wait_ready();
@@ -68,61 +56,10 @@ class Cluster : public ::testing::Environment {
   static Cluster* instance;
 
  private:
-  std::unique_ptr<caf::actor_system_config> cfg_;
-  std::unique_ptr<caf::actor_system> sys_;
   std::vector<std::unique_ptr<NodeProcess>> nodes_;
 };
 
 Cluster* Cluster::instance = static_cast<Cluster*>(::testing::AddGlobalTestEnvironment(new Cluster));
-
-// -- reference: the whole model in this process ----------------------------------------------
-
-struct Output {
-  std::vector<int32_t> tokens;
-  std::vector<std::vector<float>> logits;
-};
-
-int64_t n_layer_of(const std::string& model) { return open_checkpoint(test::model_path(model))->config().n_layer; }
-
-int32_t eos_of(const std::string& model) { return open_checkpoint(test::model_path(model))->vocab().eos_id; }
-
-Output single_process(const std::string& model, const std::vector<int32_t>& prompt, int64_t n_tokens,
-                   const SamplingOptions& sampling) {
-  LocalSession session(open_checkpoint(test::model_path(model)));
-  Output run;
-  run.tokens = session.generate(prompt, n_tokens, sampling, eos_of(model), [&](int32_t, const std::vector<float>& l) {
-    run.logits.push_back(l);
-    return true;
-  });
-  return run;
-}
-
-Output through(const Pipeline& p, const std::vector<int32_t>& prompt, int64_t n_tokens, const SamplingOptions& sampling) {
-  GenerateOptions options;
-  options.want_logits = true;
-  Generation g = p.generate_tokens(prompt, n_tokens, sampling, options);
-  return {g.tokens, g.logits};
-}
-
-::testing::AssertionResult bitwise_same(const Output& expected, const Output& actual) {
-  if (expected.tokens != actual.tokens) {
-    std::string e, a;
-    for (auto t : expected.tokens) e += std::to_string(t) + " ";
-    for (auto t : actual.tokens) a += std::to_string(t) + " ";
-    return ::testing::AssertionFailure() << "tokens differ:\n  expected " << e << "\n  actual   " << a;
-  }
-  if (expected.logits.size() != actual.logits.size())
-    return ::testing::AssertionFailure() << expected.logits.size() << " logits rows expected, got "
-                                         << actual.logits.size();
-  for (size_t i = 0; i < expected.logits.size(); ++i) {
-    const auto& x = expected.logits[i];
-    const auto& y = actual.logits[i];
-    if (x.size() != y.size() || std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) != 0)
-      return ::testing::AssertionFailure() << "logits of step " << i << " differ (sizes " << x.size() << ", "
-                                           << y.size() << ")";
-  }
-  return ::testing::AssertionSuccess();
-}
 
 // -- pipelines -------------------------------------------------------------------------------
 
@@ -145,11 +82,8 @@ dsl::PipelineDesc split(const std::string& model, int n_stages, const std::vecto
 }
 
 DeployOptions test_options() {
-  DeployOptions o;
-  o.local_models_dir = test::models_dir();
-  o.local_threads = kThreads;
-  o.connect_timeout = 5s;
-  o.step_timeout = 30s;
+  DeployOptions o = test::bounded_deploy_options();
+  o.spawn_timeout = DeployOptions{}.spawn_timeout;  // the default (5 min), as these tests have always had
   return o;
 }
 
@@ -160,6 +94,23 @@ std::string failure_of(const std::function<void()>& f) {
     return e.what();
   }
   return "(no error)";
+}
+
+// A TCP socket bound to a free port on 127.0.0.1 (and listening if `listening`), its host:port
+// in `endpoint`; -1 if binding or listening failed.
+int loopback_socket(bool listening, std::string& endpoint) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || (listening && listen(fd, 16) != 0)) {
+    close(fd);
+    return -1;
+  }
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  endpoint = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  return fd;
 }
 
 // -- the same numbers however the model is split ---------------------------------------------
@@ -183,7 +134,7 @@ TEST_P(PipelineMatchesSingleProcess, GreedyTokensAndLogitsAreBitwiseIdenticalFor
   ASSERT_EQ(static_cast<int>(expected.tokens.size()), c.n_tokens);
   for (int stages : c.splits) {
     SCOPED_TRACE(std::to_string(stages) + " stages");
-    Pipeline p = deploy(Cluster::sys(), split(c.model, stages, Cluster::nodes(stages)), test_options());
+    Pipeline p = deploy(actor_system(), split(c.model, stages, Cluster::nodes(stages)), test_options());
     ASSERT_EQ(static_cast<int>(p.stages().size()), stages);
     EXPECT_TRUE(bitwise_same(expected, through(p, prompt, c.n_tokens, dsl::greedy())));
   }
@@ -206,7 +157,7 @@ TEST(Pipeline, StagesInTheClientProcessComeFirstAndNodesFollow) {
   // stages 0 and 1 in this process, stage 2 on a node.
   dsl::PipelineDesc desc = split(model, 3, {});
   desc.stages[2] = desc.stages[2].on(nodes[0]->endpoint());
-  Pipeline p = deploy(Cluster::sys(), desc, test_options());
+  Pipeline p = deploy(actor_system(), desc, test_options());
   EXPECT_EQ(p.stages()[0].endpoint, "");
   EXPECT_EQ(p.stages()[2].endpoint, nodes[0]->endpoint());
   EXPECT_TRUE(bitwise_same(expected, through(p, prompt, 24, dsl::greedy())));
@@ -216,7 +167,7 @@ TEST(Pipeline, AStageInTheClientProcessAfterANodeIsRefused) {
   auto nodes = Cluster::nodes(1);
   dsl::PipelineDesc desc = split("stories260K/stories260K.gguf", 2, {});
   desc.stages[0] = desc.stages[0].on(nodes[0]->endpoint());
-  const std::string error = failure_of([&] { deploy(Cluster::sys(), desc, test_options()); });
+  const std::string error = failure_of([&] { deploy(actor_system(), desc, test_options()); });
   EXPECT_NE(error.find("stage 1 runs in this process but follows stage 0 on node " + nodes[0]->endpoint()),
             std::string::npos)
     << error;
@@ -226,7 +177,7 @@ TEST(Pipeline, TextPromptIsTokenizedOnTheClientAndTokensStreamInOrder) {
   const std::string model = "stories260K/stories260K.gguf";
   const auto ref = test::load_reference("stories260K.once-upon-a-time");
   auto nodes = Cluster::nodes(2);
-  Pipeline p = deploy(Cluster::sys(), split(model, 2, nodes), test_options());
+  Pipeline p = deploy(actor_system(), split(model, 2, nodes), test_options());
   EXPECT_EQ(p.encode(ref.prompt), ref.prompt_tokens);
   std::vector<int32_t> streamed;
   std::string pieces;
@@ -255,7 +206,7 @@ TEST(Pipeline, FourConcurrentSessionsEachGetExactlyWhatTheyGetAlone) {
     {a, dsl::greedy()}, {b, dsl::greedy()}, {a, sampled}, {b, penalized}};
   const int n_tokens = 40;
 
-  Pipeline p = deploy(Cluster::sys(), split(model, 3, Cluster::nodes(3)), test_options());
+  Pipeline p = deploy(actor_system(), split(model, 3, Cluster::nodes(3)), test_options());
   std::vector<Output> alone;
   for (const auto& [prompt, sampling] : sessions) alone.push_back(through(p, prompt, n_tokens, sampling));
 
@@ -273,8 +224,8 @@ TEST(Pipeline, FourConcurrentSessionsEachGetExactlyWhatTheyGetAlone) {
 
 TEST(Pipeline, EndingASessionFreesItsKvCacheOnEveryStage) {
   const std::string model = "stories260K/stories260K.gguf";
-  Pipeline p = deploy(Cluster::sys(), split(model, 3, Cluster::nodes(3), false), test_options());
-  caf::scoped_actor self{Cluster::sys()};
+  Pipeline p = deploy(actor_system(), split(model, 3, Cluster::nodes(3), false), test_options());
+  caf::scoped_actor self{actor_system()};
   TensorMessage m;
   m.session_id = 777;
   m.tensor = tokens_to_wire({1, 403, 407});
@@ -297,7 +248,7 @@ TEST(Pipeline, EndingASessionFreesItsKvCacheOnEveryStage) {
 }
 
 TEST(Pipeline, GenerateEndsItsSessionWhenDone) {
-  Pipeline p = deploy(Cluster::sys(), split("stories260K/stories260K.gguf", 2, Cluster::nodes(2)), test_options());
+  Pipeline p = deploy(actor_system(), split("stories260K/stories260K.gguf", 2, Cluster::nodes(2)), test_options());
   p.generate("Once upon a time", 8);
   for (const auto& s : p.stats()) EXPECT_EQ(s.sessions, 0) << s.describe;
 }
@@ -306,7 +257,7 @@ TEST(Pipeline, GenerateEndsItsSessionWhenDone) {
 
 TEST(Pipeline, StagesOnDifferentNodesTalkDirectlyNotThroughTheClient) {
   auto nodes = Cluster::nodes(3);
-  Pipeline p = deploy(Cluster::sys(), split("stories260K/stories260K.gguf", 3, nodes), test_options());
+  Pipeline p = deploy(actor_system(), split("stories260K/stories260K.gguf", 3, nodes), test_options());
   p.generate("Once upon a time", 4);
   // CAF connects a node to a third node it learned of in the background (automatic
   // connections); give it a moment before looking at the sockets.
@@ -327,21 +278,16 @@ TEST(Pipeline, StagesOnDifferentNodesTalkDirectlyNotThroughTheClient) {
 
 TEST(Pipeline, UnreachableNodeIsNamedWithinSeconds) {
   // A port nothing listens on: bind one, then close it.
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const std::string endpoint = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  std::string endpoint;
+  const int fd = loopback_socket(false, endpoint);
+  ASSERT_GE(fd, 0);
   close(fd);
 
   auto nodes = Cluster::nodes(1);
   dsl::PipelineDesc desc = split("stories260K/stories260K.gguf", 2, nodes);
   desc.stages[1] = desc.stages[1].on(endpoint);
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string error = failure_of([&] { deploy(Cluster::sys(), desc, test_options()); });
+  const std::string error = failure_of([&] { deploy(actor_system(), desc, test_options()); });
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
   EXPECT_NE(error.find(endpoint), std::string::npos) << error;
   EXPECT_NE(error.find("refused"), std::string::npos) << error;
@@ -349,22 +295,16 @@ TEST(Pipeline, UnreachableNodeIsNamedWithinSeconds) {
 
 TEST(Pipeline, NodeThatNeverAnswersIsNamedWhenTheConnectTimeoutExpires) {
   // Listens (the kernel completes TCP handshakes) but never speaks CAF's protocol.
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(fd, 16), 0);
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const std::string endpoint = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  std::string endpoint;
+  const int fd = loopback_socket(true, endpoint);
+  ASSERT_GE(fd, 0);
 
   DeployOptions options = test_options();
   options.connect_timeout = 1500ms;
   dsl::PipelineDesc desc = split("stories260K/stories260K.gguf", 1, {});
   desc.stages[0] = desc.stages[0].on(endpoint);
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string error = failure_of([&] { deploy(Cluster::sys(), desc, options); });
+  const std::string error = failure_of([&] { deploy(actor_system(), desc, options); });
   const auto elapsed = std::chrono::steady_clock::now() - t0;
   close(fd);
   EXPECT_GE(elapsed, 1400ms);
@@ -378,15 +318,15 @@ TEST(Pipeline, MissingModelIsNamedWithItsNodeAndPath) {
   auto nodes = Cluster::nodes(2);
   dsl::PipelineDesc desc = split("stories260K/stories260K.gguf", 2, nodes);
   desc.stages[1].model = "stories260K/no-such-model.gguf";
-  const std::string error = failure_of([&] { deploy(Cluster::sys(), desc, test_options()); });
+  const std::string error = failure_of([&] { deploy(actor_system(), desc, test_options()); });
   EXPECT_NE(error.find("node " + nodes[1]->endpoint()), std::string::npos) << error;
   EXPECT_NE(error.find(test::models_dir() + "/stories260K/no-such-model.gguf"), std::string::npos) << error;
   // The stage that did load is stopped again.
-  caf::scoped_actor self{Cluster::sys()};
+  caf::scoped_actor self{actor_system()};
   const auto deadline = std::chrono::steady_clock::now() + 5s;
   int32_t alive = -1;
   while (alive != 0 && std::chrono::steady_clock::now() < deadline) {
-    alive = connect_node(Cluster::sys(), parse_endpoint(nodes[0]->endpoint()), 5s).info.stages;
+    alive = connect_node(actor_system(), parse_endpoint(nodes[0]->endpoint()), 5s).info.stages;
     if (alive != 0) std::this_thread::sleep_for(50ms);
   }
   EXPECT_EQ(alive, 0);
@@ -397,26 +337,26 @@ TEST(Pipeline, LayersThatDoNotCoverTheModelAreRefused) {
   using namespace dsl;
   const std::string model = "stories260K/stories260K.gguf";
   const std::string error = failure_of([&] {
-    deploy(Cluster::sys(), stage(model, layers(0, 1)) >> stage(model, layers(2, 3)).on(nodes[0]->endpoint()),
+    deploy(actor_system(), stage(model, layers(0, 1)) >> stage(model, layers(2, 3)).on(nodes[0]->endpoint()),
            test_options());
   });
   EXPECT_NE(error.find("the model has 5 layers"), std::string::npos) << error;
   const std::string gap = failure_of([&] {
-    deploy(Cluster::sys(), stage(model, layers(0, 1)) >> stage(model, layers(3, 4)), test_options());
+    deploy(actor_system(), stage(model, layers(0, 1)) >> stage(model, layers(3, 4)), test_options());
   });
   EXPECT_NE(gap.find("starts at layer 3, expected layer 2"), std::string::npos) << gap;
 }
 
 TEST(Pipeline, ComputeErrorComesBackNamingStageAndNodeAndTheNodeKeepsServing) {
   auto nodes = Cluster::nodes(2);
-  Pipeline p = deploy(Cluster::sys(), split("stories260K/stories260K.gguf", 2, nodes), test_options());
+  Pipeline p = deploy(actor_system(), split("stories260K/stories260K.gguf", 2, nodes), test_options());
   // Hidden states of the wrong width, sent straight to the second stage.
   TensorMessage m;
   m.session_id = 5;
   m.tensor.dtype = WireDType::f32;
   m.tensor.shape = {1, 3};
   m.tensor.data.assign(12, '\0');
-  caf::scoped_actor self{Cluster::sys()};
+  caf::scoped_actor self{actor_system()};
   std::string error;
   self->request(p.stages()[1].actor, 10s, proto::Activation{encode_tensor_message(m)})
     .receive([](const proto::TokenReply&) {}, [&](caf::error& e) { error = proto::error_text(e); });
@@ -434,12 +374,12 @@ TEST(Pipeline, ComputeErrorComesBackNamingStageAndNodeAndTheNodeKeepsServing) {
 
 TEST(Pipeline, DestroyingThePipelineStopsItsStagesOnTheNodes) {
   auto nodes = Cluster::nodes(2);
-  { Pipeline p = deploy(Cluster::sys(), split("stories260K/stories260K.gguf", 2, nodes), test_options()); }
+  { Pipeline p = deploy(actor_system(), split("stories260K/stories260K.gguf", 2, nodes), test_options()); }
   const auto deadline = std::chrono::steady_clock::now() + 5s;
   int32_t alive = -1;
   while (alive != 0 && std::chrono::steady_clock::now() < deadline) {
     alive = 0;
-    for (auto* n : nodes) alive += connect_node(Cluster::sys(), parse_endpoint(n->endpoint()), 5s).info.stages;
+    for (auto* n : nodes) alive += connect_node(actor_system(), parse_endpoint(n->endpoint()), 5s).info.stages;
     if (alive != 0) std::this_thread::sleep_for(50ms);
   }
   EXPECT_EQ(alive, 0);
@@ -454,7 +394,7 @@ TEST(Pipeline, HalfPrecisionOnTheWireHalvesTheActivationBytes) {
   for (WireDType dtype : {WireDType::f32, WireDType::f16, WireDType::bf16}) {
     DeployOptions options = test_options();
     options.wire_dtype = dtype;
-    Pipeline p = deploy(Cluster::sys(), split(model, 2, nodes), options);
+    Pipeline p = deploy(actor_system(), split(model, 2, nodes), options);
     const Generation g = p.generate("Once upon a time", 9);
     ASSERT_EQ(g.tokens.size(), 9u);
     positions = static_cast<int64_t>(g.prompt_tokens.size()) + 8;  // the prompt, then 8 single tokens
@@ -467,13 +407,13 @@ TEST(Pipeline, HalfPrecisionOnTheWireHalvesTheActivationBytes) {
 
 TEST(Pipeline, NodeTellsItsMemoryCoresAndModels) {
   auto nodes = Cluster::nodes(1);
-  const proto::NodeInfo info = connect_node(Cluster::sys(), parse_endpoint(nodes[0]->endpoint()), 5s).info;
+  const proto::NodeInfo info = connect_node(actor_system(), parse_endpoint(nodes[0]->endpoint()), 5s).info;
   EXPECT_EQ(info.node, nodes[0]->endpoint());
   EXPECT_GT(info.mem_total, 0u);
   EXPECT_GT(info.mem_available, 0u);
   EXPECT_LE(info.mem_available, info.mem_total);
   EXPECT_GT(info.cores, 0);
-  EXPECT_EQ(info.threads, kThreads);
+  EXPECT_EQ(info.threads, test::kPipelineThreads);
   const auto has = [&](const std::string& m) {
     return std::find(info.models.begin(), info.models.end(), m) != info.models.end();
   };
@@ -482,9 +422,9 @@ TEST(Pipeline, NodeTellsItsMemoryCoresAndModels) {
 }
 
 TEST(Pipeline, NodeStopsCleanlyOnSigtermWhileServingStages) {
-  NodeProcess node(test::models_dir(), kThreads, "sigterm");
+  NodeProcess node(test::models_dir(), test::kPipelineThreads, "sigterm");
   node.wait_ready();
-  Pipeline p = deploy(Cluster::sys(), split("stories260K/stories260K.gguf", 1, {&node}), test_options());
+  Pipeline p = deploy(actor_system(), split("stories260K/stories260K.gguf", 1, {&node}), test_options());
   p.generate("Once upon a time", 2);
   const int status = node.stop(5s);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status << ", log:\n" << node.log();

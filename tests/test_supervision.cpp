@@ -3,7 +3,6 @@
 // own node when that is alive), every generation in flight is replayed into it and ends with
 // exactly the text of an undisturbed run; when no node can take a stage over, generations
 // end with a clear error in bounded time and other pipelines are not disturbed.
-#include <ATen/Parallel.h>
 #include <caf/all.hpp>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -15,50 +14,28 @@
 #include <memory>
 #include <thread>
 
-#include "framework/actor_system.h"
 #include "framework/deploy.h"
 #include "framework/dsl.h"
 #include "tests/test_support.h"
 #include "tests/test_support_nodes.h"
+#include "tests/test_support_pipeline.h"
 
 namespace troupe {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using test::actor_system;
 using test::NodeProcess;
 
-constexpr int kThreads = 1;
 const std::string kModel = "stories260K/hf";  // 5 layers, context 512
 constexpr int kTokens = 200;
-
-class System : public ::testing::Environment {
- public:
-  void SetUp() override {
-    at::set_num_threads(kThreads);
-    cfg_ = std::make_unique<caf::actor_system_config>();
-    configure_actor_system(*cfg_);
-    sys_ = std::make_unique<caf::actor_system>(*cfg_);
-  }
-  void TearDown() override {
-    sys_.reset();
-    cfg_.reset();
-  }
-  static caf::actor_system& sys() { return *instance->sys_; }
-  static System* instance;
-
- private:
-  std::unique_ptr<caf::actor_system_config> cfg_;
-  std::unique_ptr<caf::actor_system> sys_;
-};
-
-System* System::instance = static_cast<System*>(::testing::AddGlobalTestEnvironment(new System));
 
 // `n` caf-node daemons, started together.
 std::vector<std::unique_ptr<NodeProcess>> start_nodes(size_t n, const std::string& prefix) {
   std::vector<std::unique_ptr<NodeProcess>> nodes;
   for (size_t i = 0; i < n; ++i)
-    nodes.push_back(std::make_unique<NodeProcess>(test::models_dir(), kThreads, prefix + std::to_string(i)));
+    nodes.push_back(std::make_unique<NodeProcess>(test::models_dir(), test::kPipelineThreads, prefix + std::to_string(i)));
   for (auto& node : nodes) node->wait_ready();
   return nodes;
 }
@@ -77,11 +54,10 @@ dsl::PipelineDesc pipeline_on(const std::vector<std::string>& endpoints) {
 }
 
 DeployOptions options_with(std::vector<std::string> standby = {}) {
-  DeployOptions o;
-  o.local_models_dir = test::models_dir();
-  o.local_threads = kThreads;
+  DeployOptions o = test::bounded_deploy_options();
   o.connect_timeout = 3s;
   o.step_timeout = 20s;
+  o.spawn_timeout = DeployOptions{}.spawn_timeout;  // the default (5 min), as these tests have always had
   o.standby_nodes = std::move(standby);
   return o;
 }
@@ -194,7 +170,7 @@ std::vector<Generation> undisturbed(const Pipeline& p) {
 // 200 tokens; a standby node takes the stage over.
 void killed_node_is_replaced_by_the_standby(size_t victim, const char* what) {
   auto nodes = start_nodes(4, "node");
-  Pipeline p = deploy(System::sys(), pipeline_on({nodes[0]->endpoint(), nodes[1]->endpoint(), nodes[2]->endpoint()}),
+  Pipeline p = deploy(actor_system(), pipeline_on({nodes[0]->endpoint(), nodes[1]->endpoint(), nodes[2]->endpoint()}),
                       options_with({nodes[3]->endpoint()}));
   const auto expected = undisturbed(p);
   const FaultyRun run = run_sessions(p, 60, [&] { kill(nodes[victim]->pid(), SIGKILL); });
@@ -223,7 +199,7 @@ TEST(Supervision, KilledLastNodeIsReplacedByTheStandbyAndTheTextIsUnchanged) {
 
 TEST(Supervision, StoppedNodeIsDetectedAsHungWithinASecondAndAHalfAndReplaced) {
   auto nodes = start_nodes(4, "node");
-  Pipeline p = deploy(System::sys(), pipeline_on({nodes[0]->endpoint(), nodes[1]->endpoint(), nodes[2]->endpoint()}),
+  Pipeline p = deploy(actor_system(), pipeline_on({nodes[0]->endpoint(), nodes[1]->endpoint(), nodes[2]->endpoint()}),
                       options_with({nodes[3]->endpoint()}));
   const auto expected = undisturbed(p);
   const FaultyRun run = run_sessions(p, 60, [&] { kill(nodes[1]->pid(), SIGSTOP); });
@@ -241,7 +217,7 @@ TEST(Supervision, StoppedNodeIsDetectedAsHungWithinASecondAndAHalfAndReplaced) {
 
 TEST(Supervision, ExceptionInsideAStageRestartsItOnItsNodeAndTheTextIsUnchanged) {
   auto nodes = start_nodes(3, "node");
-  Pipeline p = deploy(System::sys(), pipeline_on({nodes[0]->endpoint(), nodes[1]->endpoint(), nodes[2]->endpoint()}),
+  Pipeline p = deploy(actor_system(), pipeline_on({nodes[0]->endpoint(), nodes[1]->endpoint(), nodes[2]->endpoint()}),
                       options_with());
   const auto expected = undisturbed(p);
   // The middle stage has handled 2 x 200 steps; it throws at its 120th step from now on.
@@ -263,8 +239,8 @@ TEST(Supervision, ExceptionInsideAStageRestartsItOnItsNodeAndTheTextIsUnchanged)
 
 TEST(Supervision, LossOfTheOnlyNodeForAStageEndsItsGenerationsWithAClearErrorAndOtherPipelinesGoOn) {
   auto nodes = start_nodes(4, "node");
-  Pipeline broken = deploy(System::sys(), pipeline_on({nodes[0]->endpoint(), nodes[1]->endpoint()}), options_with());
-  Pipeline other = deploy(System::sys(), pipeline_on({nodes[2]->endpoint(), nodes[3]->endpoint()}), options_with());
+  Pipeline broken = deploy(actor_system(), pipeline_on({nodes[0]->endpoint(), nodes[1]->endpoint()}), options_with());
+  Pipeline other = deploy(actor_system(), pipeline_on({nodes[2]->endpoint(), nodes[3]->endpoint()}), options_with());
   const auto expected = undisturbed(other);
   auto others = std::async(std::launch::async, [&] { return run_sessions(other, 0, {}); });
   const FaultyRun run = run_sessions(broken, 40, [&] { kill(nodes[1]->pid(), SIGKILL); });
@@ -294,7 +270,7 @@ TEST(Supervision, NodeRestartedOnTheSamePortIsUsedAgain) {
   auto nodes = start_nodes(2, "node");
   DeployOptions options = options_with();
   options.replacement_wait = 15s;  // time for the daemon to come back
-  Pipeline p = deploy(System::sys(), pipeline_on({nodes[0]->endpoint(), nodes[1]->endpoint()}), options);
+  Pipeline p = deploy(actor_system(), pipeline_on({nodes[0]->endpoint(), nodes[1]->endpoint()}), options);
   const auto expected = undisturbed(p);
   const uint16_t port = nodes[1]->port();
   const std::string endpoint = nodes[1]->endpoint();
@@ -302,7 +278,7 @@ TEST(Supervision, NodeRestartedOnTheSamePortIsUsedAgain) {
   const FaultyRun run = run_sessions(p, 60, [&] {
     kill(nodes[1]->pid(), SIGKILL);
     nodes[1]->stop();  // reaps it
-    restarted = std::make_unique<NodeProcess>(test::models_dir(), kThreads, "restarted", port);
+    restarted = std::make_unique<NodeProcess>(test::models_dir(), test::kPipelineThreads, "restarted", port);
   });
   ASSERT_NE(restarted, nullptr);
   restarted->wait_ready();
@@ -314,7 +290,7 @@ TEST(Supervision, NodeRestartedOnTheSamePortIsUsedAgain) {
   print_recovery("kill -9, then caf-node restarted on the same port", run, recoveries[0]);
   // And it keeps serving, for this pipeline and for a new one deployed on it.
   EXPECT_EQ(p.generate("Once upon a time", 8).tokens.size(), 8u);
-  Pipeline again = deploy(System::sys(), pipeline_on({nodes[0]->endpoint(), endpoint}), options_with());
+  Pipeline again = deploy(actor_system(), pipeline_on({nodes[0]->endpoint(), endpoint}), options_with());
   EXPECT_EQ(again.generate("Once upon a time", 8).tokens, p.generate("Once upon a time", 8).tokens);
 }
 
