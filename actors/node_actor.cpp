@@ -31,6 +31,9 @@ constexpr auto kLoadTimeout = std::chrono::minutes(10);
 constexpr auto kPeerTimeout = std::chrono::seconds(10);
 // How long NodeInfo waits for a stage's statistics (a stage answers between forward passes).
 constexpr auto kStatsTimeout = std::chrono::seconds(1);
+// How often the node tells its stages to measure their hop to the next stage. The node keeps
+// the timer: a detached stage must hold no timer (see ping_next in stage_actor.cpp).
+constexpr auto kHopPingInterval = std::chrono::seconds(5);
 
 struct NodeState {
   NodeConfig cfg;
@@ -217,6 +220,7 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg) {
         break;
       }
   });
+  self->delayed_send(self, kHopPingInterval, proto::tick_atom::value);
   self->set_exit_handler([self](caf::exit_msg& msg) {
     spdlog::info("node {}: shutting down {} stage(s)", self->state.cfg.name, self->state.stages.size());
     for (const auto& stage : self->state.stages) self->send_exit(stage, msg.reason);
@@ -227,6 +231,10 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg) {
     [self](proto::info_atom) { return node_info(self); },
     [self](proto::spawn_atom, proto::SpawnStage& req) { return spawn_stage(self, std::move(req)); },
     [](proto::ping_atom) { return caf::ok_atom::value; },
+    [self](proto::tick_atom) {
+      for (const auto& stage : self->state.stages) self->send(stage, proto::tick_atom::value);
+      self->delayed_send(self, kHopPingInterval, proto::tick_atom::value);
+    },
     [self](proto::peer_atom, const std::string& host, uint16_t port, const caf::node_id& expected) {
       return connect_peer(self, host, port, expected);
     },

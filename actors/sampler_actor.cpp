@@ -23,7 +23,6 @@ caf::behavior sampler_behavior(caf::event_based_actor* self) {
       if (row.sampling.want_logits) reply.logits = std::move(row.logits);
       return reply;
     },
-    [](proto::ping_atom) { return caf::ok_atom::value; },
   };
 }
 

@@ -42,8 +42,6 @@ struct PendingStep {
 };
 
 constexpr auto kRecentWindow = std::chrono::seconds(10);  // for StageStats::recent_tokens_per_s
-constexpr auto kHopPingInterval = std::chrono::seconds(5);  // for StageStats::next_rtt_ms
-constexpr auto kHopPingTimeout = std::chrono::seconds(2);
 
 struct StageState {
   StageConfig cfg;
@@ -61,6 +59,11 @@ struct StageState {
   // before that message (those that came while the previous pass computed) joins the pass.
   std::deque<PendingStep> pending;
   bool flush_sent = false;
+
+  // The hop ping in flight (StageStats::next_rtt_ms).
+  uint64_t hop_ping_seq = 0;
+  Clock::time_point hop_ping_sent;
+  uint64_t hop_ping_passes = 0;  // stats.batches when it was sent
 
   static inline const char* name = "troupe.stage";
 
@@ -240,21 +243,20 @@ void run_batch(StageActor* self) {
   }
 }
 
-// Measures the round trip to the next stage when idle: a pass that starts before the answer
-// is handled would count in it, so such a measurement is dropped.
+// Measures the round trip to the next stage, only when idle: a pass that starts before the
+// answer is handled would count in it, so such a measurement is dropped. Plain messages, no
+// request: a request's timeout would keep this detached actor alive in CAF's clock, and a
+// daemon shutting down waits for its detached actors to be destroyed.
 void ping_next(StageActor* self) {
   auto& st = self->state;
-  if (st.next && !st.cfg.spec.has_head && st.pending.empty()) {
-    const auto t0 = Clock::now();
-    const uint64_t passes = st.stats.batches;
-    self->request(st.next, kHopPingTimeout, proto::ping_atom::value)
-      .then(
-        [self, t0, passes](caf::ok_atom) {
-          if (self->state.stats.batches == passes) self->state.stats.next_rtt_ms = ms_since(t0);
-        },
-        [](caf::error&) {});  // a dead successor is the supervisor's business
-  }
-  self->delayed_send(self, kHopPingInterval, proto::tick_atom::value);
+  if (!st.next || st.cfg.spec.has_head || !st.pending.empty()) return;
+  st.hop_ping_sent = Clock::now();
+  st.hop_ping_passes = st.stats.batches;
+  self->send(st.next, proto::hop_ping_atom::value, ++st.hop_ping_seq);
+}
+
+void on_hop_pong(StageState& st, uint64_t seq) {
+  if (seq == st.hop_ping_seq && st.stats.batches == st.hop_ping_passes) st.stats.next_rtt_ms = ms_since(st.hop_ping_sent);
 }
 
 // The stage's statistics now, with the rate of the last kRecentWindow.
@@ -295,10 +297,13 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
     [self](proto::next_atom, caf::actor next) {
       const bool first = !self->state.next;
       self->state.next = std::move(next);
-      if (first) self->send(self, proto::tick_atom::value);  // start measuring the hop
+      if (first) ping_next(self);  // measure the hop once now; the node's ticks do it again
       return caf::ok_atom::value;
     },
-    [](proto::ping_atom) { return caf::ok_atom::value; },
+    [self](proto::hop_ping_atom, uint64_t seq) {
+      self->send(caf::actor_cast<caf::actor>(self->current_sender()), proto::hop_pong_atom::value, seq);
+    },
+    [self](proto::hop_pong_atom, uint64_t seq) { on_hop_pong(self->state, seq); },
     [self](proto::tick_atom) { ping_next(self); },
     [self](const proto::Activation& in) {
       auto rp = self->make_response_promise();

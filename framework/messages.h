@@ -23,9 +23,11 @@
 //     end_session_atom, uint64_t session     -> caf::ok_atom    (frees the session's KV cache)
 //     stats_atom                             -> StageStats
 //     fault_atom, uint64_t step              -> caf::ok_atom    (tests: throw inside compute at that step)
-//     ping_atom                              -> caf::ok_atom    (from the stage before it: hop latency)
+//     hop_ping_atom, uint64_t seq            -> (sends hop_pong_atom, seq back: the stage before it
+//                                                measures the hop's round trip)
+//     hop_pong_atom, uint64_t seq            (the answer of the next stage to its hop ping)
+//     tick_atom                              (from its node, every 5 s: ping the next stage if idle)
 //     flush_atom                             (to itself: run the pending steps as one batch)
-//     tick_atom                              (to itself, every 5 s: ping the next stage when idle)
 //     while loading, it sends LoadProgress to SpawnStage::progress (if set)
 //   sampler (on the last stage's node)
 //     LogitsRow                              -> TokenReply
@@ -82,6 +84,8 @@ using fault_atom = caf::atom_constant<caf::atom("fault")>;  // test -> stage (fa
 using fail_atom = caf::atom_constant<caf::atom("fail")>;    // supervisor -> client actor (local only)
 using tick_atom = caf::atom_constant<caf::atom("tick")>;    // supervisor -> itself (heartbeat timer)
 using flush_atom = caf::atom_constant<caf::atom("flush")>;  // stage -> itself (run the pending batch)
+using hop_ping_atom = caf::atom_constant<caf::atom("hopping")>;  // stage -> next stage (hop round trip)
+using hop_pong_atom = caf::atom_constant<caf::atom("hoppong")>;  // next stage -> stage
 
 // -- node: spawning a stage -----------------------------------------------------------------
 

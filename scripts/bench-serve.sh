@@ -59,4 +59,4 @@ done
 curl -s "${url%/v1/completions}/metrics" | awk '
   /^troupe_stage_steps_total\{/ { split($0, a, "layers=\""); split(a[2], b, "\""); steps[b[1]] = $NF }
   /^troupe_stage_forward_passes_total\{/ { split($0, a, "layers=\""); split(a[2], b, "\""); passes[b[1]] = $NF }
-  END { for (l in steps) printf "stage %-22s %6d steps in %6d passes (%.2f sessions per pass)\n", l, steps[l], passes[l], steps[l] / passes[l] }
+  END { for (l in steps) printf "stage %-22s %6d steps in %6d passes (%.2f sessions per pass)\n", l, steps[l], passes[l], steps[l] / passes[l] }' | sort

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -29,6 +30,9 @@
 #include "models/memory_bandwidth.h"
 
 namespace {
+
+// After a stop signal, how long the actor system may take to stop before the daemon exits anyway.
+constexpr auto kShutdownDeadline = std::chrono::seconds(5);
 
 // A port that is free on `listen` right now (for --port 0).
 int free_port(const std::string& listen) {
@@ -147,5 +151,14 @@ int main(int argc, char** argv) {
   spdlog::info("node {}: {} received, stopping", node_cfg.name, strsignal(sig));
   sys.middleman().unpublish(node, *bound);
   caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
-  return 0;  // ~actor_system waits for the node and its stages to finish
+  // ~actor_system waits for the node and its stages to finish. It also waits for every
+  // detached stage to be destroyed, which a reference CAF keeps can delay for ever (seen when
+  // stopped in the middle of a generation); a stop signal must stop the daemon, so bound it.
+  std::thread([name = node_cfg.name] {
+    std::this_thread::sleep_for(kShutdownDeadline);
+    spdlog::warn("node {}: the actor system did not finish stopping within {} s; exiting anyway", name,
+                 std::chrono::duration_cast<std::chrono::seconds>(kShutdownDeadline).count());
+    std::_Exit(0);
+  }).detach();
+  return 0;
 }
