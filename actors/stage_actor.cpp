@@ -52,6 +52,9 @@ struct StageState {
   caf::actor next;  // the next stage, or the sampler beside the last stage
   proto::StageStats stats;
   std::deque<std::pair<Clock::time_point, uint64_t>> recent;  // (end of a forward pass, activations in it)
+  void forget_old_passes(Clock::time_point now) {  // keeps `recent` to kRecentWindow
+    while (!recent.empty() && now - recent.front().first > kRecentWindow) recent.pop_front();
+  }
   int64_t fault_at_step = -1;  // fault injection (tests): throw inside compute when stats.steps reaches it
 
   // Activations received and not yet computed. They are run by flush_atom, which the stage
@@ -231,6 +234,7 @@ void run_batch(StageActor* self) {
       ++st.stats.batches;
       for (const auto& step : steps) st.stats.positions += static_cast<uint64_t>(step.input.size(0));
       st.recent.emplace_back(t1, runnable.size());
+      st.forget_old_passes(t1);
       for (size_t i = 0; i < runnable.size(); ++i) pass_on(st, runnable[i], outs[i]);
     } catch (const std::exception& e) {  // the pass failed: every session in it
       spdlog::error("{}: {}", st.label(), e.what());
@@ -261,8 +265,7 @@ void on_hop_pong(StageState& st, uint64_t seq) {
 
 // The stage's statistics now, with the rate of the last kRecentWindow.
 proto::StageStats current_stats(StageState& st) {
-  const auto now = Clock::now();
-  while (!st.recent.empty() && now - st.recent.front().first > kRecentWindow) st.recent.pop_front();
+  st.forget_old_passes(Clock::now());
   proto::StageStats stats = st.stats;
   uint64_t recent = 0;
   for (const auto& r : st.recent) recent += r.second;
