@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Serving benchmark: aggregate tokens/s and per-request latency for 1, 2, 4 and 8
 # concurrent requests through `troupe serve` on a 3-stage pipeline of local caf-nodes.
-#   [MAX_BATCH=16] scripts/bench-serve.sh [MODEL] [MAX_TOKENS]
+#   [MAX_BATCH=16] [LAYERS=0-1,2-3,4-5] scripts/bench-serve.sh [MODEL] [MAX_TOKENS]
 # MODEL defaults to a synthetic TinyLlama-shaped Q4_0 model cut to 6 layers (made once in
 # build/). MAX_BATCH=1 turns batching off (pipelining only), to see what batching adds.
 # Everything runs on 127.0.0.1 and is stopped at the end.
@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 model="${1:-build/bench-tinyllama6-q4_0.gguf}"
 max_tokens="${2:-48}"
 max_batch="${MAX_BATCH:-16}"
+layers="${LAYERS:-0-1,2-3,4-5}"  # fixed, so runs compare (the planner's split follows noisy speed measurements)
 [ -f "$model" ] || build/bin/troupe synth --shape tinyllama --layers 6 --type q4_0 --out "$model"
 model="$(cd "$(dirname "$model")" && pwd)/$(basename "$model")"
 
@@ -25,7 +26,7 @@ for port in 7201 7202 7203; do
 done
 for port in 7201 7202 7203; do for _ in $(seq 200); do [ -s "build/bench-node-$port.port" ] && break; sleep 0.1; done; done
 rm -f build/bench-serve.port
-build/bin/troupe serve --model "$model" --nodes "$nodes" --port 0 --port-file build/bench-serve.port \
+build/bin/troupe serve --model "$model" --nodes "$nodes" --layers "$layers" --port 0 --port-file build/bench-serve.port \
   --max-in-flight 8 --max-queue 8 --threads 1 --max-batch "$max_batch" 2>build/bench-serve.log &
 pids+=($!)
 for _ in $(seq 300); do [ -s build/bench-serve.port ] && break; sleep 0.1; done
