@@ -32,20 +32,8 @@ using test::through;
 
 const std::string kModel = "stories260K/stories260K.gguf";  // 5 layers
 
-// Started together, then waited for (each measures its speed when it starts).
-std::vector<std::unique_ptr<NodeProcess>> start_nodes(const std::vector<std::vector<std::string>>& extra_args) {
-  std::vector<std::unique_ptr<NodeProcess>> nodes;
-  for (size_t i = 0; i < extra_args.size(); ++i)
-    nodes.push_back(std::make_unique<NodeProcess>(test::models_dir(), test::kPipelineThreads, "node" + std::to_string(i), 0,
-                                                  extra_args[i]));
-  for (auto& n : nodes) n->wait_ready();
-  return nodes;
-}
-
-std::vector<std::string> endpoints(const std::vector<std::unique_ptr<NodeProcess>>& nodes) {
-  std::vector<std::string> out;
-  for (const auto& n : nodes) out.push_back(n->endpoint());
-  return out;
+test::NodeProcesses start_nodes(const std::vector<std::vector<std::string>>& extra_args) {
+  return test::start_nodes(test::models_dir(), test::kPipelineThreads, "node", extra_args);
 }
 
 DeployOptions test_options() {  // every wait bounded
@@ -122,7 +110,7 @@ TEST(DslPlanning, PlannedDescriptionDescribesItselfAndValidatesItsNodes) {
 
 TEST(DslPlanning, PlannedPipelineOverThreeNodesGivesBitwiseTheSingleProcessTokensAndLogits) {
   const auto nodes = start_nodes({{}, {}, {}});
-  const auto desc = planned_over(endpoints(nodes));
+  const auto desc = planned_over(test::endpoints(nodes));
   const auto prompt = test::load_reference("stories260K.once-upon-a-time").prompt_tokens;
   const Output expected = single_process(kModel, prompt, 32, dsl::greedy());
   ASSERT_EQ(expected.tokens.size(), 32u);
@@ -151,7 +139,7 @@ TEST(DslPlanning, NodesLimitedToOneLayerGetOneLayerAndTheUnlimitedNodeTheRest) {
   const std::string big = nodes[1]->endpoint();
 
   // An even split (2, 2, 1 layers) does not fit: the limited nodes must take one layer each.
-  const PlannedPipeline planned = plan_pipeline(actor_system(), planned_over(endpoints(nodes)), test_options());
+  const PlannedPipeline planned = plan_pipeline(actor_system(), planned_over(test::endpoints(nodes)), test_options());
   ASSERT_TRUE(planned.plan.has_value());
   std::printf("%s", format_plan_table(*planned.plan).c_str());
   ASSERT_EQ(planned.desc.stages.size(), 3u) << format_plan_table(*planned.plan);
@@ -178,7 +166,7 @@ TEST(DslPlanning, ModelThatCannotFitIsRefusedWithThePlannersNumbersBeforeAnyStag
   const auto t0 = std::chrono::steady_clock::now();
   std::string error = "(no error)";
   try {
-    deploy(actor_system(), planned_over(endpoints(nodes)), test_options());
+    deploy(actor_system(), planned_over(test::endpoints(nodes)), test_options());
   } catch (const DeployError& e) {
     error = e.what();
   }

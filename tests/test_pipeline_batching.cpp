@@ -29,14 +29,7 @@ using test::actor_system;
 using test::NodeProcess;
 using test::Output;
 
-// Three nodes, started together.
-std::vector<std::unique_ptr<NodeProcess>> start_nodes() {
-  std::vector<std::unique_ptr<NodeProcess>> nodes;
-  for (int i = 0; i < 3; ++i)
-    nodes.push_back(std::make_unique<NodeProcess>(test::models_dir(), test::kPipelineThreads, "node" + std::to_string(i)));
-  for (auto& n : nodes) n->wait_ready();
-  return nodes;
-}
+test::NodeProcesses start_nodes() { return test::start_nodes(test::models_dir(), test::kPipelineThreads, "node", 3); }
 
 // Layers 0-1 / 2-3 / 4 of a 5-layer stories260K file on the three nodes.
 dsl::PipelineDesc three_stages(const std::string& model, const std::vector<std::unique_ptr<NodeProcess>>& nodes) {
@@ -165,10 +158,13 @@ TEST(NodeStatus, EachNodeReportsItsStagesSessionsRecentRateAndHopRoundTrip) {
   for (size_t i = 0; i < nodes.size(); ++i) {
     proto::NodeInfo info;
     const auto deadline = std::chrono::steady_clock::now() + 5s;  // the first hop ping is sent at wiring
-    do {
+    const bool has_next_stage = i + 1 < nodes.size();
+    for (;;) {
       info = connect_node(actor_system(), parse_endpoint(nodes[i]->endpoint()), 5s).info;
-    } while (i + 1 < nodes.size() && !info.stage_stats.empty() && info.stage_stats[0].next_rtt_ms < 0 &&
-             std::chrono::steady_clock::now() < deadline && (std::this_thread::sleep_for(50ms), true));
+      const bool rtt_pending = has_next_stage && !info.stage_stats.empty() && info.stage_stats[0].next_rtt_ms < 0;
+      if (!rtt_pending || std::chrono::steady_clock::now() >= deadline) break;
+      std::this_thread::sleep_for(50ms);
+    }
     ASSERT_EQ(info.stages, 1);
     ASSERT_EQ(info.stage_stats.size(), 1u) << nodes[i]->endpoint();
     const proto::StageStats& s = info.stage_stats[0];
@@ -176,7 +172,7 @@ TEST(NodeStatus, EachNodeReportsItsStagesSessionsRecentRateAndHopRoundTrip) {
     EXPECT_EQ(s.sessions, 1) << "the open session";
     EXPECT_EQ(s.steps, 31u);
     EXPECT_NEAR(s.recent_tokens_per_s, 31 / 10.0, 1e-9) << "31 activations within the last 10 s";
-    if (i + 1 < nodes.size()) {
+    if (has_next_stage) {
       EXPECT_GE(s.next_rtt_ms, 0) << s.describe << ": the hop to the next stage was not measured";
       EXPECT_LT(s.next_rtt_ms, 1000) << s.describe;
     } else {
@@ -185,7 +181,7 @@ TEST(NodeStatus, EachNodeReportsItsStagesSessionsRecentRateAndHopRoundTrip) {
   }
 
   std::vector<std::string> argv = {test::bin_path("troupe"), "status", "--nodes"};
-  argv.push_back(nodes[0]->endpoint() + "," + nodes[1]->endpoint() + "," + nodes[2]->endpoint());
+  argv.push_back(test::node_list(nodes));
   const auto status = test::run_command(argv, 60);
   ASSERT_EQ(status.exit_code, 0) << status.out << status.err;
   for (const auto& s : p.stages()) EXPECT_NE(status.out.find(s.describe), std::string::npos) << status.out;
@@ -200,7 +196,7 @@ TEST(NodeShutdown, NodesStopOnSigtermWhileSessionsAreQueuedInTheirStages) {
   const auto nodes = start_nodes();
   const test::TempDir dir;
   test::ChildProcess server({test::bin_path("troupe"), "serve", "--model", test::model_path("gpt2-tiny/gpt2-tiny.gguf"),
-                             "--nodes", nodes[0]->endpoint() + "," + nodes[1]->endpoint() + "," + nodes[2]->endpoint(),
+                             "--nodes", test::node_list(nodes),
                              "--layers", "0-1,2-2,3-3", "--port", "0", "--port-file", dir.file("port"), "--max-in-flight", "8", "--threads", "1"});
   const int port = server.wait_for_port_file(dir.file("port"), 30000);
   std::vector<std::future<test::CommandResult>> requests;

@@ -29,13 +29,8 @@ TEST(PipelineMemory, EachOfThreeNodesHoldsAboutAThirdOfAGigabyteModel) {
   const double single_rss = single["nodes"][0]["peak_rss_bytes"].get<double>();
 
   // Three nodes, layers 0-7 (+embedding), 8-14, 15-21 (+head).
-  std::vector<std::unique_ptr<test::NodeProcess>> nodes;
-  for (int i = 0; i < 3; ++i) nodes.push_back(std::make_unique<test::NodeProcess>(dir.path(), 1, "node" + std::to_string(i)));
-  std::string list;
-  for (auto& n : nodes) {
-    n->wait_ready();
-    list += (list.empty() ? "" : ",") + n->endpoint();
-  }
+  const auto nodes = test::start_nodes(dir.path(), 1, "node", 3);
+  const std::string list = test::node_list(nodes);
   r = test::run_command({test::bin_path("troupe"), "generate", "--nodes", list, "--layers", "0-7,8-14,15-21", "-m", model,
                          "-p", "Hello", "-n", "4", "--temp", "0"}, 600);
   ASSERT_EQ(r.exit_code, 0) << r.err;

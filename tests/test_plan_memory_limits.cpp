@@ -21,17 +21,13 @@ TEST(PlanMemoryLimits, ModelBiggerThanEveryNodeLimitRunsAcrossThreeUnequalNodesW
   const size_t model_bytes = test::file_size(model);  // 620 MB
 
   const std::vector<size_t> limits_mib = {580, 540, 500};
-  std::vector<std::unique_ptr<test::NodeProcess>> nodes;
-  for (size_t i = 0; i < limits_mib.size(); ++i) {
-    ASSERT_GT(model_bytes, limits_mib[i] << 20);
-    nodes.push_back(std::make_unique<test::NodeProcess>(dir.path(), 1, "limited" + std::to_string(i), 0,
-                                                        std::vector<std::string>{"--memory-limit", std::to_string(limits_mib[i]) + "M"}));
+  std::vector<std::vector<std::string>> limit_args;
+  for (size_t limit : limits_mib) {
+    ASSERT_GT(model_bytes, limit << 20);
+    limit_args.push_back({"--memory-limit", std::to_string(limit) + "M"});
   }
-  std::string list;
-  for (auto& n : nodes) {
-    n->wait_ready();
-    list += (list.empty() ? "" : ",") + n->endpoint();
-  }
+  const auto nodes = test::start_nodes(dir.path(), 1, "limited", limit_args);
+  const std::string list = test::node_list(nodes);
 
   r = test::run_command({test::bin_path("troupe"), "plan", "-m", model, "--nodes", list}, 120);
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -30,13 +30,8 @@ class Serve : public ::testing::Test {
   static void start(const std::string& model, const std::string& models_dir, int n_nodes, const char* in_flight,
                     const char* queue) {
     if (!dir_) dir_ = new test::TempDir();
-    std::string list;
-    for (int i = 0; i < n_nodes; ++i)
-      nodes_.push_back(std::make_unique<test::NodeProcess>(models_dir, 1, "serve-node" + std::to_string(i)));
-    for (auto& n : nodes_) {
-      n->wait_ready();
-      list += (list.empty() ? "" : ",") + n->endpoint();
-    }
+    nodes_ = test::start_nodes(models_dir, 1, "serve-node", static_cast<size_t>(n_nodes));
+    const std::string list = test::node_list(nodes_);
     server_ = new test::ChildProcess({test::bin_path("troupe"), "serve", "--model", model, "--nodes", list, "--port", "0",
                                       "--port-file", dir_->file("port"), "--max-in-flight", in_flight, "--max-queue",
                                       queue, "--threads", "1"});

@@ -32,12 +32,8 @@ const std::string kModel = "stories260K/hf";  // 5 layers, context 512
 constexpr int kTokens = 200;
 
 // `n` caf-node daemons, started together.
-std::vector<std::unique_ptr<NodeProcess>> start_nodes(size_t n, const std::string& prefix) {
-  std::vector<std::unique_ptr<NodeProcess>> nodes;
-  for (size_t i = 0; i < n; ++i)
-    nodes.push_back(std::make_unique<NodeProcess>(test::models_dir(), test::kPipelineThreads, prefix + std::to_string(i)));
-  for (auto& node : nodes) node->wait_ready();
-  return nodes;
+test::NodeProcesses start_nodes(size_t n, const std::string& prefix) {
+  return test::start_nodes(test::models_dir(), test::kPipelineThreads, prefix, n);
 }
 
 // Layers 0-1, 2-3, 4 on the given nodes (two stages: 0-2, 3-4).

@@ -72,6 +72,37 @@ class NodeProcess {
   uint16_t port_ = 0;
 };
 
+using NodeProcesses = std::vector<std::unique_ptr<NodeProcess>>;
+
+// Nodes <prefix>0, <prefix>1, ..., node i with extra_args[i] (their count is extra_args.size()).
+// All are started, then each is waited for: every node measures its speed when it starts,
+// so starting them together saves seconds.
+inline NodeProcesses start_nodes(const std::string& models_dir, int threads, const std::string& prefix,
+                                 const std::vector<std::vector<std::string>>& extra_args) {
+  NodeProcesses nodes;
+  for (size_t i = 0; i < extra_args.size(); ++i)
+    nodes.push_back(std::make_unique<NodeProcess>(models_dir, threads, prefix + std::to_string(i), 0, extra_args[i]));
+  for (auto& n : nodes) n->wait_ready();
+  return nodes;
+}
+
+inline NodeProcesses start_nodes(const std::string& models_dir, int threads, const std::string& prefix, size_t n) {
+  return start_nodes(models_dir, threads, prefix, std::vector<std::vector<std::string>>(n));
+}
+
+inline std::vector<std::string> endpoints(const NodeProcesses& nodes) {
+  std::vector<std::string> out;
+  for (const auto& n : nodes) out.push_back(n->endpoint());
+  return out;
+}
+
+// "127.0.0.1:p0,127.0.0.1:p1,...", as --nodes takes it.
+inline std::string node_list(const NodeProcesses& nodes) {
+  std::string list;
+  for (const auto& n : nodes) list += (list.empty() ? "" : ",") + n->endpoint();
+  return list;
+}
+
 // An established TCP connection owned by a process (local and remote port, loopback only).
 struct TcpConnection {
   uint16_t local_port = 0;
