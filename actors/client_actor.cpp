@@ -4,7 +4,7 @@
 
 #include <unordered_map>
 
-#include "framework/messages.h"
+#include "actors/protocol/messages.h"
 
 namespace troupe {
 

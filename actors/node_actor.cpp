@@ -15,9 +15,10 @@
 #include <tuple>
 
 #include "actors/stage_actor.h"
-#include "framework/byte_size.h"
-#include "framework/placement.h"
-#include "models/checkpoint.h"
+#include "models/runtime/byte_size.h"
+#include "models/format/checkpoint.h"
+#include "models/machine/process_memory.h"
+#include "models/runtime/footprint.h"
 
 namespace troupe {
 
@@ -76,31 +77,16 @@ std::vector<std::string> list_models(const std::string& dir) {
   return models;
 }
 
-// Resident memory of this process now and at its peak (VmRSS, VmHWM), bytes.
-std::pair<uint64_t, uint64_t> process_rss() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  uint64_t rss = 0, peak = 0;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) rss = std::stoull(line.substr(6)) * 1024;
-    if (line.rfind("VmHWM:", 0) == 0) peak = std::stoull(line.substr(6)) * 1024;
-  }
-  return {rss, peak};
-}
-
 // Why a stage would not fit under --memory-limit (its weights as stored, plus the KV cache
 // of one session at full length, on top of what the daemon already holds), or nothing.
 std::optional<std::string> exceeds_memory_limit(const NodeConfig& node, const StageConfig& stage) {
   try {
     const auto ckpt = open_checkpoint(stage.model_path);
     const ModelFootprint f = footprint_of(*ckpt);
-    uint64_t weights = f.shared_bytes;
-    for (int64_t l = stage.spec.layer_first; l <= stage.spec.layer_last; ++l) weights += f.layer_bytes.at(static_cast<size_t>(l));
-    if (stage.spec.has_embedding) weights += f.embedding_bytes;
-    if (stage.spec.has_head) weights += f.head_bytes - (stage.spec.has_embedding ? f.tied_bytes : 0);
     const int64_t positions = stage.max_positions > 0 ? std::min(stage.max_positions, f.n_ctx) : f.n_ctx;
-    const uint64_t kv = f.kv_bytes_per_position * static_cast<uint64_t>(positions * stage.spec.n_layers());
-    const uint64_t in_use = process_rss().first;
+    const uint64_t weights = stage_weight_bytes(f, stage.spec);
+    const uint64_t kv = stage_kv_bytes(f, stage.spec, positions);
+    const uint64_t in_use = process_memory().rss;
     if (in_use + weights + kv <= node.memory_limit) return std::nullopt;
     return "stage " + stage.spec.describe() + " needs " + format_size(weights) + " of weights + " + format_size(kv) +
            " of KV cache, but --memory-limit " + format_size(node.memory_limit) + " leaves " +
@@ -261,7 +247,9 @@ proto::NodeInfo describe_node(const NodeConfig& cfg) {
   info.memory_limit = cfg.memory_limit;
   info.gflops = cfg.gflops;
   info.mem_gbps = cfg.mem_gbps;
-  std::tie(info.rss, info.peak_rss) = process_rss();
+  const ProcessMemory memory = process_memory();
+  info.rss = memory.rss;
+  info.peak_rss = memory.peak_rss;
   return info;
 }
 

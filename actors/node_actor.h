@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "framework/messages.h"
+#include "actors/protocol/messages.h"
 
 namespace troupe {
 

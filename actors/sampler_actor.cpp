@@ -2,8 +2,8 @@
 
 #include <caf/all.hpp>
 
-#include "framework/messages.h"
-#include "models/sampler.h"
+#include "actors/protocol/messages.h"
+#include "models/runtime/sampler.h"
 
 namespace troupe {
 

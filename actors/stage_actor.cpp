@@ -13,10 +13,10 @@
 #include <unordered_set>
 
 #include "actors/sampler_actor.h"
-#include "framework/messages.h"
-#include "models/checkpoint.h"
-#include "models/kv_cache.h"
-#include "models/stage_model.h"
+#include "actors/protocol/messages.h"
+#include "models/format/checkpoint.h"
+#include "models/arch/kv_cache.h"
+#include "models/arch/stage_model.h"
 
 namespace troupe {
 

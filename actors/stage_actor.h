@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <string>
 
-#include "framework/wire_tensor.h"
-#include "models/stage_spec.h"
+#include "actors/protocol/wire_tensor.h"
+#include "models/arch/stage_spec.h"
 
 namespace troupe {
 

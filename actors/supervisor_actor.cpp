@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include "framework/messages.h"
+#include "actors/protocol/messages.h"
 
 namespace troupe {
 

@@ -2,9 +2,9 @@
 
 #include <caf/all.hpp>
 
-#include "framework/messages.h"
-#include "models/checkpoint.h"
-#include "models/tokenizer.h"
+#include "actors/protocol/messages.h"
+#include "models/format/checkpoint.h"
+#include "models/vocab/tokenizer.h"
 
 namespace troupe {
 

@@ -4,9 +4,9 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
-#include "models/checkpoint.h"
-#include "models/quant_matmul.h"
-#include "models/stage_model.h"
+#include "models/format/checkpoint.h"
+#include "models/quant/quant_matmul.h"
+#include "models/arch/stage_model.h"
 #include "tests/test_support.h"
 
 namespace troupe {

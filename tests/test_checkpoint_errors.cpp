@@ -3,10 +3,10 @@
 
 #include <fstream>
 
-#include "models/checkpoint.h"
-#include "models/gguf_file.h"
-#include "models/gguf_writer.h"
-#include "models/stage_model.h"
+#include "models/format/checkpoint.h"
+#include "models/format/gguf_file.h"
+#include "models/format/gguf_writer.h"
+#include "models/arch/stage_model.h"
 #include "tests/test_support.h"
 
 namespace troupe {

@@ -4,8 +4,8 @@
 
 #include <fstream>
 
-#include "framework/byte_size.h"
-#include "framework/cluster_file.h"
+#include "models/runtime/byte_size.h"
+#include "framework/cluster/cluster_file.h"
 #include "tests/test_support.h"
 
 namespace troupe {

@@ -9,12 +9,12 @@
 #include <chrono>
 #include <memory>
 
-#include "framework/byte_size.h"
-#include "framework/cluster.h"
-#include "framework/deploy.h"
-#include "framework/deploy_planning.h"
-#include "framework/dsl.h"
-#include "models/checkpoint.h"
+#include "models/runtime/byte_size.h"
+#include "framework/cluster/cluster.h"
+#include "framework/deploy/deploy.h"
+#include "framework/deploy/deploy_planning.h"
+#include "framework/dsl/dsl.h"
+#include "models/format/checkpoint.h"
 #include "tests/test_support.h"
 #include "tests/test_support_nodes.h"
 #include "tests/test_support_pipeline.h"

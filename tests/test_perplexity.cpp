@@ -5,10 +5,10 @@
 
 #include <fstream>
 
-#include "models/checkpoint.h"
-#include "models/perplexity.h"
-#include "models/stage_model.h"
-#include "models/tokenizer.h"
+#include "models/format/checkpoint.h"
+#include "models/runtime/perplexity.h"
+#include "models/arch/stage_model.h"
+#include "models/vocab/tokenizer.h"
 #include "tests/test_support.h"
 
 namespace troupe {

@@ -14,9 +14,9 @@
 #include <mutex>
 #include <thread>
 
-#include "framework/cluster.h"
-#include "framework/deploy.h"
-#include "framework/dsl.h"
+#include "framework/cluster/cluster.h"
+#include "framework/deploy/deploy.h"
+#include "framework/dsl/dsl.h"
 #include "tests/test_support.h"
 #include "tests/test_support_nodes.h"
 #include "tests/test_support_pipeline.h"

@@ -8,9 +8,9 @@
 #include <numeric>
 #include <random>
 
-#include "framework/placement.h"
-#include "models/checkpoint.h"
-#include "models/model_split.h"
+#include "framework/placement/placement.h"
+#include "models/format/checkpoint.h"
+#include "models/convert/model_split.h"
 #include "tests/test_support.h"
 
 namespace troupe {

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <random>
 
-#include "models/quant_formats.h"
+#include "models/quant/quant_formats.h"
 
 namespace troupe {
 namespace {

@@ -15,12 +15,12 @@
 #include <string>
 #include <vector>
 
-#include "models/checkpoint.h"
-#include "models/quant_formats.h"
-#include "models/quant_kernels.h"
-#include "models/quant_matmul.h"
-#include "models/stage_model.h"
-#include "models/weights.h"
+#include "models/format/checkpoint.h"
+#include "models/quant/quant_formats.h"
+#include "models/quant/quant_kernels.h"
+#include "models/quant/quant_matmul.h"
+#include "models/arch/stage_model.h"
+#include "models/arch/weights.h"
 #include "tests/test_support.h"
 
 namespace troupe {

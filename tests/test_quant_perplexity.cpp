@@ -10,11 +10,11 @@
 #include <limits>
 #include <sstream>
 
-#include "models/checkpoint.h"
-#include "models/perplexity.h"
-#include "models/quant_matmul.h"
-#include "models/stage_model.h"
-#include "models/tokenizer.h"
+#include "models/format/checkpoint.h"
+#include "models/runtime/perplexity.h"
+#include "models/quant/quant_matmul.h"
+#include "models/arch/stage_model.h"
+#include "models/vocab/tokenizer.h"
 #include "tests/test_support.h"
 
 namespace troupe {

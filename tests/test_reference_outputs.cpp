@@ -6,8 +6,8 @@
 
 #include <cmath>
 
-#include "models/local_session.h"
-#include "models/stage_model.h"
+#include "models/runtime/local_session.h"
+#include "models/arch/stage_model.h"
 #include "tests/test_support.h"
 
 namespace troupe {

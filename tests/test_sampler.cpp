@@ -5,7 +5,7 @@
 #include <cmath>
 #include <map>
 
-#include "models/sampler.h"
+#include "models/runtime/sampler.h"
 
 namespace troupe {
 namespace {

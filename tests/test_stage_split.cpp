@@ -3,9 +3,9 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
-#include "models/checkpoint.h"
-#include "models/model_split.h"
-#include "models/stage_model.h"
+#include "models/format/checkpoint.h"
+#include "models/convert/model_split.h"
+#include "models/arch/stage_model.h"
 #include "tests/test_support.h"
 
 namespace troupe {

@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "framework/actor_system.h"
-#include "framework/deploy.h"
-#include "models/checkpoint.h"
-#include "models/local_session.h"
+#include "actors/protocol/actor_system.h"
+#include "framework/deploy/deploy.h"
+#include "models/format/checkpoint.h"
+#include "models/runtime/local_session.h"
 #include "tests/test_support.h"
 
 namespace troupe::test {

@@ -19,9 +19,9 @@
 #include <thread>
 #include <vector>
 
-#include "models/checkpoint.h"
-#include "models/hf_tokenizer_files.h"
-#include "models/tokenizer.h"
+#include "models/format/checkpoint.h"
+#include "models/format/hf_tokenizer_files.h"
+#include "models/vocab/tokenizer.h"
 #include "tests/test_support.h"
 
 namespace troupe {

@@ -9,9 +9,9 @@
 
 #include <cstring>
 
-#include "framework/actor_system.h"
-#include "framework/messages.h"
-#include "framework/wire_tensor.h"
+#include "actors/protocol/actor_system.h"
+#include "actors/protocol/messages.h"
+#include "actors/protocol/wire_tensor.h"
 
 namespace troupe {
 namespace {

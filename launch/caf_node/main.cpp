@@ -24,10 +24,10 @@
 #include <thread>
 
 #include "actors/node_actor.h"
-#include "framework/actor_system.h"
-#include "framework/byte_size.h"
-#include "models/compute_speed.h"
-#include "models/memory_bandwidth.h"
+#include "actors/protocol/actor_system.h"
+#include "models/runtime/byte_size.h"
+#include "models/machine/compute_speed.h"
+#include "models/machine/memory_bandwidth.h"
 
 namespace {
 

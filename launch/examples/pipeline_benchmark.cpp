@@ -28,12 +28,12 @@
 #include <numeric>
 #include <thread>
 
-#include "framework/actor_system.h"
-#include "framework/deploy.h"
-#include "framework/dsl.h"
-#include "models/checkpoint.h"
-#include "models/sampler.h"
-#include "models/stage_model.h"
+#include "actors/protocol/actor_system.h"
+#include "framework/deploy/deploy.h"
+#include "framework/dsl/dsl.h"
+#include "models/format/checkpoint.h"
+#include "models/runtime/sampler.h"
+#include "models/arch/stage_model.h"
 
 namespace {
 

@@ -13,10 +13,10 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
-#include "framework/actor_system.h"
-#include "framework/deploy.h"
-#include "framework/dsl.h"
-#include "models/checkpoint.h"
+#include "actors/protocol/actor_system.h"
+#include "framework/deploy/deploy.h"
+#include "framework/dsl/dsl.h"
+#include "models/format/checkpoint.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Generates text through a pipeline of three caf-node daemons"};

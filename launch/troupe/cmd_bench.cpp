@@ -10,13 +10,14 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "framework/deploy.h"
+#include "framework/deploy/deploy.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"
-#include "models/checkpoint.h"
-#include "models/memory_bandwidth.h"
-#include "models/stage_model.h"
+#include "models/format/checkpoint.h"
+#include "models/machine/memory_bandwidth.h"
+#include "models/machine/process_memory.h"
+#include "models/arch/stage_model.h"
 
 namespace troupe::cli {
 namespace {
@@ -88,7 +89,7 @@ json bench_single_process(const std::shared_ptr<const Checkpoint>& ckpt, const B
     step_ms.push_back(ms_since(t));
   }
   return {{"mode", "single-process"}, {"load_ms", load_ms}, {"prefill_ms", prefill_ms}, {"step_ms", step_ms},
-          {"nodes", json::array({{{"node", "local"}, {"peak_rss_bytes", peak_rss_bytes()}}})}};
+          {"nodes", json::array({{{"node", "local"}, {"peak_rss_bytes", process_memory().peak_rss}}})}};
 }
 
 json bench_pipeline(const std::shared_ptr<const Checkpoint>& ckpt, const BenchOptions& o) {

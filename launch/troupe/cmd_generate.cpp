@@ -6,13 +6,13 @@
 #include <random>
 
 
-#include "framework/deploy.h"
+#include "framework/deploy/deploy.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"
-#include "models/checkpoint.h"
-#include "models/local_session.h"
-#include "models/tokenizer.h"
+#include "models/format/checkpoint.h"
+#include "models/runtime/local_session.h"
+#include "models/vocab/tokenizer.h"
 
 namespace troupe::cli {
 namespace {

@@ -6,10 +6,10 @@
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/text_input.h"
-#include "models/checkpoint.h"
-#include "models/perplexity.h"
-#include "models/stage_model.h"
-#include "models/tokenizer.h"
+#include "models/format/checkpoint.h"
+#include "models/runtime/perplexity.h"
+#include "models/arch/stage_model.h"
+#include "models/vocab/tokenizer.h"
 
 namespace troupe::cli {
 namespace {

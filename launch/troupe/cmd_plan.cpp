@@ -2,15 +2,15 @@
 #include <iostream>
 
 
-#include "framework/byte_size.h"
-#include "framework/cluster.h"
-#include "framework/pipeline_plan.h"
-#include "framework/cluster_file.h"
-#include "framework/placement.h"
+#include "models/runtime/byte_size.h"
+#include "framework/cluster/cluster.h"
+#include "framework/deploy/pipeline_plan.h"
+#include "framework/cluster/cluster_file.h"
+#include "framework/placement/placement.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"
-#include "models/checkpoint.h"
+#include "models/format/checkpoint.h"
 
 namespace troupe::cli {
 namespace {

@@ -6,9 +6,9 @@
 #include <thread>
 
 
-#include "framework/http_server.h"
-#include "framework/pipeline_generator.h"
-#include "framework/local_generator.h"
+#include "framework/serve/http_server.h"
+#include "framework/serve/pipeline_generator.h"
+#include "framework/serve/local_generator.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"

@@ -5,8 +5,8 @@
 
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
-#include "models/checkpoint.h"
-#include "models/model_split.h"
+#include "models/format/checkpoint.h"
+#include "models/convert/model_split.h"
 
 namespace troupe::cli {
 namespace {

@@ -2,10 +2,10 @@
 
 #include <cstdio>
 
-#include "framework/byte_size.h"
-#include "framework/cluster.h"
-#include "framework/cluster_file.h"
-#include "framework/pipeline_plan.h"
+#include "models/runtime/byte_size.h"
+#include "framework/cluster/cluster.h"
+#include "framework/cluster/cluster_file.h"
+#include "framework/deploy/pipeline_plan.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"

@@ -3,7 +3,7 @@
 
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
-#include "models/synthetic_model.h"
+#include "models/convert/synthetic_model.h"
 
 namespace troupe::cli {
 namespace {

@@ -6,8 +6,8 @@
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/text_input.h"
-#include "models/checkpoint.h"
-#include "models/tokenizer.h"
+#include "models/format/checkpoint.h"
+#include "models/vocab/tokenizer.h"
 
 namespace troupe::cli {
 namespace {

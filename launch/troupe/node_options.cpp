@@ -3,10 +3,10 @@
 #include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
-#include "framework/actor_system.h"
-#include "framework/byte_size.h"
-#include "framework/deploy_planning.h"
-#include "framework/pipeline_plan.h"
+#include "actors/protocol/actor_system.h"
+#include "models/runtime/byte_size.h"
+#include "framework/deploy/deploy_planning.h"
+#include "framework/deploy/pipeline_plan.h"
 
 namespace troupe::cli {
 

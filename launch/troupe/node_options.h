@@ -8,8 +8,8 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
-#include "framework/deploy.h"
-#include "models/checkpoint.h"
+#include "framework/deploy/deploy.h"
+#include "models/format/checkpoint.h"
 
 namespace troupe::cli {
 

@@ -1,0 +1,255 @@
+#pragma once
+// The troupe protocol: every message the actors exchange, in one place.
+//
+// Actors and who talks to whom (one generated token, see docs/architecture.md):
+//
+//   client ──request(Activation{tokens})──▶ stage 0 ──delegate(Activation{hidden})──▶ stage 1 ──▶ …
+//        ◀───────────── TokenReply ──────── sampler ◀──delegate(LogitsRow)── last stage (same node)
+//
+// Every stage forwards the client's request with CAF's `delegate`, so the reply of the
+// sampler at the end of the chain goes straight back to the client that asked. ("client"
+// is the client actor of a deployed Pipeline, or any actor that sends an Activation.)
+//
+//   node (one per caf-node daemon, published on its port)
+//     info_atom                              -> NodeInfo (with every hosted stage's StageStats)
+//     spawn_atom, SpawnStage                 -> StageReady      (loads the stage, and its sampler if asked)
+//     peer_atom, host, port, caf::node_id    -> caf::ok_atom    (connect directly to the node at host:port,
+//                                                                which must be that node id; sent before
+//                                                                wiring a stage here to a stage there)
+//     ping_atom                              -> caf::ok_atom    (the supervisor's heartbeat)
+//   stage (detached actor, one per layer range)
+//     Activation                             -> (delegated) TokenReply, or an error naming stage+layers+node
+//     next_atom, caf::actor successor        -> caf::ok_atom
+//     end_session_atom, uint64_t session     -> caf::ok_atom    (frees the session's KV cache)
+//     stats_atom                             -> StageStats
+//     fault_atom, uint64_t step              -> caf::ok_atom    (tests: throw inside compute at that step)
+//     hop_ping_atom, uint64_t seq            -> (sends hop_pong_atom, seq back: the stage before it
+//                                                measures the hop's round trip)
+//     hop_pong_atom, uint64_t seq            (the answer of the next stage to its hop ping)
+//     tick_atom                              (from its node, every 5 s: ping the next stage if idle)
+//     flush_atom                             (to itself: run the pending steps as one batch)
+//     while loading, it sends LoadProgress to SpawnStage::progress (if set)
+//   sampler (on the last stage's node)
+//     LogitsRow                              -> TokenReply
+//   client (in the client process, one per deployed pipeline; never remote)
+//     Activation                             -> TokenReply (relayed to stage 0; fails at once if a stage died)
+//     watch_atom, std::vector<caf::actor>, std::vector<std::string> -> caf::ok_atom (again after a recovery)
+//     fail_atom, std::string why             -> (fails every request in flight; from the supervisor)
+//   supervisor (in the client process, one per deployed pipeline; never remote)
+//     watch_atom, std::vector<caf::actor> stages, std::vector<caf::actor> nodes, uint64_t epoch
+//                                            -> caf::ok_atom    (monitors stages and nodes, pings nodes)
+//     tick_atom                              (to itself: one heartbeat round)
+//     (see framework/deploy_supervision.h and "Supervision and failover" in docs/architecture.md)
+//   tokenizer (on the client, never remote)
+//     encode_atom, std::string text          -> std::vector<int32_t>
+//     decode_atom, std::vector<int32_t> ids  -> std::string
+//     piece_atom, int32_t id                 -> std::string (the bytes of one token)
+//     info_atom                              -> TokenizerInfo
+//
+// Versioning: kProtocolVersion is checked when a client first talks to a node (NodeInfo)
+// and again on SpawnStage; the activation bytes carry their own format version
+// (kWireFormatVersion, framework/wire_tensor.h).
+#include <caf/actor.hpp>
+#include <caf/atom.hpp>
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "actors/protocol/wire_tensor.h"
+#include "models/runtime/sampler.h"
+#include "models/arch/stage_spec.h"
+
+namespace troupe {
+namespace proto {
+
+constexpr uint32_t kProtocolVersion = 4;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo
+
+// -- atoms (at most 10 characters) --------------------------------------------------------
+
+using info_atom = caf::atom_constant<caf::atom("info")>;
+using spawn_atom = caf::atom_constant<caf::atom("spawnstage")>;
+using peer_atom = caf::atom_constant<caf::atom("peer")>;
+using next_atom = caf::atom_constant<caf::atom("setnext")>;
+using end_session_atom = caf::atom_constant<caf::atom("endsession")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using load_atom = caf::atom_constant<caf::atom("load")>;  // node -> its own new stage (local only)
+using encode_atom = caf::atom_constant<caf::atom("encode")>;
+using decode_atom = caf::atom_constant<caf::atom("decode")>;
+using piece_atom = caf::atom_constant<caf::atom("piece")>;
+using watch_atom = caf::atom_constant<caf::atom("watch")>;  // deploy -> its client actor (local only)
+using ping_atom = caf::atom_constant<caf::atom("ping")>;    // supervisor -> node (heartbeat)
+using fault_atom = caf::atom_constant<caf::atom("fault")>;  // test -> stage (fault injection)
+using fail_atom = caf::atom_constant<caf::atom("fail")>;    // supervisor -> client actor (local only)
+using tick_atom = caf::atom_constant<caf::atom("tick")>;    // supervisor -> itself (heartbeat timer)
+using flush_atom = caf::atom_constant<caf::atom("flush")>;  // stage -> itself (run the pending batch)
+using hop_ping_atom = caf::atom_constant<caf::atom("hopping")>;  // stage -> next stage (hop round trip)
+using hop_pong_atom = caf::atom_constant<caf::atom("hoppong")>;  // next stage -> stage
+
+// -- node: spawning a stage -----------------------------------------------------------------
+
+struct SpawnStage {
+  uint32_t protocol_version = kProtocolVersion;
+  std::string model;         // relative to the node's --models dir (or absolute)
+  StageSpec spec;
+  uint8_t wire_dtype = static_cast<uint8_t>(WireDType::f32);  // for the activations this stage sends
+  int32_t threads = 0;       // 0: the node's default
+  int64_t max_positions = 0; // KV cache length per session; 0: the model's context
+  bool with_sampler = false; // the last stage: also spawn the sampler next to it, wired as successor
+  caf::actor owner;          // the stage quits when this actor (the client's pipeline) goes down
+  int32_t max_batch = 0;     // sessions per forward pass; 0: the default (stage_actor.h), 1: no batching
+  caf::actor progress;       // receives LoadProgress while the stage loads (may be invalid)
+};
+
+// Stage -> SpawnStage::progress while its weights are read from disk.
+struct LoadProgress {
+  std::string node;
+  std::string describe;      // "layers 0-2 +embedding"
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;
+};
+
+struct StageReady {
+  caf::actor stage;
+  caf::actor sampler;        // invalid unless with_sampler
+  std::string node;
+  std::string describe;      // "layers 0-2 +embedding"
+  int64_t n_layer = 0;       // of the whole model
+  int64_t n_vocab = 0;
+  int64_t n_embd = 0;
+  int64_t n_ctx = 0;
+  int64_t max_positions = 0;
+  uint64_t weight_bytes = 0;
+  double load_ms = 0;
+  int32_t threads = 0;
+};
+
+// -- stage and sampler ------------------------------------------------------------------
+
+// One hop of one request: encode_tensor_message(TensorMessage) (cereal, versioned).
+struct Activation {
+  std::string bytes;
+};
+
+// Last stage -> sampler on the same node: the logits row of the newest position.
+struct LogitsRow {
+  uint64_t session_id = 0;
+  std::vector<float> logits;
+  SamplingRequest sampling;
+};
+
+// Sampler -> the client that sent the Activation to stage 0.
+struct TokenReply {
+  uint64_t session_id = 0;
+  int32_t token = -1;
+  std::vector<float> logits;  // only when the request asked for it
+};
+
+struct StageStats {
+  std::string node;
+  std::string describe;
+  int32_t sessions = 0;       // sessions holding a KV cache
+  uint64_t cache_bytes = 0;
+  uint64_t steps = 0;         // activations handled
+  uint64_t bytes_in = 0;      // activation bytes received
+  uint64_t bytes_out = 0;     // activation bytes sent to the successor (0 for the last stage)
+  double compute_ms = 0;      // time spent in forward passes
+  uint64_t batches = 0;       // forward passes (steps / batches: sessions per pass)
+  uint64_t positions = 0;     // token positions computed (a prefill counts its prompt)
+  double recent_tokens_per_s = 0;  // activations (one generated token each) per second, last 10 s
+  double next_rtt_ms = -1;    // round trip of a ping to the next stage, sent while idle (the hop's
+                              // network latency x 2); -1: not measured (the last stage, or not yet)
+};
+
+// -- node: what it has and hosts --------------------------------------------------------------
+
+struct NodeInfo {
+  uint32_t protocol_version = kProtocolVersion;
+  std::string node;          // "host:port" as the daemon was started
+  uint64_t mem_total = 0;    // bytes, /proc/meminfo MemTotal
+  uint64_t mem_available = 0;  // bytes, /proc/meminfo MemAvailable
+  int32_t cores = 0;
+  int32_t threads = 0;       // LibTorch threads per stage by default
+  std::string models_dir;
+  std::vector<std::string> models;  // model files/dirs under models_dir, relative to it
+  int32_t stages = 0;        // stage actors currently alive on the node
+  uint64_t memory_limit = 0; // bytes troupe may use there (--memory-limit); 0: no limit
+  double gflops = 0;         // measured fp32 matmul speed with `threads` threads
+  double mem_gbps = 0;       // measured memory read bandwidth
+  uint64_t rss = 0;          // resident memory of the daemon now, bytes
+  uint64_t peak_rss = 0;     // its peak resident memory, bytes
+  std::vector<StageStats> stage_stats;  // of the stages it hosts (a stage busy past the deadline is missing)
+};
+
+
+struct TokenizerInfo {
+  int32_t n_vocab = 0;
+  int32_t bos_id = -1;
+  int32_t eos_id = -1;
+  bool adds_bos = false;
+};
+
+// -- inspection (CAF serialization) ---------------------------------------------------------
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, NodeInfo& x) {
+  return f(caf::meta::type_name("troupe.NodeInfo"), x.protocol_version, x.node, x.mem_total, x.mem_available,
+           x.cores, x.threads, x.models_dir, x.models, x.stages, x.memory_limit, x.gflops, x.mem_gbps, x.rss,
+           x.peak_rss, x.stage_stats);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, SpawnStage& x) {
+  return f(caf::meta::type_name("troupe.SpawnStage"), x.protocol_version, x.model, x.spec.layer_first,
+           x.spec.layer_last, x.spec.has_embedding, x.spec.has_head, x.wire_dtype, x.threads, x.max_positions,
+           x.with_sampler, x.owner, x.max_batch, x.progress);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, StageReady& x) {
+  return f(caf::meta::type_name("troupe.StageReady"), x.stage, x.sampler, x.node, x.describe, x.n_layer, x.n_vocab,
+           x.n_embd, x.n_ctx, x.max_positions, x.weight_bytes, x.load_ms, x.threads);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Activation& x) {
+  return f(caf::meta::type_name("troupe.Activation"), x.bytes);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LogitsRow& x) {
+  auto& o = x.sampling.options;
+  return f(caf::meta::type_name("troupe.LogitsRow"), x.session_id, x.logits, o.temperature, o.top_k, o.top_p,
+           o.repeat_penalty, o.repeat_window, o.seed, x.sampling.recent, x.sampling.step, x.sampling.want_logits);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, TokenReply& x) {
+  return f(caf::meta::type_name("troupe.TokenReply"), x.session_id, x.token, x.logits);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, StageStats& x) {
+  return f(caf::meta::type_name("troupe.StageStats"), x.node, x.describe, x.sessions, x.cache_bytes, x.steps,
+           x.bytes_in, x.bytes_out, x.compute_ms, x.batches, x.positions, x.recent_tokens_per_s, x.next_rtt_ms);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LoadProgress& x) {
+  return f(caf::meta::type_name("troupe.LoadProgress"), x.node, x.describe, x.bytes_done, x.bytes_total);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, TokenizerInfo& x) {
+  return f(caf::meta::type_name("troupe.TokenizerInfo"), x.n_vocab, x.bos_id, x.eos_id, x.adds_bos);
+}
+
+// Registers every type above with CAF (needed for the ones that cross the network).
+void add_message_types(caf::actor_system_config& cfg);
+
+// The message text of an error made by troupe (or CAF's rendering of any other error).
+std::string error_text(const caf::error& err);
+
+}  // namespace proto
+}  // namespace troupe

@@ -1,0 +1,143 @@
+#include "framework/cluster/cluster.h"
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+namespace troupe {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Endpoint::str() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+Endpoint parse_endpoint(const std::string& text) {
+  Endpoint ep;
+  std::string port;
+  if (!text.empty() && text[0] == '[') {
+    const auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      throw std::invalid_argument("bad node address '" + text + "' (expected [v6addr]:port)");
+    ep.host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+      throw std::invalid_argument("bad node address '" + text + "' (expected host:port)");
+    ep.host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  char* end = nullptr;
+  const long value = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || value < 1 || value > 65535)
+    throw std::invalid_argument("bad port in node address '" + text + "'");
+  ep.port = static_cast<uint16_t>(value);
+  return ep;
+}
+
+void probe_tcp(const Endpoint& ep, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(ep.port);
+  if (int rc = getaddrinfo(ep.host.c_str(), port.c_str(), &hints, &found); rc != 0)
+    throw NodeUnreachable("cannot reach node " + ep.str() + ": " + gai_strerror(rc));
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addrs(found, freeaddrinfo);
+  std::string reason = "no address";
+  for (addrinfo* a = addrs.get(); a != nullptr; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      reason = std::strerror(errno);
+      continue;
+    }
+    int err = connect(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
+    if (err == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      const int ready = poll(&p, 1, static_cast<int>(std::max<int64_t>(left, 0)));
+      if (ready == 0) {
+        err = ETIMEDOUT;
+      } else {
+        socklen_t len = sizeof(err);
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      }
+    }
+    close(fd);
+    if (err == 0) return;
+    reason = err == ETIMEDOUT ? "no answer within " + std::to_string(timeout.count()) + " ms" : std::strerror(err);
+    if (Clock::now() >= deadline) break;
+  }
+  throw NodeUnreachable("cannot reach node " + ep.str() + ": " + reason);
+}
+
+ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  probe_tcp(ep, timeout);
+  auto left = [&] {
+    return std::max(std::chrono::milliseconds(1),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+  };
+  ConnectedNode node;
+  std::string failure;
+  caf::scoped_actor self{sys};
+  // The middleman's own connect, but awaited for a bounded time (remote_actor waits forever).
+  self->request(sys.middleman().actor_handle(), left(), caf::connect_atom::value, ep.host, ep.port)
+    .receive(
+      [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
+        if (ptr == nullptr)
+          failure = "no troupe node is published there";
+        else
+          node.actor = caf::actor_cast<caf::actor>(std::move(ptr));
+      },
+      [&](caf::error& err) {
+        failure = err == caf::sec::request_timeout ? "no handshake within " + std::to_string(timeout.count()) + " ms"
+                                                   : proto::error_text(err);
+      });
+  if (!failure.empty()) throw NodeUnreachable("cannot connect to node " + ep.str() + ": " + failure);
+  self->request(node.actor, left(), proto::info_atom::value)
+    .receive([&](proto::NodeInfo& info) { node.info = std::move(info); },
+             [&](caf::error& err) {
+               failure = err == caf::sec::request_timeout ? "no answer within " + std::to_string(timeout.count()) + " ms"
+                                                          : proto::error_text(err);
+             });
+  if (!failure.empty()) throw NodeUnreachable("node " + ep.str() + " does not answer: " + failure);
+  if (node.info.protocol_version != proto::kProtocolVersion)
+    throw NodeUnreachable("node " + ep.str() + " speaks troupe protocol v" +
+                          std::to_string(node.info.protocol_version) + ", this client v" +
+                          std::to_string(proto::kProtocolVersion));
+  return node;
+}
+
+NodeCapacity capacity_of(const proto::NodeInfo& info) {
+  NodeCapacity c;
+  c.name = info.node;
+  c.memory_bytes = info.memory_limit > 0 ? std::min(info.mem_available, info.memory_limit) : info.mem_available;
+  c.gflops = info.gflops;
+  c.mem_gbps = info.mem_gbps;
+  return c;
+}
+
+std::vector<NodeCapacity> query_node_capacities(caf::actor_system& sys, const std::vector<std::string>& endpoints,
+                                                std::chrono::milliseconds timeout) {
+  std::vector<NodeCapacity> nodes;
+  for (const auto& e : endpoints) {
+    NodeCapacity c = capacity_of(connect_node(sys, parse_endpoint(e), timeout).info);
+    c.name = e;  // as the user named it: the plan's node list feeds --nodes again
+    nodes.push_back(c);
+  }
+  return nodes;
+}
+
+}  // namespace troupe

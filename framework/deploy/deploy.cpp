@@ -1,0 +1,426 @@
+// Built into troupe_actors (see actors/CMakeLists.txt): deploying spawns the actors.
+#include "framework/deploy/deploy.h"
+
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <map>
+
+#include "actors/client_actor.h"
+#include "actors/node_actor.h"
+#include "actors/tokenizer_actor.h"
+#include "framework/cluster/cluster.h"
+#include "framework/deploy/deploy_planning.h"
+#include "framework/deploy/deploy_supervision.h"
+#include "models/vocab/tokenizer.h"
+
+namespace troupe {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// The recent tokens the sampler needs: only the repetition window, and none without a penalty.
+std::vector<int32_t> recent_window(const std::vector<int32_t>& history, const SamplingOptions& o) {
+  if (o.repeat_penalty == 1.0f || o.repeat_window <= 0) return {};
+  const size_t n = std::min(history.size(), static_cast<size_t>(o.repeat_window));
+  return std::vector<int32_t>(history.end() - static_cast<std::ptrdiff_t>(n), history.end());
+}
+
+}  // namespace
+
+struct Pipeline::Impl {
+  caf::actor_system* sys = nullptr;
+  DeployOptions options;
+  SamplingOptions sampling;
+  caf::actor client;  // relays generation requests to stage 0; the stages quit when it goes down
+  caf::actor tokenizer;
+  caf::actor local_node;
+  std::vector<DeployedStage> stages;  // updated in place by the supervisor's recoveries
+  std::vector<proto::SpawnStage> spawns;  // what each stage was spawned with (to restart it)
+  std::shared_ptr<Supervisor> supervisor;
+  int64_t n_vocab = 0;
+  int64_t max_positions = 0;
+  int32_t eos_id = -1;
+  mutable std::atomic<uint64_t> next_session{1};
+
+  ~Impl() { stop(); }
+
+  // Stops every actor of the pipeline and waits (a bounded time) until they are gone, so that
+  // nothing of it is still in flight when the caller goes on to destroy the actor system
+  // (CAF 0.17 can then wait forever for a detached stage that a late message still holds).
+  void stop() {
+    if (supervisor) supervisor->stop();  // no recovery may run (or start) while stopping
+    supervisor.reset();
+    std::vector<caf::actor> all;
+    for (const auto& s : stages) all.push_back(s.actor);
+    for (auto* a : {&client, &tokenizer, &local_node})
+      if (*a) all.push_back(*a);
+    stages.clear();
+    client = tokenizer = local_node = caf::actor{};
+    if (all.empty() || sys == nullptr) return;
+    caf::scoped_actor self{*sys};
+    for (const auto& a : all) {
+      self->monitor(a);
+      self->send_exit(a, caf::exit_reason::user_shutdown);
+    }
+    const auto deadline = Clock::now() + options.connect_timeout;
+    size_t gone = 0;
+    bool timed_out = false;
+    while (gone < all.size() && !timed_out) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      self->receive([&](const caf::down_msg&) { ++gone; },
+                    caf::after(std::max(left, std::chrono::milliseconds(0))) >> [&] { timed_out = true; });
+    }
+  }
+
+  std::string piece(caf::scoped_actor& self, int32_t token) const {
+    std::string out;
+    if (!tokenizer) return out;
+    self->request(tokenizer, options.step_timeout, proto::piece_atom::value, token)
+      .receive([&](std::string& s) { out = std::move(s); }, [](caf::error&) {});
+    return out;
+  }
+
+  // Frees the session's KV caches on every stage. Not awaited: a stage handles it before
+  // anything this process sends it later, and a dead stage must not hold up the caller.
+  std::vector<DeployedStage> current_stages() const { return supervisor ? supervisor->stages() : stages; }
+
+  void end_session(uint64_t session) const {
+    for (const auto& s : current_stages()) caf::anon_send(s.actor, proto::end_session_atom::value, session);
+  }
+};
+
+Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pipeline::Pipeline(Pipeline&&) noexcept = default;
+Pipeline& Pipeline::operator=(Pipeline&&) noexcept = default;
+Pipeline::~Pipeline() = default;
+
+void Pipeline::shutdown() {
+  if (impl_) impl_->stop();
+}
+
+const std::vector<DeployedStage>& Pipeline::stages() const { return impl_->stages; }
+const SamplingOptions& Pipeline::sampling() const { return impl_->sampling; }
+int64_t Pipeline::n_vocab() const { return impl_->n_vocab; }
+int64_t Pipeline::max_positions() const { return impl_->max_positions; }
+int32_t Pipeline::eos_id() const { return impl_->eos_id; }
+
+std::vector<int32_t> Pipeline::encode(const std::string& text) const {
+  if (!impl_->tokenizer) throw PipelineError("this pipeline has no tokenizer: give token ids");
+  caf::scoped_actor self{*impl_->sys};
+  std::vector<int32_t> ids;
+  std::string failure;
+  self->request(impl_->tokenizer, impl_->options.step_timeout, proto::encode_atom::value, text)
+    .receive([&](std::vector<int32_t>& r) { ids = std::move(r); },
+             [&](caf::error& e) { failure = proto::error_text(e); });
+  if (!failure.empty()) throw PipelineError("tokenizer: " + failure);
+  return ids;
+}
+
+std::string Pipeline::decode(const std::vector<int32_t>& tokens) const {
+  if (!impl_->tokenizer) return {};
+  caf::scoped_actor self{*impl_->sys};
+  std::string text, failure;
+  self->request(impl_->tokenizer, impl_->options.step_timeout, proto::decode_atom::value, tokens)
+    .receive([&](std::string& r) { text = std::move(r); }, [&](caf::error& e) { failure = proto::error_text(e); });
+  if (!failure.empty()) throw PipelineError("tokenizer: " + failure);
+  return text;
+}
+
+std::vector<proto::StageStats> Pipeline::stats() const {
+  caf::scoped_actor self{*impl_->sys};
+  std::vector<proto::StageStats> all;
+  for (const auto& s : impl_->current_stages()) {
+    std::string failure;
+    self->request(s.actor, impl_->options.connect_timeout, proto::stats_atom::value)
+      .receive([&](proto::StageStats& st) { all.push_back(std::move(st)); },
+               [&](caf::error& e) { failure = proto::error_text(e); });
+    if (!failure.empty()) throw PipelineError("stage " + s.describe + " @ " + s.endpoint + ": " + failure);
+  }
+  return all;
+}
+
+std::vector<Recovery> Pipeline::recoveries() const {
+  return impl_->supervisor ? impl_->supervisor->recoveries() : std::vector<Recovery>{};
+}
+
+void Pipeline::inject_fault(size_t index, uint64_t at_step) const {
+  const auto stages = impl_->current_stages();
+  if (index >= stages.size()) throw std::out_of_range("no stage " + std::to_string(index));
+  caf::scoped_actor self{*impl_->sys};
+  std::string failure;
+  self->request(stages[index].actor, impl_->options.connect_timeout, proto::fault_atom::value, at_step)
+    .receive([](caf::ok_atom) {}, [&](caf::error& e) { failure = proto::error_text(e); });
+  if (!failure.empty()) throw PipelineError("stage " + stages[index].describe + ": " + failure);
+}
+
+Generation Pipeline::generate(const std::string& prompt, int64_t n_tokens, const TokenHandler& on_token) const {
+  return generate(prompt, n_tokens, impl_->sampling, on_token);
+}
+
+Generation Pipeline::generate(const std::string& prompt, int64_t n_tokens, const SamplingOptions& sampling,
+                              const TokenHandler& on_token) const {
+  Generation g = generate_tokens(encode(prompt), n_tokens, sampling, GenerateOptions{}, on_token);
+  return g;
+}
+
+Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t n_tokens,
+                                     const SamplingOptions& sampling, const GenerateOptions& options,
+                                     const TokenHandler& on_token) const {
+  const Impl& I = *impl_;
+  if (I.stages.empty()) throw PipelineError("the pipeline was shut down");
+  if (prompt.empty()) throw std::invalid_argument("empty prompt");
+  if (static_cast<int64_t>(prompt.size()) >= I.max_positions)
+    throw std::length_error("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the context of " +
+                            std::to_string(I.max_positions) + " positions");
+  const uint64_t session = I.next_session.fetch_add(1);
+  caf::scoped_actor self{*I.sys};
+  Generation g;
+  g.prompt_tokens = prompt;
+  std::vector<int32_t> history = prompt;
+  std::vector<int32_t> input = prompt;
+  int64_t pos = 0;
+  std::string failure;
+  Supervisor::Session record = I.supervisor->open_session(session);  // replayed after a stage failure
+  for (int64_t step = 0; step < n_tokens && pos + static_cast<int64_t>(input.size()) <= I.max_positions; ++step) {
+    TensorMessage m;
+    m.session_id = session;
+    m.pos = pos;
+    m.tensor = tokens_to_wire(input);
+    m.sampling.options = sampling;
+    m.sampling.recent = recent_window(history, sampling);
+    m.sampling.step = static_cast<uint64_t>(step);
+    m.sampling.want_logits = options.want_logits;
+    proto::TokenReply reply;
+    const auto t0 = Clock::now();
+    // Through the client actor; a stage failure on the way is repaired and the session
+    // replayed before the step is tried again (framework/deploy_supervision.h).
+    try {
+      reply = I.supervisor->step(self, record, encode_tensor_message(m), static_cast<int64_t>(input.size()));
+    } catch (const PipelineError& e) {
+      failure = e.what();
+      break;
+    }
+    if (step == 0)
+      g.prefill_ms = ms_since(t0);
+    else
+      g.step_ms.push_back(ms_since(t0));
+    if (reply.session_id != session) {
+      failure = "reply for session " + std::to_string(reply.session_id) + " while waiting for session " +
+                std::to_string(session);
+      break;
+    }
+    g.tokens.push_back(reply.token);
+    if (options.want_logits) g.logits.push_back(std::move(reply.logits));
+    if (on_token) on_token(reply.token, I.piece(self, reply.token));
+    pos += static_cast<int64_t>(input.size());
+    input.assign(1, reply.token);
+    history.push_back(reply.token);
+    if (options.stop_at_eos && reply.token == I.eos_id) break;
+    if (options.keep_going && !options.keep_going()) break;
+  }
+  I.end_session(session);
+  g.recoveries = record.recoveries;
+  g.tokens_replayed = record.tokens_replayed;
+  if (!failure.empty()) throw PipelineError("generation failed at token " + std::to_string(g.tokens.size()) + ": " + failure);
+  if (I.tokenizer) g.text = decode(g.tokens);
+  return g;
+}
+
+namespace {
+
+// Joins "a; b; c".
+void add_failure(std::string& all, const std::string& one) { all += (all.empty() ? "" : "; ") + one; }
+
+std::string timeout_or_text(const caf::error& e, const std::string& what, std::chrono::milliseconds timeout) {
+  return e == caf::sec::request_timeout ? what + " within " + std::to_string(timeout.count()) + " ms"
+                                        : proto::error_text(e);
+}
+
+// The node actor for each endpoint named in the description (connecting once per node),
+// and a node actor in this process for stages without .on().
+std::map<std::string, caf::actor> reach_nodes(caf::actor_system& sys, const dsl::PipelineDesc& desc,
+                                              const DeployOptions& options, Pipeline::Impl& I) {
+  std::map<std::string, caf::actor> nodes;
+  for (const auto& s : desc.stages) {
+    if (nodes.count(s.endpoint)) continue;
+    if (s.endpoint.empty()) {
+      I.local_node = spawn_node_actor(sys, NodeConfig{"local", options.local_models_dir, options.local_threads});
+      nodes[""] = I.local_node;
+      continue;
+    }
+    try {
+      nodes[s.endpoint] = connect_node(sys, parse_endpoint(s.endpoint), options.connect_timeout).actor;
+    } catch (const std::exception& e) {
+      throw DeployError(e.what());
+    }
+  }
+  return nodes;
+}
+
+// Asks every node to load its stage, all at once; the first stage gets the embedding, the
+// last the head and the sampler.
+std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::PipelineDesc& desc,
+                                            const DeployOptions& options,
+                                            const std::map<std::string, caf::actor>& nodes, Pipeline::Impl& I) {
+  // Relays the stages' LoadProgress to the caller's callback while they load.
+  caf::actor progress;
+  if (options.on_load_progress)
+    progress = self->spawn([cb = options.on_load_progress]() -> caf::behavior {
+      return {[cb](const proto::LoadProgress& p) { cb(p.node, p.describe, p.bytes_done, p.bytes_total); }};
+    });
+  using Handle = decltype(self->request(caf::actor{}, options.spawn_timeout, proto::spawn_atom::value,
+                                        proto::SpawnStage{}));
+  std::vector<Handle> pending;
+  for (size_t i = 0; i < desc.stages.size(); ++i) {
+    const dsl::StageDesc& s = desc.stages[i];
+    proto::SpawnStage req;
+    req.model = s.model;
+    req.spec.layer_first = s.range.first;
+    req.spec.layer_last = s.range.last;
+    req.spec.has_embedding = i == 0;
+    req.spec.has_head = i + 1 == desc.stages.size();
+    req.wire_dtype = static_cast<uint8_t>(s.wire_dtype.value_or(options.wire_dtype));
+    req.threads = s.threads;
+    req.max_positions = options.max_positions;
+    req.with_sampler = req.spec.has_head;
+    req.owner = I.client;
+    req.max_batch = options.max_batch;
+    req.progress = progress;
+    I.spawns.push_back(req);
+    pending.push_back(self->request(nodes.at(s.endpoint), options.spawn_timeout, proto::spawn_atom::value, req));
+  }
+  std::string failures;
+  std::vector<proto::StageReady> ready(desc.stages.size());
+  for (size_t i = 0; i < pending.size(); ++i) {
+    const std::string& ep = desc.stages[i].endpoint;
+    pending[i].receive(
+      [&](proto::StageReady& r) {
+        ready[i] = std::move(r);
+        // Kept even if another stage fails, so that ~Impl stops it.
+        I.stages.push_back(DeployedStage{ep, ready[i].describe, ready[i].stage, ready[i].weight_bytes,
+                                         ready[i].load_ms, ready[i].threads});
+      },
+      [&](caf::error& e) {
+        add_failure(failures, "stage " + std::to_string(i) + (ep.empty() ? " in this process" : " on " + ep) + ": " +
+                                timeout_or_text(e, "not loaded", options.spawn_timeout));
+      });
+  }
+  if (progress) self->send_exit(progress, caf::exit_reason::user_shutdown);
+  if (!failures.empty()) throw DeployError(failures);
+  return ready;
+}
+
+// All stages must be of one model and cover all its layers.
+void check_coverage(const dsl::PipelineDesc& desc, const std::vector<proto::StageReady>& ready) {
+  const int64_t n_layer = ready.front().n_layer;
+  for (size_t i = 0; i < ready.size(); ++i)
+    if (ready[i].n_layer != n_layer || ready[i].n_vocab != ready.front().n_vocab)
+      throw DeployError("stage " + std::to_string(i) + " (" + desc.stages[i].model +
+                        ") is not the same model as stage 0");
+  if (desc.stages.back().range.last != n_layer - 1)
+    throw DeployError("the stages cover layers 0-" + std::to_string(desc.stages.back().range.last) +
+                      " but the model has " + std::to_string(n_layer) + " layers (0-" + std::to_string(n_layer - 1) +
+                      ")");
+}
+
+// Connects each stage's node directly to the next stage's node, before any activation
+// flows (see "Direct connections" in docs/architecture.md).
+void peer_nodes(caf::scoped_actor& self, const dsl::PipelineDesc& desc, const DeployOptions& options,
+                const std::map<std::string, caf::actor>& nodes, const std::vector<proto::StageReady>& ready) {
+  const auto timeout = options.connect_timeout + std::chrono::seconds(10);  // the node has its own timeout
+  using Handle = decltype(self->request(caf::actor{}, timeout, proto::peer_atom::value, std::string{}, uint16_t{0},
+                                        caf::node_id{}));
+  std::vector<Handle> pending;
+  for (size_t i = 0; i + 1 < desc.stages.size(); ++i) {
+    const std::string& here = desc.stages[i].endpoint;
+    const std::string& next = desc.stages[i + 1].endpoint;
+    if (here.empty() || next.empty() || here == next) continue;  // the client is connected to all; one node
+    const Endpoint ep = parse_endpoint(next);
+    pending.push_back(
+      self->request(nodes.at(here), timeout, proto::peer_atom::value, ep.host, ep.port, ready[i + 1].stage.node()));
+  }
+  std::string failures;
+  for (auto& p : pending)
+    p.receive([](caf::ok_atom) {},
+              [&](caf::error& e) { add_failure(failures, timeout_or_text(e, "no peering", timeout)); });
+  if (!failures.empty()) throw DeployError(failures);
+}
+
+// Tells each stage its successor (the last one already feeds its sampler), and the client
+// actor which stages to watch.
+void wire_stages(caf::scoped_actor& self, const DeployOptions& options, const Pipeline::Impl& I) {
+  for (size_t i = 0; i + 1 < I.stages.size(); ++i) {
+    std::string failure;
+    self->request(I.stages[i].actor, options.connect_timeout, proto::next_atom::value, I.stages[i + 1].actor)
+      .receive([](caf::ok_atom) {}, [&](caf::error& e) { failure = proto::error_text(e); });
+    if (!failure.empty())
+      throw DeployError("cannot wire stage " + std::to_string(i) + " to stage " + std::to_string(i + 1) + ": " + failure);
+  }
+  std::vector<caf::actor> actors;
+  std::vector<std::string> labels;
+  for (const auto& s : I.stages) {
+    actors.push_back(s.actor);
+    labels.push_back("stage " + s.describe + (s.endpoint.empty() ? " in this process" : " on node " + s.endpoint));
+  }
+  self->request(I.client, options.connect_timeout, proto::watch_atom::value, std::move(actors), std::move(labels))
+    .receive([](caf::ok_atom) {}, [](caf::error&) {});
+}
+
+}  // namespace
+
+Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const DeployOptions& options) {
+  if (desc.planned) return deploy(sys, plan_pipeline(sys, desc, options).desc, options);  // the planner splits it first
+  try {
+    desc.validate();
+  } catch (const std::invalid_argument& e) {
+    throw DeployError(std::string("invalid pipeline: ") + e.what());
+  }
+  for (size_t i = 1; i < desc.stages.size(); ++i)
+    if (desc.stages[i].endpoint.empty() && !desc.stages[i - 1].endpoint.empty())
+      throw DeployError("stage " + std::to_string(i) + " runs in this process but follows stage " +
+                        std::to_string(i - 1) + " on node " + desc.stages[i - 1].endpoint +
+                        ": put the stages without .on() first (with CAF 0.17, a client whose own stage "
+                        "receives from a node may hang when it shuts down)");
+  auto impl = std::make_unique<Pipeline::Impl>();  // on any error below, ~Impl stops what started
+  Pipeline::Impl& I = *impl;
+  I.sys = &sys;
+  I.options = options;
+  I.sampling = desc.sampler ? desc.sampler->options : SamplingOptions{};
+  I.client = spawn_client_actor(sys, options.step_timeout);
+
+  if (desc.tokenizer) {
+    std::shared_ptr<const Tokenizer> tok;
+    try {
+      tok = load_tokenizer(resolve_model_path(options.local_models_dir, desc.tokenizer->model));
+    } catch (const std::exception& e) {
+      throw DeployError(std::string("tokenizer: ") + e.what());
+    }
+    I.eos_id = tok->eos_id();
+    I.tokenizer = spawn_tokenizer_actor(sys, tok);
+  }
+
+  const auto nodes = reach_nodes(sys, desc, options, I);
+  caf::scoped_actor self{sys};
+  const auto ready = spawn_stages(self, desc, options, nodes, I);
+  check_coverage(desc, ready);
+  I.n_vocab = ready.front().n_vocab;
+  I.max_positions = ready.front().max_positions;
+  for (const auto& r : ready) I.max_positions = std::min(I.max_positions, r.max_positions);
+  peer_nodes(self, desc, options, nodes, ready);
+  wire_stages(self, options, I);
+  I.supervisor = std::make_shared<Supervisor>(sys, options, I.client, I.local_node, I.stages, I.spawns);
+  try {
+    I.supervisor->start();
+  } catch (const std::exception& e) {
+    throw DeployError(std::string("supervision: ") + e.what());
+  }
+  return Pipeline(std::move(impl));
+}
+
+}  // namespace troupe

@@ -1,0 +1,165 @@
+#pragma once
+// Turning a pipeline description into running actors, and generating text through them.
+//
+//   caf::actor_system_config cfg;
+//   troupe::configure_actor_system(cfg);
+//   caf::actor_system sys{cfg};
+//   troupe::Pipeline p = troupe::deploy(sys, desc);
+//   p.generate("Once upon a time", 32, [](int32_t, const std::string& piece) { std::cout << piece; });
+//
+// deploy() connects to each node named in the description (giving up after
+// DeployOptions::connect_timeout with an error naming host:port), asks it to load its
+// stage (the last stage's node also gets the sampler), spawns stages without .on() in this
+// process, and tells each stage its successor. Generation then sends one request per token
+// to the first stage; the reply comes back from the sampler at the end of the chain.
+// Several threads may generate through one Pipeline at once: each call is its own session
+// with its own KV caches, and gets exactly what it would get alone.
+//
+// A supervisor watches the stages and their nodes; a stage that dies, hangs or throws is
+// restarted (on its node, or on one of DeployOptions::standby_nodes), and every generation
+// in flight is replayed into it and finishes with the tokens it would have had anyway
+// (framework/deploy_supervision.h; Pipeline::recoveries() lists what happened).
+//
+// The actor system must outlive the Pipeline; destroying the Pipeline stops its actors.
+#include <caf/fwd.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "actors/protocol/actor_system.h"
+#include "framework/dsl/dsl.h"
+#include "actors/protocol/messages.h"
+
+namespace troupe {
+
+struct DeployOptions {
+  std::chrono::milliseconds connect_timeout{5000};           // per node: TCP, handshake and info
+  std::chrono::milliseconds spawn_timeout{std::chrono::minutes(5)};  // loading a stage's weights
+  std::chrono::milliseconds step_timeout{std::chrono::seconds(60)};  // one token through the chain
+  std::string local_models_dir;  // the tokenizer and stages without .on() resolve model paths here
+  int32_t local_threads = 0;     // LibTorch threads of in-process stages; 0: leave as set
+  int64_t max_positions = 0;     // KV cache length per session; 0: the model's context
+  WireDType wire_dtype = WireDType::f32;  // activations between stages, unless a stage says otherwise
+  int32_t max_batch = 0;         // sessions a stage runs in one forward pass; 0: the stage default, 1: none
+  // Called (on a CAF thread) as each stage reads its weights: node, stage, bytes done / total.
+  std::function<void(const std::string& node, const std::string& stage, uint64_t done, uint64_t total)>
+      on_load_progress;
+
+  // Supervision (docs/architecture.md, "Supervision and failover"): a failed stage is
+  // restarted on its node if that is alive, else on the first standby node that can load it;
+  // every session in flight is replayed into it and goes on.
+  std::vector<std::string> standby_nodes;            // "host:port" daemons that may take over a stage
+  std::chrono::milliseconds heartbeat_interval{kHeartbeatInterval};  // the supervisor pings every node this often
+  std::chrono::milliseconds heartbeat_timeout{kHeartbeatTimeout};    // a node that does not answer within it is hung
+  std::chrono::milliseconds replacement_wait{1500};   // how long to keep looking for a node to restart on
+  int32_t max_recoveries_per_step = 3;               // then the generation fails with the last error
+};
+
+// One stage failure and its repair, as Pipeline::recoveries() reports it.
+struct Recovery {
+  size_t stage_index = 0;
+  std::string stage;      // "layers 2-3"
+  std::string from_node;  // where it ran ("" in this process)
+  std::string to_node;    // where it runs now
+  std::string kind;       // "down", "hung" or "exception"
+  std::string cause;      // "went down (...)", "its node did not answer a heartbeat within 1000 ms ..."
+  std::chrono::steady_clock::time_point detected_at;  // when the supervisor learnt of the failure
+  std::chrono::steady_clock::time_point restored_at;  // replacement loaded and wired
+  double restore_ms = 0;       // detected_at -> restored_at
+  int32_t sessions_replayed = 0;
+  int64_t tokens_replayed = 0;  // positions recomputed, over all sessions
+  double replay_ms = 0;         // the longest session replay
+};
+
+// deploy() failures: a node that cannot be reached, a model a node does not have, layers
+// that do not cover the model... The message names the node, stage and path concerned.
+class DeployError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A failed generation step (timeout, a stage's compute error); names the stage and node.
+class PipelineError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct DeployedStage {
+  std::string endpoint;  // as in the description ("" for in-process)
+  std::string describe;  // "layers 0-2 +embedding"
+  caf::actor actor;
+  uint64_t weight_bytes = 0;
+  double load_ms = 0;
+  int32_t threads = 0;
+};
+
+struct GenerateOptions {
+  bool want_logits = false;  // return each step's logits row (for tests and diagnostics)
+  bool stop_at_eos = true;   // stop after the tokenizer's EOS (which is included)
+  // Asked after each token; false ends the generation there (a client that went away).
+  // The session is ended on every stage either way.
+  std::function<bool()> keep_going;
+};
+
+struct Generation {
+  std::vector<int32_t> prompt_tokens;
+  std::vector<int32_t> tokens;              // generated, EOS included when it ended the run
+  std::vector<std::vector<float>> logits;   // per generated token, when asked
+  std::string text;                         // decoded tokens (empty without a tokenizer)
+  double prefill_ms = 0;                    // prompt through the chain, to the first token
+  std::vector<double> step_ms;              // each later token, request to reply
+  int32_t recoveries = 0;                   // stage failures this generation was replayed through
+  int64_t tokens_replayed = 0;              // positions it recomputed for them
+};
+
+// Called with each token as it arrives, and the bytes it stands for (empty without a tokenizer).
+using TokenHandler = std::function<void(int32_t token, const std::string& piece)>;
+
+class Pipeline {
+ public:
+  Pipeline(Pipeline&&) noexcept;
+  Pipeline& operator=(Pipeline&&) noexcept;
+  ~Pipeline();
+
+  // Up to n_tokens after `prompt`, with the description's sampler options or `sampling`.
+  Generation generate(const std::string& prompt, int64_t n_tokens, const TokenHandler& on_token = {}) const;
+  Generation generate(const std::string& prompt, int64_t n_tokens, const SamplingOptions& sampling,
+                      const TokenHandler& on_token = {}) const;
+  // The same from token ids (no tokenizer needed).
+  Generation generate_tokens(const std::vector<int32_t>& prompt, int64_t n_tokens, const SamplingOptions& sampling,
+                             const GenerateOptions& options = {}, const TokenHandler& on_token = {}) const;
+
+  std::vector<int32_t> encode(const std::string& text) const;  // needs a tokenizer
+  std::string decode(const std::vector<int32_t>& tokens) const;
+
+  // The stages as now deployed (a recovery replaces an entry; do not hold on to it while
+  // another thread generates).
+  const std::vector<DeployedStage>& stages() const;
+  std::vector<proto::StageStats> stats() const;  // asks every stage
+  std::vector<Recovery> recoveries() const;      // every stage failure repaired so far, oldest first
+  // Fault injection for tests: stage `index` throws inside compute when it has handled
+  // `at_step` activations (counting from its start), which the supervisor repairs.
+  void inject_fault(size_t index, uint64_t at_step) const;
+  const SamplingOptions& sampling() const;       // the description's sampler options
+  int64_t n_vocab() const;
+  int64_t max_positions() const;
+  int32_t eos_id() const;  // -1 without a tokenizer
+
+  // Stops the stages (also done by the destructor).
+  void shutdown();
+
+  struct Impl;
+
+ private:
+  friend Pipeline deploy(caf::actor_system&, const dsl::PipelineDesc&, const DeployOptions&);
+  explicit Pipeline(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const DeployOptions& options = {});
+
+}  // namespace troupe

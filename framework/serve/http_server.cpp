@@ -1,0 +1,286 @@
+#include "framework/serve/http_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <sstream>
+
+#include "framework/serve/openai_api.h"
+#include "framework/serve/stop_sequences.h"
+
+namespace troupe {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int64_t unix_time() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  TextGenerator& gen;
+  ServeOptions opt;
+  httplib::Server server;
+  std::thread thread;
+  int bound_port = 0;
+
+  // Admission: generations running and waiting.
+  std::mutex admission_mutex;
+  std::condition_variable admission_cv;
+  int running = 0, waiting = 0;
+
+  // Metrics.
+  std::atomic<uint64_t> requests{0}, rejected{0}, failed{0}, cancelled{0}, prompt_tokens{0}, completion_tokens{0};
+  std::mutex rate_mutex;
+  std::deque<std::pair<Clock::time_point, int64_t>> recent_tokens;  // for tokens/s over the last 10 s
+  std::atomic<uint64_t> id_counter{0};
+  std::mt19937_64 seed_rng{std::random_device{}()};
+  std::mutex seed_mutex;
+
+  Impl(TextGenerator& g, ServeOptions o) : gen(g), opt(std::move(o)) {}
+
+  // RAII hold on one generation slot.
+  struct Slot {
+    Impl* impl;
+    explicit Slot(Impl* i) : impl(i) {}
+    ~Slot() {
+      std::lock_guard<std::mutex> lock(impl->admission_mutex);
+      --impl->running;
+      impl->admission_cv.notify_one();
+    }
+  };
+
+  std::shared_ptr<Slot> acquire_slot() {
+    std::unique_lock<std::mutex> lock(admission_mutex);
+    if (running >= opt.max_in_flight) {
+      if (waiting >= opt.max_queue) {
+        ++rejected;
+        throw ApiError(429, "rate_limit_error",
+                       "server busy: " + std::to_string(running) + " generations running and " + std::to_string(waiting) +
+                           " waiting (limit " + std::to_string(opt.max_queue) + "); retry later");
+      }
+      ++waiting;
+      admission_cv.wait(lock, [this] { return running < opt.max_in_flight; });
+      --waiting;
+    }
+    ++running;
+    return std::make_shared<Slot>(this);
+  }
+
+  void count_tokens(int64_t n) {
+    completion_tokens += static_cast<uint64_t>(n);
+    std::lock_guard<std::mutex> lock(rate_mutex);
+    recent_tokens.emplace_back(Clock::now(), n);
+  }
+
+  double tokens_per_second() {
+    std::lock_guard<std::mutex> lock(rate_mutex);
+    const auto cutoff = Clock::now() - std::chrono::seconds(10);
+    while (!recent_tokens.empty() && recent_tokens.front().first < cutoff) recent_tokens.pop_front();
+    int64_t n = 0;
+    for (const auto& [t, c] : recent_tokens) n += c;
+    return static_cast<double>(n) / 10.0;
+  }
+
+  uint64_t default_seed() {
+    std::lock_guard<std::mutex> lock(seed_mutex);
+    return seed_rng();
+  }
+
+  // A parsed request, its prompt tokens and the limits that follow from the context.
+  struct Prepared {
+    CompletionRequest request;
+    std::vector<int32_t> prompt;
+    std::vector<std::string> stops;
+    int64_t max_tokens = 0;
+    std::string id;
+  };
+
+  Prepared prepare(const std::string& body, bool chat) {
+    Prepared p;
+    p.request = parse_completion_request(body, chat, default_seed());
+    if (p.request.model.empty()) p.request.model = opt.model_name;
+    const std::string prompt = chat ? render_chat(gen.chat_format(), p.request.messages) : p.request.prompt;
+    p.prompt = gen.encode(prompt);
+    const int64_t context = gen.max_positions();
+    if (static_cast<int64_t>(p.prompt.size()) >= context)
+      throw ApiError(400, "invalid_request_error",
+                     "prompt of " + std::to_string(p.prompt.size()) + " tokens does not fit the context of " +
+                         std::to_string(context) + " tokens");
+    p.max_tokens = std::min<int64_t>(p.request.max_tokens, context - static_cast<int64_t>(p.prompt.size()));
+    p.stops = p.request.stop;
+    if (chat) p.stops.push_back(end_of_turn(gen.chat_format()));
+    p.id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(unix_time()) + "-" + std::to_string(++id_counter);
+    prompt_tokens += p.prompt.size();
+    return p;
+  }
+
+  static std::string finish_reason(const GenerationOutcome& o, const StopSequences& stops) {
+    return (o.hit_eos || stops.stopped()) ? "stop" : "length";
+  }
+
+  void complete(const httplib::Request& req, httplib::Response& res, bool chat) {
+    ++requests;
+    try {
+      auto p = std::make_shared<Prepared>(prepare(req.body, chat));
+      auto slot = acquire_slot();
+      if (p->request.stream) {
+        stream(res, p, slot);
+        return;
+      }
+      StopSequences stops(p->stops);
+      std::string text;
+      const auto outcome = gen.generate(p->prompt, p->max_tokens, p->request.sampling, [&](const std::string& piece) {
+        text += stops.push(piece);
+        return !stops.stopped();
+      });
+      text += stops.flush();
+      count_tokens(outcome.completion_tokens);
+      send_json(res, 200,
+                completion_response(p->request, p->id, unix_time(), text, finish_reason(outcome, stops),
+                                    static_cast<int64_t>(p->prompt.size()), outcome.completion_tokens));
+    } catch (const ApiError& e) {
+      if (e.status() >= 500) ++failed;
+      send_json(res, e.status(), e.body());
+    } catch (const std::exception& e) {
+      ++failed;
+      spdlog::error("request failed: {}", e.what());
+      send_json(res, 503, ApiError(503, "server_error", e.what()).body());
+    }
+  }
+
+  void stream(httplib::Response& res, std::shared_ptr<Prepared> p, std::shared_ptr<Slot> slot) {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider("text/event-stream", [this, p, slot](size_t, httplib::DataSink& sink) {
+      const auto& r = p->request;
+      const int64_t created = unix_time();
+      bool client_gone = false;
+      auto send = [&](const std::string& event) {
+        if (!client_gone && !sink.write(event.data(), event.size())) client_gone = true;
+        return !client_gone;
+      };
+      if (r.chat) {
+        json first = completion_chunk(r, p->id, created, "", std::nullopt);
+        first["choices"][0]["delta"] = {{"role", "assistant"}, {"content", ""}};
+        send(sse_event(first));
+      }
+      StopSequences stops(p->stops);
+      std::string pending;  // released text not yet sent (an incomplete UTF-8 character)
+      GenerationOutcome outcome;
+      try {
+        outcome = gen.generate(p->prompt, p->max_tokens, r.sampling, [&](const std::string& piece) {
+          pending += stops.push(piece);
+          const size_t ready = utf8_complete_prefix(pending);
+          if (ready > 0) {
+            send(sse_event(completion_chunk(r, p->id, created, pending.substr(0, ready), std::nullopt)));
+            pending.erase(0, ready);
+          }
+          return !stops.stopped() && !client_gone;
+        });
+      } catch (const std::exception& e) {
+        ++failed;
+        spdlog::error("streaming request {} failed: {}", p->id, e.what());
+        send(sse_event(ApiError(503, "server_error", e.what()).body()));
+        sink.done();
+        return true;
+      }
+      count_tokens(outcome.completion_tokens);
+      if (client_gone) {
+        ++cancelled;
+        spdlog::info("{}: client went away after {} tokens; session cancelled", p->id, outcome.completion_tokens);
+        return false;
+      }
+      pending += stops.flush();
+      send(sse_event(completion_chunk(r, p->id, created, pending, finish_reason(outcome, stops))));
+      send("data: [DONE]\n\n");
+      sink.done();
+      return true;
+    });
+  }
+
+  std::string metrics() {
+    std::ostringstream m;
+    auto gauge = [&](const char* name, const char* help, double v, const char* type = "gauge") {
+      m << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n" << name << " " << v << "\n";
+    };
+    int in_flight, queued;
+    {
+      std::lock_guard<std::mutex> lock(admission_mutex);
+      in_flight = running;
+      queued = waiting;
+    }
+    gauge("troupe_requests_total", "completion requests received", static_cast<double>(requests), "counter");
+    gauge("troupe_requests_rejected_total", "requests refused because the queue was full", static_cast<double>(rejected), "counter");
+    gauge("troupe_requests_failed_total", "requests that failed in the pipeline", static_cast<double>(failed), "counter");
+    gauge("troupe_requests_cancelled_total", "streams whose client disconnected", static_cast<double>(cancelled), "counter");
+    gauge("troupe_prompt_tokens_total", "prompt tokens processed", static_cast<double>(prompt_tokens), "counter");
+    gauge("troupe_completion_tokens_total", "tokens generated", static_cast<double>(completion_tokens), "counter");
+    gauge("troupe_tokens_per_second", "tokens generated per second over the last 10 s", tokens_per_second());
+    gauge("troupe_sessions_in_flight", "generations running through the pipeline", in_flight);
+    gauge("troupe_sessions_queued", "generations waiting for a slot", queued);
+    m << gen.stage_metrics();
+    return m.str();
+  }
+
+  void routes() {
+    server.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& s) { complete(q, s, false); });
+    server.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) { complete(q, s, true); });
+    server.Get("/v1/models", [this](const httplib::Request&, httplib::Response& s) {
+      send_json(s, 200,
+                {{"object", "list"},
+                 {"data", json::array({{{"id", opt.model_name}, {"object", "model"}, {"owned_by", "troupe"}}})}});
+    });
+    server.Get("/health", [](const httplib::Request&, httplib::Response& s) { send_json(s, 200, {{"status", "ok"}}); });
+    server.Get("/metrics", [this](const httplib::Request&, httplib::Response& s) {
+      s.set_content(metrics(), "text/plain; version=0.0.4");
+    });
+    server.set_error_handler([](const httplib::Request& q, httplib::Response& s) {
+      if (s.body.empty())
+        send_json(s, s.status, ApiError(s.status, "invalid_request_error", "no route for " + q.method + " " + q.path).body());
+    });
+    const size_t threads = static_cast<size_t>(opt.max_in_flight + opt.max_queue + 4);
+    server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    server.set_payload_max_length(8 << 20);
+  }
+};
+
+HttpServer::HttpServer(TextGenerator& generator, ServeOptions options)
+    : impl_(std::make_unique<Impl>(generator, std::move(options))) {
+  impl_->routes();
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::start() {
+  auto& s = impl_->server;
+  const int port = impl_->opt.port;
+  impl_->bound_port = port == 0 ? s.bind_to_any_port(impl_->opt.listen) : (s.bind_to_port(impl_->opt.listen, port) ? port : -1);
+  if (impl_->bound_port <= 0)
+    throw std::runtime_error("cannot listen on " + impl_->opt.listen + ":" + std::to_string(port) + " (in use?)");
+  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+  spdlog::info("serving the OpenAI-compatible API on http://{}:{}/v1", impl_->opt.listen, impl_->bound_port);
+}
+
+void HttpServer::stop() {
+  if (!impl_) return;
+  impl_->server.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+int HttpServer::port() const { return impl_->bound_port; }
+
+}  // namespace troupe

@@ -1,0 +1,43 @@
+#pragma once
+// `troupe serve`: an OpenAI-compatible HTTP API over a TextGenerator.
+//   POST /v1/completions, POST /v1/chat/completions (JSON or server-sent events)
+//   GET  /v1/models, /health, /metrics (Prometheus text)
+// Admission is bounded: at most `max_in_flight` generations run at once (they share the
+// pipeline, which keeps its stages busy with several sessions) and at most `max_queue`
+// wait; past that a request gets 429 with a JSON error. A client that disconnects
+// cancels its generation, which frees its KV cache on every stage.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "framework/serve/text_generator.h"
+
+namespace troupe {
+
+struct ServeOptions {
+  std::string listen = "127.0.0.1";
+  int port = 8080;            // 0: pick a free port
+  int max_in_flight = 4;
+  int max_queue = 16;
+  std::string model_name = "troupe";
+};
+
+class HttpServer {
+ public:
+  HttpServer(TextGenerator& generator, ServeOptions options);
+  ~HttpServer();
+
+  // Binds and serves on a background thread; throws std::runtime_error if it cannot bind.
+  void start();
+  void stop();
+  int port() const;  // the bound port (after start)
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace troupe

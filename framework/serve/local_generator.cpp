@@ -1,0 +1,33 @@
+#include "framework/serve/local_generator.h"
+
+namespace troupe {
+
+LocalGenerator::LocalGenerator(std::shared_ptr<const Checkpoint> ckpt)
+    : tokenizer_(make_tokenizer(ckpt->vocab())), session_(ckpt), format_(detect_chat_format(ckpt->vocab().chat_template)) {}
+
+std::vector<int32_t> LocalGenerator::encode(const std::string& text) const {
+  return tokenizer_->encode(text, tokenizer_->adds_bos());
+}
+
+int64_t LocalGenerator::max_positions() const { return session_.config().n_ctx; }
+
+GenerationOutcome LocalGenerator::generate(const std::vector<int32_t>& prompt, int64_t max_tokens,
+                                           const SamplingOptions& sampling, const PieceHandler& on_piece) {
+  GenerationOutcome outcome;
+  session_.generate(prompt, max_tokens, sampling, tokenizer_->eos_id(),
+                                        [&](int32_t token, const std::vector<float>&) {
+                                          ++outcome.completion_tokens;
+                                          if (token == tokenizer_->eos_id()) {
+                                            outcome.hit_eos = true;
+                                            return false;
+                                          }
+                                          if (!on_piece(tokenizer_->token_bytes(token))) {
+                                            outcome.cancelled = true;
+                                            return false;
+                                          }
+                                          return true;
+                                        });
+  return outcome;
+}
+
+}  // namespace troupe

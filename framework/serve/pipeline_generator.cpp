@@ -1,0 +1,65 @@
+#include "framework/serve/pipeline_generator.h"
+
+#include <sstream>
+
+namespace troupe {
+
+PipelineGenerator::PipelineGenerator(const Pipeline& pipeline, ChatFormat format) : pipeline_(pipeline), format_(format) {}
+
+std::vector<int32_t> PipelineGenerator::encode(const std::string& text) const { return pipeline_.encode(text); }
+
+int64_t PipelineGenerator::max_positions() const { return pipeline_.max_positions(); }
+
+GenerationOutcome PipelineGenerator::generate(const std::vector<int32_t>& prompt, int64_t max_tokens,
+                                              const SamplingOptions& sampling, const PieceHandler& on_piece) {
+  GenerationOutcome outcome;
+  bool keep_going = true;
+  GenerateOptions options;
+  options.keep_going = [&] { return keep_going; };
+  const int32_t eos = pipeline_.eos_id();
+  pipeline_.generate_tokens(prompt, max_tokens, sampling, options, [&](int32_t token, const std::string& piece) {
+    ++outcome.completion_tokens;
+    if (token == eos) {
+      outcome.hit_eos = true;
+      return;
+    }
+    if (!on_piece(piece)) {
+      outcome.cancelled = true;
+      keep_going = false;
+    }
+  });
+  return outcome;
+}
+
+std::string PipelineGenerator::stage_metrics() const {
+  std::ostringstream m;
+  const auto stats = pipeline_.stats();
+  auto family = [&](const char* name, const char* type, const char* help, auto value) {
+    m << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
+    for (size_t i = 0; i < stats.size(); ++i)
+      m << name << "{stage=\"" << i << "\",node=\"" << stats[i].node << "\",layers=\"" << stats[i].describe << "\"} "
+        << value(stats[i]) << "\n";
+  };
+  family("troupe_stage_compute_seconds_total", "counter", "time the stage spent in forward passes",
+         [](const proto::StageStats& s) { return s.compute_ms / 1e3; });
+  family("troupe_stage_steps_total", "counter", "activations the stage handled",
+         [](const proto::StageStats& s) { return static_cast<double>(s.steps); });
+  family("troupe_stage_bytes_sent_total", "counter", "activation bytes sent to the next stage (the hop after it)",
+         [](const proto::StageStats& s) { return static_cast<double>(s.bytes_out); });
+  family("troupe_stage_bytes_received_total", "counter", "activation bytes received (the hop before it)",
+         [](const proto::StageStats& s) { return static_cast<double>(s.bytes_in); });
+  family("troupe_stage_sessions", "gauge", "sessions holding a KV cache on the stage",
+         [](const proto::StageStats& s) { return static_cast<double>(s.sessions); });
+  family("troupe_stage_forward_passes_total", "counter",
+         "forward passes of the stage (steps / passes: sessions batched per pass)",
+         [](const proto::StageStats& s) { return static_cast<double>(s.batches); });
+  family("troupe_stage_tokens_per_second", "gauge", "activations per second over the last 10 s",
+         [](const proto::StageStats& s) { return s.recent_tokens_per_s; });
+  family("troupe_hop_rtt_seconds", "gauge",
+         "round trip of a ping from the stage to the next one while idle (the hop's latency x 2; -1: last stage "
+         "or not measured yet)",
+         [](const proto::StageStats& s) { return s.next_rtt_ms < 0 ? -1.0 : s.next_rtt_ms / 1e3; });
+  return m.str();
+}
+
+}  // namespace troupe

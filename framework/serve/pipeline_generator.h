@@ -1,0 +1,26 @@
+#pragma once
+// A TextGenerator over a deployed pipeline: `troupe serve --nodes`. Each HTTP request is
+// its own session; concurrent requests are in the pipeline at once, so while one stage
+// works on one session the others work on other sessions.
+#include "framework/deploy/deploy.h"
+#include "framework/serve/text_generator.h"
+
+namespace troupe {
+
+class PipelineGenerator : public TextGenerator {
+ public:
+  PipelineGenerator(const Pipeline& pipeline, ChatFormat format);
+  std::vector<int32_t> encode(const std::string& text) const override;
+  int64_t max_positions() const override;
+  ChatFormat chat_format() const override { return format_; }
+  GenerationOutcome generate(const std::vector<int32_t>& prompt, int64_t max_tokens, const SamplingOptions& sampling,
+                             const PieceHandler& on_piece) override;
+  // troupe_stage_compute_seconds_total, troupe_stage_bytes_sent_total, ... per stage.
+  std::string stage_metrics() const override;
+
+ private:
+  const Pipeline& pipeline_;
+  ChatFormat format_;
+};
+
+}  // namespace troupe

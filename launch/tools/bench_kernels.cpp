@@ -1,0 +1,204 @@
+// bench_kernels: how close the matrix-vector kernels of models/quant_matmul.h come to the
+// machine's memory bandwidth, on TinyLlama-sized matrices.
+//
+// A decode step reads every weight once, so a matvec kernel is as fast as it streams the
+// weight bytes: GB/s = weight bytes / time. The weights are cycled through enough copies
+// (>= 256 MiB) that they come from DRAM, not the L3 cache, as in a real model. The memory
+// bandwidth is measured with a 1 GiB memcpy (reported as bytes read + written per second, as
+// STREAM's Copy counts it) and with a read-only sum (what a matvec does).
+// A second table gives the batched (prefill) throughput of the direct kernels against the
+// fp32-tile + BLAS path, from which quant_matmul.cpp's thresholds are chosen.
+//
+//   bench_kernels [--quick] [--no-batched] [--min-seconds S]
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "models/machine/memory_bandwidth.h"
+#include "models/quant/quant_formats.h"
+#include "models/quant/quant_matmul.h"
+
+namespace {
+
+using troupe::DType;
+using troupe::KernelIsa;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string dtype_str(DType t) { return troupe::dtype_name(static_cast<uint32_t>(t)); }
+
+// ---- matrices ------------------------------------------------------------------------------
+
+std::vector<float> random_values(int64_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = normal(gen);
+  return v;
+}
+
+// `copies` identical copies of one matrix in `dtype`, so that cycling through them reads DRAM.
+struct Copies {
+  DType dtype;
+  int64_t rows, cols;
+  size_t bytes_each;
+  std::vector<std::vector<uint8_t>> data;
+
+  troupe::PackedMatrix packed(size_t i) const { return {dtype, rows, cols, data[i].data()}; }
+};
+
+Copies make_copies(DType dtype, int64_t rows, int64_t cols, const std::vector<float>& values, size_t min_total) {
+  Copies c{dtype, rows, cols, troupe::dtype_row_bytes(dtype, cols) * static_cast<size_t>(rows), {}};
+  const size_t n = std::max<size_t>(1, (min_total + c.bytes_each - 1) / c.bytes_each);
+  c.data.emplace_back(c.bytes_each);
+  troupe::quantize(dtype, values.data(), c.data[0].data(), rows * cols);
+  for (size_t i = 1; i < n; ++i) c.data.push_back(c.data[0]);
+  return c;
+}
+
+// Weight bytes per second of y = x W^T with T activation rows, cycling through the copies.
+double weight_rate(const Copies& w, int64_t T, double min_seconds) {
+  const at::Tensor x = at::randn({T, w.cols});
+  at::Tensor y = at::empty({T, w.rows});
+  std::vector<at::Tensor> f32;  // the F32 path is at::linear on the mapped tensor
+  if (w.dtype == DType::F32)
+    for (const auto& d : w.data) f32.push_back(at::from_blob(const_cast<uint8_t*>(d.data()), {w.rows, w.cols}));
+  auto once = [&](size_t i) {
+    if (w.dtype == DType::F32)
+      y = at::linear(x, f32[i]);
+    else
+      troupe::packed_matmul(w.packed(i), x.data_ptr<float>(), T, nullptr, y.data_ptr<float>());
+  };
+  for (size_t i = 0; i < w.data.size(); ++i) once(i);  // warm-up: page in, wake threads
+  double best = 0;
+  const auto start = Clock::now();
+  size_t i = 0;
+  do {  // best of passes over all copies
+    const auto t0 = Clock::now();
+    for (size_t k = 0; k < w.data.size(); ++k) once(i++ % w.data.size());
+    best = std::max(best, static_cast<double>(w.bytes_each * w.data.size()) / seconds_since(t0));
+  } while (seconds_since(start) < min_seconds);
+  return best;
+}
+
+struct Shape {
+  const char* what;
+  int64_t rows, cols;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false, batched = true;
+  double min_seconds = 0.5;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") {
+      quick = true;
+    } else if (a == "--no-batched") {
+      batched = false;
+    } else if (a == "--min-seconds" && i + 1 < argc) {
+      min_seconds = std::stod(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: %s [--quick] [--no-batched] [--min-seconds S]\n", argv[0]);
+      return 2;
+    }
+  }
+  const size_t gib = size_t{1} << 30;
+  const size_t min_total = quick ? 64 << 20 : 256 << 20;
+
+  std::printf("kernels: best instruction set %s; %u hardware threads\n\n",
+              troupe::kernel_isa_name(troupe::best_kernel_isa()), std::thread::hardware_concurrency());
+  struct Bandwidth {
+    double copy = 0, read = 0;
+  } bw[3];
+  for (int threads : {1, 2}) {
+    const auto m = troupe::measure_memory_bandwidth(threads, quick ? gib / 4 : gib);
+    bw[threads] = {m.copy_bytes_per_s, m.read_bytes_per_s};
+    std::printf("memory, %d thread%s: memcpy %.1f GB/s read+written (%.1f GB/s copied), read-only sum %.1f GB/s\n",
+                threads, threads > 1 ? "s" : "", bw[threads].copy / 1e9, bw[threads].copy / 2e9, bw[threads].read / 1e9);
+  }
+
+  std::vector<KernelIsa> isas;
+  for (KernelIsa isa : {KernelIsa::portable, KernelIsa::avx2, KernelIsa::avx512vnni})
+    if (troupe::kernel_isa_supported(isa) && (isa != KernelIsa::portable || !quick)) isas.push_back(isa);
+
+  const Shape shapes[] = {{"ffn_down", 2048, 5632}, {"ffn_up", 5632, 2048}, {"output", 32000, 2048}};
+  std::printf("\nmatrix-vector (T = 1): weight bytes streamed per second; ratio to memcpy (read+written) | to read-only\n");
+  std::printf("%-22s %-6s %-10s %9s | %8s %6s %6s | %8s %6s %6s\n", "W [rows x cols]", "type", "kernels", "MiB",
+              "1 thr", "copy", "read", "2 thr", "copy", "read");
+  for (const Shape& s : shapes) {
+    const std::vector<float> values = random_values(s.rows * s.cols, 1);
+    for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+      const Copies w = make_copies(dtype, s.rows, s.cols, values, min_total);
+      const std::vector<KernelIsa> kernels = dtype == DType::F32 ? std::vector<KernelIsa>{KernelIsa::portable} : isas;
+      for (KernelIsa isa : kernels) {
+        troupe::force_kernel_isa(isa);
+        double rate[3];
+        for (int threads : {1, 2}) {
+          at::set_num_threads(threads);
+          rate[threads] = weight_rate(w, 1, min_seconds);
+        }
+        const std::string name = std::string(s.what) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols);
+        std::printf("%-22s %-6s %-10s %9.1f | %8.1f %5.0f%% %5.0f%% | %8.1f %5.0f%% %5.0f%%\n", name.c_str(),
+                    dtype_str(dtype).c_str(), dtype == DType::F32 ? "at::linear" : troupe::kernel_isa_name(isa),
+                    w.bytes_each / 1048576.0, rate[1] / 1e9, 100 * rate[1] / bw[1].copy, 100 * rate[1] / bw[1].read,
+                    rate[2] / 1e9, 100 * rate[2] / bw[2].copy, 100 * rate[2] / bw[2].read);
+        std::fflush(stdout);
+      }
+    }
+  }
+  troupe::reset_kernel_isa();
+
+  if (batched) {
+    // Prefill: time per product of T rows, direct kernels vs fp32 tiles + BLAS, 2 threads.
+    at::set_num_threads(2);
+    const int64_t never = std::numeric_limits<int64_t>::max();
+    const Shape s{"ffn_up", 5632, 2048};
+    const std::vector<float> values = random_values(s.rows * s.cols, 2);
+    std::printf("\nbatched, W %ldx%ld, %d threads: GFLOP/s (2 T rows cols / time), direct kernels | fp32 tiles + BLAS\n",
+                static_cast<long>(s.rows), static_cast<long>(s.cols), at::get_num_threads());
+    const int64_t Ts[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+    std::printf("%-17s", "type");
+    for (int64_t T : Ts) std::printf(" %13s", ("T=" + std::to_string(T)).c_str());
+    std::printf("\n");
+    for (const auto& [dtype, isa] : std::vector<std::pair<DType, KernelIsa>>{
+             {DType::F32, KernelIsa::portable}, {DType::F16, KernelIsa::avx2}, {DType::BF16, KernelIsa::avx2},
+             {DType::Q8_0, KernelIsa::avx2}, {DType::Q8_0, KernelIsa::avx512vnni}, {DType::Q4_0, KernelIsa::avx2},
+             {DType::Q4_0, KernelIsa::avx512vnni}}) {
+      if (!troupe::kernel_isa_supported(isa)) continue;
+      troupe::force_kernel_isa(isa);
+      const Copies w = make_copies(dtype, s.rows, s.cols, values, quick ? 32 << 20 : 128 << 20);
+      std::printf("%-17s", (dtype_str(dtype) + " " + (dtype == DType::F32 ? "at::linear" : troupe::kernel_isa_name(isa))).c_str());
+      for (int64_t T : Ts) {
+        double flops[2];
+        for (int path = 0; path < 2; ++path) {
+          troupe::set_matmul_thresholds(path == 0 ? troupe::MatmulThresholds{never, never}
+                                                  : troupe::MatmulThresholds{1, 1});
+          const double rate = weight_rate(w, T, min_seconds / 4);  // weight bytes / s
+          flops[path] = rate / static_cast<double>(w.bytes_each) * 2.0 * T * s.rows * s.cols;
+        }
+        if (dtype == DType::F32)
+          std::printf(" %13.1f", flops[0] / 1e9);
+        else
+          std::printf(" %6.1f|%6.1f", flops[0] / 1e9, flops[1] / 1e9);
+        std::fflush(stdout);
+      }
+      std::printf("\n");
+    }
+    troupe::reset_kernel_isa();
+    troupe::reset_matmul_thresholds();
+  }
+  return 0;
+}

@@ -1,0 +1,66 @@
+#include "models/arch/layers.h"
+
+#include <cmath>
+#include <vector>
+
+namespace troupe {
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  // Each row's mean square is summed in double, row by row, as llama.cpp does. (ATen's
+  // mean() vectorises differently for one row than for several, so a batched row would not
+  // get the bits it gets alone.)
+  const at::Tensor xc = x.to(at::kFloat).contiguous();
+  const int64_t d = xc.size(-1), n_rows = d > 0 ? xc.numel() / d : 0;
+  std::vector<int64_t> scale_shape = xc.sizes().vec();
+  scale_shape.back() = 1;
+  at::Tensor scale = at::empty(scale_shape, xc.options());
+  const float* row = xc.data_ptr<float>();
+  float* out = scale.data_ptr<float>();
+  for (int64_t r = 0; r < n_rows; ++r, row += d) {
+    double sum = 0;
+    for (int64_t i = 0; i < d; ++i) sum += static_cast<double>(row[i]) * row[i];
+    out[r] = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(d)) + static_cast<float>(eps));
+  }
+  return xc * scale * weight;
+}
+
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
+  return at::layer_norm(x, {x.size(-1)}, weight, bias, eps);
+}
+
+Rotary::Rotary(int64_t head_dim, double theta, int64_t max_positions) {
+  // theta_i = pos * base^(-2i/d), computed in double for accuracy at long positions.
+  const auto opts = at::TensorOptions().dtype(at::kDouble);
+  const at::Tensor inv_freq = at::pow(theta, -at::arange(0, head_dim, 2, opts) / static_cast<double>(head_dim));
+  const at::Tensor angles = at::outer(at::arange(max_positions, opts), inv_freq);
+  cos_ = angles.cos().to(at::kFloat);
+  sin_ = angles.sin().to(at::kFloat);
+}
+
+at::Tensor Rotary::apply(const at::Tensor& x, int64_t pos) const {
+  const int64_t T = x.size(0);
+  TORCH_CHECK(pos + T <= cos_.size(0), "position ", pos + T, " beyond the rotary table of ", cos_.size(0));
+  const at::Tensor cos = cos_.narrow(0, pos, T).unsqueeze(1);  // [T, 1, d/2]
+  const at::Tensor sin = sin_.narrow(0, pos, T).unsqueeze(1);
+  const at::Tensor pairs = x.unflatten(-1, {-1, 2});           // [T, H, d/2, 2]
+  const at::Tensor x0 = pairs.select(-1, 0), x1 = pairs.select(-1, 1);
+  return at::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1).flatten(-2);
+}
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const int64_t n_head = q.size(0), T = q.size(1), head_dim = q.size(2);
+  const int64_t n_head_kv = k.size(0), L = k.size(1);
+  const int64_t group = n_head / n_head_kv;  // query heads sharing one key/value head
+  // Grouped-query attention without copying K/V: fold each group's heads into the query rows.
+  const at::Tensor qg = q.reshape({n_head_kv, group * T, head_dim});
+  at::Tensor scores = at::bmm(qg, k.transpose(1, 2)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
+  if (T > 1) {  // query t sits at position L-T+t and sees keys 0..L-T+t
+    const at::Tensor rows = at::arange(T).repeat({group}).unsqueeze(1) + (L - T);
+    const at::Tensor mask = at::arange(L).unsqueeze(0) > rows;  // [group*T, L]
+    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  }
+  const at::Tensor out = at::bmm(at::softmax(scores, -1), v);  // [n_head_kv, group*T, head_dim]
+  return out.reshape({n_head, T, head_dim}).transpose(0, 1).reshape({T, n_head * head_dim});
+}
+
+}  // namespace troupe

@@ -1,0 +1,74 @@
+#include "models/convert/model_split.h"
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <regex>
+
+#include "models/format/checkpoint.h"
+#include "models/format/gguf_file.h"
+#include "models/format/gguf_writer.h"
+#include "models/format/model_metadata.h"
+
+namespace troupe {
+
+namespace {
+
+std::string file_stem(const std::string& path) {
+  std::string base = path.substr(path.find_last_of('/') + 1);
+  if (base.empty()) {  // "dir/" of a Hugging Face model
+    std::string trimmed = path.substr(0, path.size() - 1);
+    base = trimmed.substr(trimmed.find_last_of('/') + 1);
+  }
+  const auto dot = base.rfind(".gguf");
+  return dot == std::string::npos ? base : base.substr(0, dot);
+}
+
+}  // namespace
+
+std::vector<std::string> write_stage_shards(const std::string& model_path, const std::vector<StageSpec>& specs,
+                                            const std::string& out_dir) {
+  const auto ckpt = open_checkpoint(model_path);
+  if (ckpt->shard_info().is_shard) throw CheckpointError(model_path + ": is already a stage shard; split the whole model");
+  const auto& config = ckpt->config();
+  ::mkdir(out_dir.c_str(), 0755);
+  struct stat st {};
+  if (::stat(out_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw std::runtime_error(out_dir + ": cannot create directory");
+
+  // Keep a GGUF source's metadata as it is (chat templates and all); describe others afresh.
+  std::unique_ptr<GgufFile> source_gguf;
+  struct stat src {};
+  if (::stat(model_path.c_str(), &src) == 0 && S_ISREG(src.st_mode)) source_gguf = std::make_unique<GgufFile>(model_path);
+
+  std::vector<std::string> paths;
+  const std::string model_id = ckpt->model_id();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const StageSpec& spec = specs[i];
+    GgufWriter w;
+    if (source_gguf) {
+      w.copy_metadata(*source_gguf);
+    } else {
+      write_config_metadata(w, config);
+      if (ckpt->has_vocab()) write_vocab_metadata(w, ckpt->vocab());
+    }
+    w.set_string("troupe.model_id", model_id);
+    w.set_bool("troupe.tied_head", config.tied_head);
+    w.set_i64("troupe.shard.layer_first", spec.layer_first);
+    w.set_i64("troupe.shard.layer_last", spec.layer_last);
+    w.set_bool("troupe.shard.has_embedding", spec.has_embedding);
+    w.set_bool("troupe.shard.has_head", spec.has_head);
+    for (const auto& name : ckpt->tensor_names()) {
+      if (!stage_needs_tensor(name, spec, config.tied_head)) continue;
+      const TensorView t = ckpt->tensor(name);
+      auto owner = t.owner;  // keeps reordered bytes (HF sources) alive until written
+      w.add_tensor(name, t.dtype, t.shape, [t, owner](uint8_t* out, size_t n) { std::memcpy(out, t.data, n); });
+    }
+    const std::string path = out_dir + "/" + file_stem(model_path) + ".stage" + std::to_string(i + 1) + "-of-" +
+                             std::to_string(specs.size()) + ".gguf";
+    w.write(path);
+    paths.push_back(path);
+  }
+  return paths;
+}
+
+}  // namespace troupe

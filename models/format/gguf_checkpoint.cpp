@@ -1,0 +1,163 @@
+#include "models/format/gguf_checkpoint.h"
+
+#include "models/format/fingerprint.h"
+#include "models/format/gguf_file.h"
+
+namespace troupe {
+namespace {
+
+ModelConfig read_config(const GgufFile& f) {
+  ModelConfig c;
+  const std::string arch_name = f.get_string("general.architecture");
+  try {
+    c.arch = architecture_from_string(arch_name);
+  } catch (const std::exception& e) {
+    throw CheckpointError(f.path() + ": " + e.what());
+  }
+  const std::string p = arch_name + ".";
+  c.name = f.get_string("general.name", arch_name);
+  c.n_embd = f.get_int(p + "embedding_length");
+  c.n_layer = f.get_int(p + "block_count");
+  c.n_head = f.get_int(p + "attention.head_count");
+  c.n_head_kv = f.get_int(p + "attention.head_count_kv", c.n_head);
+  c.n_ff = f.get_int(p + "feed_forward_length");
+  c.n_ctx = f.get_int(p + "context_length");
+  if (c.arch == Architecture::llama) {
+    c.norm_eps = f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5);
+    c.rope_theta = f.get_float(p + "rope.freq_base", 10000.0);
+  } else {
+    c.norm_eps = f.get_float(p + "attention.layer_norm_epsilon", 1e-5);
+  }
+  if (f.has(p + "vocab_size")) {
+    c.n_vocab = f.get_int(p + "vocab_size");
+  } else if (f.has("tokenizer.ggml.tokens")) {
+    c.n_vocab = static_cast<int64_t>(f.get_array("tokenizer.ggml.tokens").strings.size());
+  } else if (const auto* t = f.find_tensor("token_embd.weight")) {
+    c.n_vocab = t->ne[1];
+  }
+  // A shard records whether the full model ties its head; a whole file shows it by the missing tensor.
+  c.tied_head = f.has("troupe.tied_head") ? f.get_bool("troupe.tied_head", false) : f.find_tensor("output.weight") == nullptr;
+
+  if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 || c.n_embd % c.n_head != 0 ||
+      c.n_head % c.n_head_kv != 0 || c.n_ff <= 0 || c.n_ctx <= 0)
+    throw CheckpointError(f.path() + ": inconsistent model shape in metadata (embd " + std::to_string(c.n_embd) +
+                          ", heads " + std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + ", layers " +
+                          std::to_string(c.n_layer) + ")");
+  return c;
+}
+
+Vocab read_vocab(const GgufFile& f) {
+  Vocab v;
+  const std::string model = f.get_string("tokenizer.ggml.model");
+  if (model == "llama") {
+    v.kind = VocabKind::spm;
+  } else if (model == "gpt2") {
+    v.kind = VocabKind::bpe;
+  } else {
+    throw CheckpointError(f.path() + ": unsupported tokenizer '" + model + "' (supported: llama, gpt2)");
+  }
+  v.tokens = f.get_array("tokenizer.ggml.tokens").strings;
+  if (v.tokens.empty()) throw CheckpointError(f.path() + ": tokenizer.ggml.tokens is empty");
+  const size_t n = v.tokens.size();
+  if (f.has("tokenizer.ggml.scores")) {
+    const auto& s = f.get_array("tokenizer.ggml.scores").numbers;
+    if (s.size() != n) throw CheckpointError(f.path() + ": tokenizer.ggml.scores has a different length than tokens");
+    v.scores.assign(s.begin(), s.end());
+  }
+  if (f.has("tokenizer.ggml.token_type")) {
+    const auto& t = f.get_array("tokenizer.ggml.token_type").numbers;
+    if (t.size() != n) throw CheckpointError(f.path() + ": tokenizer.ggml.token_type has a different length than tokens");
+    for (double x : t) v.types.push_back(static_cast<TokenType>(static_cast<int32_t>(x)));
+  }
+  if (f.has("tokenizer.ggml.merges")) v.merges = f.get_array("tokenizer.ggml.merges").strings;
+  if (v.kind == VocabKind::bpe && v.merges.empty()) throw CheckpointError(f.path() + ": GPT-2 tokenizer without merges");
+
+  // Token ids are stored as u32; "no token" is written as 0xFFFFFFFF.
+  auto token_id = [&](const std::string& key, int32_t fallback) {
+    const int64_t id = f.get_int(key, fallback);
+    return (id < 0 || id >= static_cast<int64_t>(n)) ? -1 : static_cast<int32_t>(id);
+  };
+  const bool spm = v.kind == VocabKind::spm;
+  v.bos_id = token_id("tokenizer.ggml.bos_token_id", spm ? 1 : -1);
+  v.eos_id = token_id("tokenizer.ggml.eos_token_id", spm ? 2 : -1);
+  v.unk_id = token_id("tokenizer.ggml.unknown_token_id", spm ? 0 : -1);
+  v.pad_id = token_id("tokenizer.ggml.padding_token_id", -1);
+  v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", spm) && v.bos_id >= 0;
+  v.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix", spm);
+  v.chat_template = f.get_string("tokenizer.chat_template", "");
+  return v;
+}
+
+class GgufCheckpoint : public Checkpoint {
+ public:
+  explicit GgufCheckpoint(const std::string& path) : file_(path), config_(read_config(file_)) {
+    if (file_.has("tokenizer.ggml.model")) {
+      vocab_ = read_vocab(file_);
+      has_vocab_ = true;
+    }
+    if (file_.has("troupe.shard.layer_first")) {
+      shard_.is_shard = true;
+      shard_.model_id = file_.get_string("troupe.model_id");
+      shard_.layer_first = file_.get_int("troupe.shard.layer_first");
+      shard_.layer_last = file_.get_int("troupe.shard.layer_last");
+      shard_.has_embedding = file_.get_bool("troupe.shard.has_embedding", false);
+      shard_.has_head = file_.get_bool("troupe.shard.has_head", false);
+    }
+  }
+
+  const std::string& path() const override { return file_.path(); }
+  const ModelConfig& config() const override { return config_; }
+  bool has_vocab() const override { return has_vocab_; }
+  const Vocab& vocab() const override {
+    if (!has_vocab_) throw CheckpointError(path() + ": no tokenizer in this file");
+    return vocab_;
+  }
+  bool has_tensor(const std::string& name) const override { return file_.find_tensor(name) != nullptr; }
+  std::vector<std::string> tensor_names() const override {
+    std::vector<std::string> names;
+    for (const auto& t : file_.tensors()) names.push_back(t.name);
+    return names;
+  }
+  ShardInfo shard_info() const override { return shard_; }
+
+  TensorView tensor(const std::string& name) const override {
+    const auto* t = file_.find_tensor(name);
+    if (!t) {
+      std::string where = shard_.is_shard ? " (this is a shard holding layers " + std::to_string(shard_.layer_first) +
+                                                 "-" + std::to_string(shard_.layer_last) + ")"
+                                           : "";
+      throw CheckpointError(path() + ": tensor '" + name + "' not found" + where);
+    }
+    if (!dtype_supported(t->ggml_type))
+      throw CheckpointError(path() + ": tensor '" + name + "' has type " + dtype_name(t->ggml_type) +
+                            ", which troupe does not support (supported: F32, F16, BF16, Q8_0, Q4_0)");
+    TensorView v;
+    v.name = name;
+    v.dtype = static_cast<DType>(t->ggml_type);
+    v.shape.assign(t->ne.rbegin(), t->ne.rend());
+    v.data = file_.tensor_data(*t);
+    v.nbytes = t->nbytes;
+    return v;
+  }
+
+  std::string model_id() const override {
+    if (shard_.is_shard) return shard_.model_id;
+    if (file_.has("troupe.model_id")) return file_.get_string("troupe.model_id");
+    return fingerprint_model(*this);
+  }
+
+ private:
+  GgufFile file_;
+  ModelConfig config_;
+  Vocab vocab_;
+  bool has_vocab_ = false;
+  ShardInfo shard_;
+};
+
+}  // namespace
+
+std::unique_ptr<Checkpoint> open_gguf_checkpoint(const std::string& path) {
+  return std::make_unique<GgufCheckpoint>(path);
+}
+
+}  // namespace troupe

@@ -1,0 +1,29 @@
+#include "models/machine/compute_speed.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace troupe {
+
+double measure_matmul_gflops(int threads) {
+  const int previous = at::get_num_threads();
+  at::set_num_threads(std::max(1, threads));
+  // 512x2048 times 2048x512: large enough to reach the BLAS kernel's speed, small
+  // enough that the whole measurement stays well under a second on a laptop.
+  const at::Tensor a = at::rand({512, 2048}), b = at::rand({2048, 512});
+  at::matmul(a, b);  // warm up: thread pool, pages
+  const double flops = 2.0 * 512 * 2048 * 512;
+  double best = 1e30;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    at::Tensor c = at::matmul(a, b);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  at::set_num_threads(previous);
+  return flops / best / 1e9;
+}
+
+}  // namespace troupe

@@ -1,0 +1,44 @@
+#include "models/quant/dtype.h"
+
+#include <stdexcept>
+
+namespace troupe {
+
+bool dtype_supported(uint32_t t) {
+  switch (static_cast<DType>(t)) {
+    case DType::F32: case DType::F16: case DType::Q4_0: case DType::Q8_0: case DType::I32: case DType::BF16:
+      return true;
+  }
+  return false;
+}
+
+DTypeLayout dtype_layout(DType t) {
+  switch (t) {
+    case DType::F32: return {1, 4};
+    case DType::F16: return {1, 2};
+    case DType::BF16: return {1, 2};
+    case DType::I32: return {1, 4};
+    case DType::Q8_0: return {32, 34};  // fp16 scale + 32 int8
+    case DType::Q4_0: return {32, 18};  // fp16 scale + 32 packed nibbles
+  }
+  throw std::invalid_argument("unknown dtype");
+}
+
+std::string dtype_name(uint32_t t) {
+  static const char* names[] = {"F32",  "F16",  "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1",
+                                "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS",
+                                "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64",
+                                "IQ1_M", "BF16"};
+  if (t < sizeof(names) / sizeof(names[0])) return names[t];
+  return "type " + std::to_string(t);
+}
+
+size_t dtype_row_bytes(DType t, int64_t n) {
+  const auto layout = dtype_layout(t);
+  if (n % layout.block_elems != 0)
+    throw std::invalid_argument(dtype_name(static_cast<uint32_t>(t)) + " row of " + std::to_string(n) +
+                                " elements is not a multiple of the block size " + std::to_string(layout.block_elems));
+  return static_cast<size_t>(n / layout.block_elems) * layout.block_bytes;
+}
+
+}  // namespace troupe

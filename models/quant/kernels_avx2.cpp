@@ -1,0 +1,358 @@
+// AVX2 kernels (with FMA and F16C), compiled per function with target attributes so the
+// library still runs on any x86-64; quant_matmul.cpp calls them only when the CPU has AVX2.
+//
+// Q8_0 / Q4_0 weights times Q8_0 activations, per block of 32 (as llama.cpp's AVX2 path):
+//   an exact integer dot product: _mm256_maddubs_epi16 (u8 x s8 -> 16 int16 pair sums), then
+//   _mm256_madd_epi16 with ones (-> 8 int32 partial sums);
+//   acc += float(partial sums) * (d_w * d_x)   (8 fp32 lanes, summed at the end of the row).
+// Q8_0 weights are signed: |w| and sign(x, w) make the product unsigned x signed (|w| <= 128,
+// |x| <= 127: no saturation). Q4_0 nibbles (0..15) are unsigned already; their offset 8 is
+// taken off as 8 * (pair sums of x), exact in int16.
+// The fp16 weight scales are converted 8 blocks at a time.
+//
+// Tiles of R weight rows x C activation rows share each decoded weight block and each loaded
+// activation block: R = 4, C = 1 for a single activation row (decode); R = 2, C <= 2 for batches.
+#include <algorithm>
+
+#include "models/quant/kernels_x86.h"
+#include "models/quant/quant_formats.h"
+#include "models/quant/quant_kernels.h"
+
+namespace troupe::kernels {
+namespace {
+
+using namespace x86;
+
+// ---- activations to Q8_0 ---------------------------------------------------------------
+
+// round(p) with halves away from zero, as std::lround: trunc, then step away when |frac| >= 0.5.
+TROUPE_AVX2 inline __m256i round_half_away(__m256 p) {
+  const __m256 t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 frac = _mm256_sub_ps(p, t);  // exact
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 away = _mm256_cmp_ps(_mm256_and_ps(frac, abs_mask), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m256 step = _mm256_or_ps(_mm256_and_ps(p, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));  // +-1
+  return _mm256_cvtps_epi32(_mm256_add_ps(t, _mm256_and_ps(away, step)));
+}
+
+TROUPE_AVX2 void quantize_row_q8(const float* x, int64_t cols, int8_t* q, float* d) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t b = 0; b < cols / 32; ++b, x += 32, q += 32) {
+    __m256 v[4];
+    for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(x + 8 * i);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v[0], abs_mask), _mm256_and_ps(v[1], abs_mask)),
+                             _mm256_max_ps(_mm256_and_ps(v[2], abs_mask), _mm256_and_ps(v[3], abs_mask)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float scale = amax / 127.0f, inv = scale != 0 ? 1.0f / scale : 0.0f;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    __m256i i32[4];
+    for (int i = 0; i < 4; ++i) i32[i] = round_half_away(_mm256_mul_ps(v[i], vinv));
+    const __m256i i16a = _mm256_packs_epi32(i32[0], i32[1]), i16b = _mm256_packs_epi32(i32[2], i32[3]);
+    const __m256i i8 = _mm256_packs_epi16(i16a, i16b);  // 128-bit lanes interleaved by the packs
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q),
+                       _mm256_permutevar8x32_epi32(i8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    d[b] = _cvtsh_ss(_cvtss_sh(scale, _MM_FROUND_TO_NEAREST_INT));
+  }
+}
+
+// ---- Q8_0 weights -------------------------------------------------------------------------
+
+// One block of R weight rows and C activation rows; `scale` holds d_w * d_x in lane `lane`.
+template <int R, int C>
+TROUPE_AVX2 __attribute__((always_inline)) inline void q8_0_block(const uint8_t* const (&rows)[R],
+                                                                  const int8_t* const (&xq)[C], int64_t b,
+                                                                  const __m256 (&scale)[R][C], int lane,
+                                                                  __m256 (&acc)[R][C]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i xv[C];
+  for (int c = 0; c < C; ++c) xv[c] = load_x(xq[c] + 32 * b);
+  const __m256i idx = _mm256_set1_epi32(lane);
+  for (int i = 0; i < R; ++i) {
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[i] + b * kQ8_0Bytes + 2));
+    const __m256i wabs = _mm256_sign_epi8(wv, wv);
+    for (int c = 0; c < C; ++c) {
+      const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv[c], wv)), ones);
+      acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_permutevar8x32_ps(scale[i][c], idx), acc[i][c]);
+    }
+  }
+}
+
+// Rows r + i * step (i < R) times activation rows [t, t+C).
+template <int R, int C>
+TROUPE_AVX2 void tile_q8_0(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
+                           const float* bias, float* y, int64_t ldy) {
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
+  const int8_t* xq[C];
+  const float* xd[C];
+  for (int c = 0; c < C; ++c) {
+    xq[c] = x.row_q(t + c);
+    xd[c] = x.row_d(t + c);
+  }
+  __m256 acc[R][C];
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 8 <= x.blocks; b += 8) {
+    __m256 scale[R][C];
+    for (int i = 0; i < R; ++i) {
+      const __m256 dw = block_scales8<kQ8_0Bytes>(rows[i] + b * kQ8_0Bytes);
+      for (int c = 0; c < C; ++c) scale[i][c] = _mm256_mul_ps(dw, _mm256_loadu_ps(xd[c] + b));
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) q8_0_block<R, C>(rows, xq, b + j, scale, j, acc);
+  }
+  for (; b < x.blocks; ++b) {
+    __m256 scale[R][C];
+    for (int i = 0; i < R; ++i)
+      for (int c = 0; c < C; ++c) scale[i][c] = _mm256_set1_ps(block_scale(rows[i] + b * kQ8_0Bytes) * xd[c][b]);
+    q8_0_block<R, C>(rows, xq, b, scale, 0, acc);
+  }
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = hsum(acc[i][c]) + (bias ? bias[r + i * step] : 0.0f);
+}
+
+// ---- Q4_0 weights -------------------------------------------------------------------------
+
+// Rows r + i * step (i < R) times activation rows [t, t+C), two blocks per step: the nibble
+// bytes of blocks A and B fill one register, whose low nibbles are A[0..15] B[0..15] and high
+// nibbles A[16..31] B[16..31]; the activations are permuted to match.
+template <int R, int C>
+TROUPE_AVX2 void tile_q4_0(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
+                           const float* bias, float* y, int64_t ldy) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f), eights = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
+  const int8_t* xq[C];
+  const float* xd[C];
+  for (int c = 0; c < C; ++c) {
+    xq[c] = x.row_q(t + c);
+    xd[c] = x.row_d(t + c);
+  }
+  __m256 acc[R][C];
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 8 <= x.blocks; b += 8) {
+    __m256 scale[R][C];
+    for (int i = 0; i < R; ++i) {
+      const __m256 dw = block_scales8<kQ4_0Bytes>(rows[i] + b * kQ4_0Bytes);
+      for (int c = 0; c < C; ++c) scale[i][c] = _mm256_mul_ps(dw, _mm256_loadu_ps(xd[c] + b));
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {  // blocks b+2k and b+2k+1
+      __m256i xlo[C], xhi[C], offset[C];
+      for (int c = 0; c < C; ++c) {
+        const __m256i xa = load_x(xq[c] + 32 * (b + 2 * k)), xb = load_x(xq[c] + 32 * (b + 2 * k + 1));
+        xlo[c] = _mm256_permute2x128_si256(xa, xb, 0x20);
+        xhi[c] = _mm256_permute2x128_si256(xa, xb, 0x31);
+        offset[c] = _mm256_add_epi16(_mm256_maddubs_epi16(eights, xlo[c]), _mm256_maddubs_epi16(eights, xhi[c]));
+      }
+      for (int i = 0; i < R; ++i) {
+        const __m256i packed = load_nibble_pair(rows[i] + (b + 2 * k) * kQ4_0Bytes);
+        const __m256i lo = _mm256_and_si256(packed, low4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+        for (int c = 0; c < C; ++c) {
+          // |pair sum| <= 2 * 2 * 15 * 127 + 4 * 8 * 127: no int16 overflow.
+          const __m256i pairs = _mm256_sub_epi16(
+              _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo[c]), _mm256_maddubs_epi16(hi, xhi[c])), offset[c]);
+          acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)), pair_scales(scale[i][c], k),
+                                      acc[i][c]);
+        }
+      }
+    }
+  }
+  for (; b < x.blocks; ++b) {  // the last blocks one at a time
+    __m256i xv[C], offset[C];
+    for (int c = 0; c < C; ++c) {
+      xv[c] = load_x(xq[c] + 32 * b);
+      offset[c] = _mm256_maddubs_epi16(eights, xv[c]);
+    }
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* block = rows[i] + b * kQ4_0Bytes;
+      const __m256i wv = load_nibbles(block);
+      const float dw = block_scale(block);
+      for (int c = 0; c < C; ++c) {
+        const __m256i pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(wv, xv[c]), offset[c]);
+        acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)), _mm256_set1_ps(dw * xd[c][b]),
+                                    acc[i][c]);
+      }
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = hsum(acc[i][c]) + (bias ? bias[r + i * step] : 0.0f);
+}
+
+// ---- row tiles ------------------------------------------------------------------------------
+
+template <DType Type, int R, int C>
+TROUPE_AVX2 void tile_q(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t, const float* bias,
+                        float* y, int64_t ldy) {
+  if constexpr (Type == DType::Q8_0)
+    tile_q8_0<R, C>(w, r, step, x, t, bias, y, ldy);
+  else
+    tile_q4_0<R, C>(w, r, step, x, t, bias, y, ldy);
+}
+
+// Rows r + i * step (i < R) times all activation rows, four at a time (a weight block is
+// unpacked once for four rows: batches of sessions gain ~15% over pairs), then two, then one.
+// Each output is the same sequence of operations whatever C, so a row's bits do not depend on
+// the batch it is in.
+template <DType Type, int R>
+TROUPE_AVX2 void tile_q_all(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, const float* bias,
+                            float* y, int64_t ldy) {
+  int64_t t = 0;
+  for (; t + 4 <= x.n; t += 4) tile_q<Type, R, 4>(w, r, step, x, t, bias, y, ldy);
+  for (; t + 2 <= x.n; t += 2) tile_q<Type, R, 2>(w, r, step, x, t, bias, y, ldy);
+  if (t < x.n) tile_q<Type, R, 1>(w, r, step, x, t, bias, y, ldy);
+}
+
+// Rows [r0, r1) in tiles of R rows that lie a quarter (R = 4) or half (R = 2) of the range
+// apart: tile k holds rows r0 + k + i (r1 - r0) / R. Rows read side by side must not share
+// 4 KiB pages: Zen 4's prefetchers lose track of several streams within one page (measured:
+// 4 adjacent Q8_0 rows of 2 KiB stream from DRAM at 8 GB/s, the same 4 rows a quarter of the
+// matrix apart at 29 GB/s).
+template <DType Type>
+TROUPE_AVX2 void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,
+                        int64_t ldy) {
+  if (x.n == 1) {
+    const int64_t step = (r1 - r0) / 4;
+    for (int64_t k = 0; k < step; ++k) tile_q<Type, 4, 1>(w, r0 + k, step, x, 0, bias, y, ldy);
+    for (int64_t r = r0 + 4 * step; r < r1; ++r) tile_q<Type, 1, 1>(w, r, 1, x, 0, bias, y, ldy);
+    return;
+  }
+  const int64_t step = (r1 - r0) / 2;
+  for (int64_t k = 0; k < step; ++k) tile_q_all<Type, 2>(w, r0 + k, step, x, bias, y, ldy);
+  for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_q_all<Type, 1>(w, r, 1, x, bias, y, ldy);
+}
+
+// ---- F16 / BF16 weights -------------------------------------------------------------------
+
+template <DType Type>
+TROUPE_AVX2 inline __m256 load8_half(const uint8_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if constexpr (Type == DType::F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+template <DType Type>
+TROUPE_AVX2 inline float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  if constexpr (Type == DType::F16) return _cvtsh_ss(h);
+  return bf16_to_fp32(h);
+}
+
+// Rows r + i * step (i < R) times activation rows [t, t+C), 8 columns per step.
+template <DType Type, int R, int C>
+TROUPE_AVX2 void tile_half(const PackedMatrix& w, int64_t r, int64_t step, const float* x, int64_t t,
+                           const float* bias, float* y, int64_t ldy) {
+  const int64_t cols = w.cols;
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
+  const float* xr[C];
+  for (int c = 0; c < C; ++c) xr[c] = x + (t + c) * cols;
+  __m256 acc[R][C];
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= cols; j += 8) {
+    __m256 xv[C];
+    for (int c = 0; c < C; ++c) xv[c] = _mm256_loadu_ps(xr[c] + j);
+    for (int i = 0; i < R; ++i) {
+      const __m256 wv = load8_half<Type>(rows[i] + 2 * j);
+      for (int c = 0; c < C; ++c) acc[i][c] = _mm256_fmadd_ps(wv, xv[c], acc[i][c]);
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) {
+      float s = hsum(acc[i][c]);
+      for (int64_t k = j; k < cols; ++k) s += half_at<Type>(rows[i] + 2 * k) * xr[c][k];
+      y[(t + c) * ldy + r + i * step] = s + (bias ? bias[r + i * step] : 0.0f);
+    }
+}
+
+// Rows r + i * step (i < R) times all T activation rows, four at a time.
+template <DType Type, int R>
+TROUPE_AVX2 void tile_half_all(const PackedMatrix& w, int64_t r, int64_t step, const float* x, int64_t T,
+                               const float* bias, float* y, int64_t ldy) {
+  int64_t t = 0;
+  for (; t + 4 <= T; t += 4) tile_half<Type, R, 4>(w, r, step, x, t, bias, y, ldy);
+  switch (T - t) {
+    case 3: return tile_half<Type, R, 3>(w, r, step, x, t, bias, y, ldy);
+    case 2: return tile_half<Type, R, 2>(w, r, step, x, t, bias, y, ldy);
+    case 1: return tile_half<Type, R, 1>(w, r, step, x, t, bias, y, ldy);
+    default: return;
+  }
+}
+
+// As gemm_q: strided tiles of 4 rows for decode, of 2 rows x 4 activation rows for batches.
+template <DType Type>
+TROUPE_AVX2 void gemm_half(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T,
+                           const float* bias, float* y, int64_t ldy) {
+  if (T == 1) {
+    const int64_t step = (r1 - r0) / 4;
+    for (int64_t k = 0; k < step; ++k) tile_half<Type, 4, 1>(w, r0 + k, step, x, 0, bias, y, ldy);
+    for (int64_t r = r0 + 4 * step; r < r1; ++r) tile_half<Type, 1, 1>(w, r, 1, x, 0, bias, y, ldy);
+    return;
+  }
+  const int64_t step = (r1 - r0) / 2;
+  for (int64_t k = 0; k < step; ++k) tile_half_all<Type, 2>(w, r0 + k, step, x, T, bias, y, ldy);
+  for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_half_all<Type, 1>(w, r, 1, x, T, bias, y, ldy);
+}
+
+// ---- to fp32 ------------------------------------------------------------------------------
+
+TROUPE_AVX2 void store_block(__m256i w8, float d, float* out) {
+  const __m256 vd = _mm256_set1_ps(d);
+  const __m128i lo = _mm256_castsi256_si128(w8), hi = _mm256_extracti128_si256(w8, 1);
+  _mm256_storeu_ps(out + 0, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+  _mm256_storeu_ps(out + 8, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+  _mm256_storeu_ps(out + 16, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+  _mm256_storeu_ps(out + 24, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+}
+
+TROUPE_AVX2 void dequantize_q8_0(const uint8_t* src, int64_t n_blocks, float* out) {
+  for (int64_t b = 0; b < n_blocks; ++b, src += kQ8_0Bytes, out += 32)
+    store_block(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2)), block_scale(src), out);
+}
+
+TROUPE_AVX2 void dequantize_q4_0(const uint8_t* src, int64_t n_blocks, float* out) {
+  for (int64_t b = 0; b < n_blocks; ++b, src += kQ4_0Bytes, out += 32)
+    store_block(_mm256_sub_epi8(load_nibbles(src), _mm256_set1_epi8(8)), block_scale(src), out);
+}
+
+template <DType Type>
+TROUPE_AVX2 void convert_half(const uint8_t* src, int64_t n, float* out) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(out + j, load8_half<Type>(src + 2 * j));
+  for (; j < n; ++j) out[j] = half_at<Type>(src + 2 * j);
+}
+
+TROUPE_AVX2 void dequantize_rows(const PackedMatrix& w, int64_t r0, int64_t r1, float* out) {
+  const int64_t n = (r1 - r0) * w.cols;
+  switch (w.dtype) {
+    case DType::Q8_0: return dequantize_q8_0(w.row(r0), n / 32, out);
+    case DType::Q4_0: return dequantize_q4_0(w.row(r0), n / 32, out);
+    case DType::F16: return convert_half<DType::F16>(w.row(r0), n, out);
+    case DType::BF16: return convert_half<DType::BF16>(w.row(r0), n, out);
+    default: return dequantize(w.dtype, w.row(r0), out, n);
+  }
+}
+
+}  // namespace
+
+const KernelTable& avx2_kernels() {
+  static const KernelTable table{quantize_row_q8,
+                                 gemm_q<DType::Q8_0>,
+                                 gemm_q<DType::Q4_0>,
+                                 gemm_half<DType::F16>,
+                                 gemm_half<DType::BF16>,
+                                 dequantize_rows};
+  return table;
+}
+
+}  // namespace troupe::kernels

@@ -1,0 +1,62 @@
+#pragma once
+// Matrix products with weights kept in their checkpoint format (Q8_0, Q4_0 blocks, F16, BF16):
+// no fp32 copy of a weight matrix is ever kept.
+//
+//   y[T, rows] = x[T, cols] · W[rows, cols]^T (+ bias)
+//
+// Q8_0 / Q4_0: as llama.cpp does it, the activation rows are first rounded to Q8_0 (per block of
+// 32: an fp16 scale and 32 int8), then each block pair is an exact integer dot product scaled by
+// the two fp16 scales and summed in fp32. F16 / BF16: converted on the fly, fp32 accumulation.
+// Above a batch size where that is faster (see matmul_thresholds), tiles of W are converted to
+// fp32 and multiplied with BLAS instead; a tile is per task and transient.
+// Kernels: AVX512-VNNI or AVX2 (+FMA, F16C) picked at run time, else portable C++
+// (kernels_*.cpp). Output rows are split over LibTorch's intra-op threads (at::set_num_threads).
+#include <cstddef>
+#include <cstdint>
+
+#include "models/quant/dtype.h"
+
+namespace troupe {
+
+// A row-major matrix in one of the checkpoint formats, not owned (it usually points into the
+// mapped checkpoint file). `cols` must be a multiple of 32 for Q8_0 / Q4_0.
+struct PackedMatrix {
+  DType dtype = DType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const uint8_t* data = nullptr;
+
+  size_t row_bytes() const { return dtype_row_bytes(dtype, cols); }
+  size_t bytes() const { return static_cast<size_t>(rows) * row_bytes(); }
+  const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
+};
+
+// y[T, w.rows] = x[T, w.cols] · w^T (+ bias[w.rows] when not null); all row-major, fp32.
+void packed_matmul(const PackedMatrix& w, const float* x, int64_t T, const float* bias, float* y);
+
+// out[n, w.cols] = rows ids[0..n) of w, converted to fp32 (an embedding lookup). Throws
+// std::out_of_range for an id outside [0, w.rows).
+void packed_rows(const PackedMatrix& w, const int64_t* ids, int64_t n, float* out);
+
+// The instruction set the kernels use. The best one the CPU supports is picked at first use;
+// tests and benchmarks may force another (a forced ISA the CPU lacks is refused).
+enum class KernelIsa { portable, avx2, avx512vnni };
+const char* kernel_isa_name(KernelIsa isa);
+bool kernel_isa_supported(KernelIsa isa);
+KernelIsa best_kernel_isa();
+KernelIsa active_kernel_isa();
+void force_kernel_isa(KernelIsa isa);  // throws std::invalid_argument when unsupported
+void reset_kernel_isa();               // back to best_kernel_isa()
+
+// Batch sizes T from which the fp32-tile + BLAS path is used instead of the direct kernels.
+// The defaults depend on the active instruction set; tests and benchmarks override them to
+// exercise both paths.
+struct MatmulThresholds {
+  int64_t quantized_min_T;  // Q8_0 / Q4_0
+  int64_t half_min_T;       // F16 / BF16
+};
+MatmulThresholds matmul_thresholds();   // in effect now
+void set_matmul_thresholds(MatmulThresholds t);
+void reset_matmul_thresholds();         // back to the defaults
+
+}  // namespace troupe
