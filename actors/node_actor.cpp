@@ -103,9 +103,6 @@ caf::error node_error(const NodeState& st, const std::string& what) {
 
 caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage req) {
   auto& st = self->state;
-  if (req.protocol_version != proto::kProtocolVersion)
-    return node_error(st, "client speaks troupe protocol v" + std::to_string(req.protocol_version) +
-                              ", this node v" + std::to_string(proto::kProtocolVersion));
   if (req.wire_dtype > static_cast<uint8_t>(WireDType::bf16))
     return node_error(st, "unknown wire dtype code " + std::to_string(req.wire_dtype));
   StageConfig cfg;
@@ -214,6 +211,7 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg) {
     self->quit(msg.reason);
   });
   return {
+    [](proto::hello_atom, uint32_t) { return caf::make_message(proto::hello_atom::value, proto::kProtocolVersion); },
     [self](proto::info_atom) { return node_info(self); },
     [self](proto::spawn_atom, proto::SpawnStage& req) { return spawn_stage(self, std::move(req)); },
     [](proto::ping_atom) { return caf::ok_atom::value; },

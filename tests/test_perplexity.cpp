@@ -26,15 +26,18 @@ double gpl3_perplexity(const std::string& model) {
 }
 
 TEST(Perplexity, Stories260KGgufMatchesLlamaCppWithinPointOnePercent) {
-  EXPECT_NEAR(gpl3_perplexity("stories260K/stories260K.gguf"), 105.3247, 105.3247 * 1e-3);
+  const double reference = test::reference_perplexity("stories260K.gguf");
+  EXPECT_NEAR(gpl3_perplexity("stories260K/stories260K.gguf"), reference, reference * 1e-3);
 }
 
 TEST(Perplexity, Stories260KHuggingFaceMatchesLlamaCppWithinPointOnePercent) {
-  EXPECT_NEAR(gpl3_perplexity("stories260K/hf"), 105.3247, 105.3247 * 1e-3);
+  const double reference = test::reference_perplexity("stories260K.gguf");  // the same weights
+  EXPECT_NEAR(gpl3_perplexity("stories260K/hf"), reference, reference * 1e-3);
 }
 
 TEST(Perplexity, Gpt2TinyMatchesLlamaCppWithinPointOnePercent) {
-  EXPECT_NEAR(gpl3_perplexity("gpt2-tiny/gpt2-tiny.gguf"), 76426.36, 76426.36 * 1e-3);
+  const double reference = test::reference_perplexity("gpt2-tiny.gguf");
+  EXPECT_NEAR(gpl3_perplexity("gpt2-tiny/gpt2-tiny.gguf"), reference, reference * 1e-3);
 }
 
 TEST(Perplexity, TextShorterThanTwoChunksIsRejected) {

@@ -171,7 +171,10 @@ TEST(NodeStatus, EachNodeReportsItsStagesSessionsRecentRateAndHopRoundTrip) {
     EXPECT_EQ(s.describe, p.stages()[i].describe);
     EXPECT_EQ(s.sessions, 1) << "the open session";
     EXPECT_EQ(s.steps, 31u);
-    EXPECT_NEAR(s.recent_tokens_per_s, 31 / 10.0, 1e-9) << "31 activations within the last 10 s";
+    // The rate counts the activations of the last 10 s: all 31 when the steps ran within them,
+    // fewer on a loaded machine (no wall-clock claim here), never more.
+    EXPECT_GT(s.recent_tokens_per_s, 0.0);
+    EXPECT_LE(s.recent_tokens_per_s, 31 / 10.0 + 1e-9);
     if (has_next_stage) {
       EXPECT_GE(s.next_rtt_ms, 0) << s.describe << ": the hop to the next stage was not measured";
       EXPECT_LT(s.next_rtt_ms, 1000) << s.describe;

@@ -106,6 +106,15 @@ Reference load_reference(const std::string& name) {
   return ref;
 }
 
+double reference_perplexity(const std::string& file) {
+  std::ifstream in(models_dir() + "/README.md");
+  const std::string row_start = "| " + file + " | ";
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(row_start, 0) == 0) return std::stod(line.substr(row_start.size()));
+  throw std::runtime_error(models_dir() + "/README.md has no perplexity row for " + file);
+}
+
 CommandResult run_command(const std::vector<std::string>& argv, int timeout_seconds) {
   TempDir dir;
   const std::string out_path = dir.file("stdout"), err_path = dir.file("stderr");

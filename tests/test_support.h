@@ -27,6 +27,11 @@ struct Reference {
 };
 Reference load_reference(const std::string& name);  // e.g. "stories260K.once-upon-a-time"
 
+// llama.cpp's perplexity of a model file on the GPL-3 text (--ctx 128), as the table in
+// ../shared/models/README.md gives it; `file` is the name in its first column
+// ("stories260K-q8_0.gguf"). Throws when the README has no row for it.
+double reference_perplexity(const std::string& file);
+
 // Runs a program to completion (killed after `timeout_seconds`) and captures its output.
 struct CommandResult {
   int exit_code = -1;  // -1 when killed by the timeout or a signal

@@ -11,6 +11,8 @@
 // is the client actor of a deployed Pipeline, or any actor that sends an Activation.)
 //
 //   node (one per caf-node daemon, published on its port)
+//     hello_atom, uint32_t version           -> hello_atom, uint32_t version (the node's; sent first,
+//                                                before any versioned struct crosses)
 //     info_atom                              -> NodeInfo (with every hosted stage's StageStats)
 //     spawn_atom, SpawnStage                 -> StageReady      (loads the stage, and its sampler if asked)
 //     peer_atom, host, port, caf::node_id    -> caf::ok_atom    (connect directly to the node at host:port,
@@ -46,9 +48,10 @@
 //     piece_atom, int32_t id                 -> std::string (the bytes of one token)
 //     info_atom                              -> TokenizerInfo
 //
-// Versioning: kProtocolVersion is checked when a client first talks to a node (NodeInfo)
-// and again on SpawnStage; the activation bytes carry their own format version
-// (kWireFormatVersion, framework/wire_tensor.h).
+// Versioning: a client's first message to a node is `hello` with kProtocolVersion, in plain
+// integers that every version decodes the same way; only when the node answers with the same
+// version does any struct of this file cross. The activation bytes carry their own format
+// version (kWireFormatVersion, actors/protocol/wire_tensor.h).
 #include <caf/actor.hpp>
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
@@ -64,10 +67,12 @@
 namespace troupe {
 namespace proto {
 
-constexpr uint32_t kProtocolVersion = 4;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo
+constexpr uint32_t kProtocolVersion = 5;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo;
+                                          // 5: hello before anything else, no version inside structs
 
 // -- atoms (at most 10 characters) --------------------------------------------------------
 
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
 using info_atom = caf::atom_constant<caf::atom("info")>;
 using spawn_atom = caf::atom_constant<caf::atom("spawnstage")>;
 using peer_atom = caf::atom_constant<caf::atom("peer")>;
@@ -90,7 +95,6 @@ using hop_pong_atom = caf::atom_constant<caf::atom("hoppong")>;  // next stage -
 // -- node: spawning a stage -----------------------------------------------------------------
 
 struct SpawnStage {
-  uint32_t protocol_version = kProtocolVersion;
   std::string model;         // relative to the node's --models dir (or absolute)
   StageSpec spec;
   uint8_t wire_dtype = static_cast<uint8_t>(WireDType::f32);  // for the activations this stage sends
@@ -165,7 +169,6 @@ struct StageStats {
 // -- node: what it has and hosts --------------------------------------------------------------
 
 struct NodeInfo {
-  uint32_t protocol_version = kProtocolVersion;
   std::string node;          // "host:port" as the daemon was started
   uint64_t mem_total = 0;    // bytes, /proc/meminfo MemTotal
   uint64_t mem_available = 0;  // bytes, /proc/meminfo MemAvailable
@@ -194,14 +197,14 @@ struct TokenizerInfo {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, NodeInfo& x) {
-  return f(caf::meta::type_name("troupe.NodeInfo"), x.protocol_version, x.node, x.mem_total, x.mem_available,
+  return f(caf::meta::type_name("troupe.NodeInfo"), x.node, x.mem_total, x.mem_available,
            x.cores, x.threads, x.models_dir, x.models, x.stages, x.memory_limit, x.gflops, x.mem_gbps, x.rss,
            x.peak_rss, x.stage_stats);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SpawnStage& x) {
-  return f(caf::meta::type_name("troupe.SpawnStage"), x.protocol_version, x.model, x.spec.layer_first,
+  return f(caf::meta::type_name("troupe.SpawnStage"), x.model, x.spec.layer_first,
            x.spec.layer_last, x.spec.has_embedding, x.spec.has_head, x.wire_dtype, x.threads, x.max_positions,
            x.with_sampler, x.owner, x.max_batch, x.progress);
 }

@@ -106,17 +106,22 @@ ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chro
                                                    : proto::error_text(err);
       });
   if (!failure.empty()) throw NodeUnreachable("cannot connect to node " + ep.str() + ": " + failure);
-  self->request(node.actor, left(), proto::info_atom::value)
-    .receive([&](proto::NodeInfo& info) { node.info = std::move(info); },
-             [&](caf::error& err) {
-               failure = err == caf::sec::request_timeout ? "no answer within " + std::to_string(timeout.count()) + " ms"
-                                                          : proto::error_text(err);
-             });
+  auto answer_failure = [&](caf::error& err) {
+    failure = err == caf::sec::request_timeout ? "no answer within " + std::to_string(timeout.count()) + " ms"
+                                               : proto::error_text(err);
+  };
+  // The version handshake comes first: plain integers, which every version decodes alike.
+  uint32_t node_version = 0;
+  self->request(node.actor, left(), proto::hello_atom::value, proto::kProtocolVersion)
+    .receive([&](proto::hello_atom, uint32_t version) { node_version = version; }, answer_failure);
   if (!failure.empty()) throw NodeUnreachable("node " + ep.str() + " does not answer: " + failure);
-  if (node.info.protocol_version != proto::kProtocolVersion)
-    throw NodeUnreachable("node " + ep.str() + " speaks troupe protocol v" +
-                          std::to_string(node.info.protocol_version) + ", this client v" +
-                          std::to_string(proto::kProtocolVersion));
+  if (node_version != proto::kProtocolVersion)
+    throw NodeUnreachable("node " + ep.str() + " speaks troupe protocol v" + std::to_string(node_version) +
+                          ", this client v" + std::to_string(proto::kProtocolVersion) +
+                          ": run the same troupe version on every machine");
+  self->request(node.actor, left(), proto::info_atom::value)
+    .receive([&](proto::NodeInfo& info) { node.info = std::move(info); }, answer_failure);
+  if (!failure.empty()) throw NodeUnreachable("node " + ep.str() + " does not answer: " + failure);
   return node;
 }
 
