@@ -15,22 +15,14 @@ struct SynthCliOptions {
   int threads = 0;
 };
 
-DType parse_type(std::string t) {
-  for (auto& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (t == "f32") return DType::F32;
-  if (t == "f16") return DType::F16;
-  if (t == "bf16") return DType::BF16;
-  if (t == "q8_0") return DType::Q8_0;
-  if (t == "q4_0") return DType::Q4_0;
-  throw std::invalid_argument("unknown weight type '" + t + "' (f32, f16, bf16, q8_0, q4_0)");
-}
-
 void run_synth(const SynthCliOptions& o) {
   set_compute_threads(o.threads);
   SynthOptions s;
   s.config = preset_shape(o.shape);
   if (o.layers > 0) s.config.n_layer = o.layers;
-  s.type = parse_type(o.type);
+  const SynthType t = parse_synth_type(o.type);
+  s.type = t.type;
+  s.mix = t.mix;
   s.seed = o.seed;
   s.vocab_from = o.vocab_from;
   const uint64_t bytes = write_synthetic_model(s, o.out);
@@ -43,7 +35,9 @@ void add_synth_command(CLI::App& app) {
   auto o = std::make_shared<SynthCliOptions>();
   auto* cmd = app.add_subcommand("synth", "write a random-weight GGUF model of a given shape and weight type");
   cmd->add_option("--shape", o->shape, "tinyllama, llama2-7b, gpt2, gpt2-medium")->capture_default_str();
-  cmd->add_option("--type", o->type, "f32, f16, bf16, q8_0, q4_0")->capture_default_str();
+  cmd->add_option("--type", o->type,
+                 "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, "
+                 "or a mix: q3_k_m, q4_k_s, q4_k_m, q5_k_m")->capture_default_str();
   cmd->add_option("--layers", o->layers, "override the number of layers");
   cmd->add_option("--seed", o->seed, "random seed")->capture_default_str();
   cmd->add_option("--vocab-from", o->vocab_from, "GGUF file whose tokenizer to copy (vocab sizes must agree)");

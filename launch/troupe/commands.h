@@ -9,6 +9,7 @@ void add_generate_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_perplexity_command(CLI::App& app);
 void add_split_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_plan_command(CLI::App& app);
 void add_serve_command(CLI::App& app);

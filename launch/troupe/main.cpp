@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   troupe::cli::add_generate_command(app);
   troupe::cli::add_tokenize_command(app);
   troupe::cli::add_perplexity_command(app);
+  troupe::cli::add_quantize_command(app);
   troupe::cli::add_split_command(app);
   troupe::cli::add_synth_command(app);
   troupe::cli::add_plan_command(app);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <regex>
 
+#include "models/convert/quantize_model.h"
 #include "models/format/checkpoint.h"
 #include "models/format/gguf_file.h"
 #include "models/format/gguf_writer.h"
@@ -27,7 +28,7 @@ std::string file_stem(const std::string& path) {
 }  // namespace
 
 std::vector<std::string> write_stage_shards(const std::string& model_path, const std::vector<StageSpec>& specs,
-                                            const std::string& out_dir) {
+                                            const std::string& out_dir, const QuantRecipe* recipe) {
   const auto ckpt = open_checkpoint(model_path);
   if (ckpt->shard_info().is_shard) throw CheckpointError(model_path + ": is already a stage shard; split the whole model");
   const auto& config = ckpt->config();
@@ -42,6 +43,7 @@ std::vector<std::string> write_stage_shards(const std::string& model_path, const
 
   std::vector<std::string> paths;
   const std::string model_id = ckpt->model_id();
+  const RecipeModelShape shape = recipe_model_shape(*ckpt);  // the whole model's, so every shard types alike
   for (size_t i = 0; i < specs.size(); ++i) {
     const StageSpec& spec = specs[i];
     GgufWriter w;
@@ -51,6 +53,10 @@ std::vector<std::string> write_stage_shards(const std::string& model_path, const
       write_config_metadata(w, config);
       if (ckpt->has_vocab()) write_vocab_metadata(w, ckpt->vocab());
     }
+    if (recipe) {
+      w.set_u32("general.file_type", recipe->file_type);
+      w.set_u32("general.quantization_version", 2);
+    }
     w.set_string("troupe.model_id", model_id);
     w.set_bool("troupe.tied_head", config.tied_head);
     w.set_i64("troupe.shard.layer_first", spec.layer_first);
@@ -59,9 +65,7 @@ std::vector<std::string> write_stage_shards(const std::string& model_path, const
     w.set_bool("troupe.shard.has_head", spec.has_head);
     for (const auto& name : ckpt->tensor_names()) {
       if (!stage_needs_tensor(name, spec, config.tied_head)) continue;
-      const TensorView t = ckpt->tensor(name);
-      auto owner = t.owner;  // keeps reordered bytes (HF sources) alive until written
-      w.add_tensor(name, t.dtype, t.shape, [t, owner](uint8_t* out, size_t n) { std::memcpy(out, t.data, n); });
+      add_converted_tensor(w, *ckpt, name, recipe, shape);
     }
     const std::string path = out_dir + "/" + file_stem(model_path) + ".stage" + std::to_string(i + 1) + "-of-" +
                              std::to_string(specs.size()) + ".gguf";

@@ -7,11 +7,13 @@
 #include <vector>
 
 #include "models/arch/stage_spec.h"
+#include "models/convert/quant_recipe.h"
 
 namespace troupe {
 
-// Writes <out_dir>/<stem>.stage<i>-of-<n>.gguf for each spec and returns their paths.
+// Writes <out_dir>/<stem>.stage<i>-of-<n>.gguf for each spec and returns their paths. With a
+// recipe, tensors are quantized as `troupe quantize` would (types chosen for the whole model).
 std::vector<std::string> write_stage_shards(const std::string& model_path, const std::vector<StageSpec>& specs,
-                                            const std::string& out_dir);
+                                            const std::string& out_dir, const QuantRecipe* recipe = nullptr);
 
 }  // namespace troupe

@@ -12,6 +12,7 @@
 #include "models/format/gguf_writer.h"
 #include "models/format/model_metadata.h"
 #include "models/quant/quant_formats.h"
+#include "models/quant/quantizers.h"
 
 namespace troupe {
 
@@ -36,6 +37,23 @@ ModelConfig preset_shape(const std::string& name) {
   c.norm_eps = 1e-5;
   c.tied_head = c.arch == Architecture::gpt2;
   return c;
+}
+
+SynthType parse_synth_type(const std::string& name) {
+  std::string t = name;
+  for (auto& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  static const std::pair<const char*, uint32_t> plain[] = {
+      {"f32", ggml_type::F32},   {"f16", ggml_type::F16},       {"bf16", ggml_type::BF16},    {"q8_0", ggml_type::Q8_0},
+      {"q4_0", ggml_type::Q4_0}, {"q4_1", ggml_type::Q4_1},     {"q5_0", ggml_type::Q5_0},    {"q5_1", ggml_type::Q5_1},
+      {"q2_k", ggml_type::Q2_K}, {"q3_k", ggml_type::Q3_K},     {"q4_k", ggml_type::Q4_K},    {"q5_k", ggml_type::Q5_K},
+      {"q6_k", ggml_type::Q6_K}, {"iq4_nl", ggml_type::IQ4_NL}, {"iq4_xs", ggml_type::IQ4_XS}};
+  for (const auto& [n, type] : plain)
+    if (t == n) return {static_cast<DType>(type), nullptr};
+  for (const char* mix : {"q3_k_m", "q4_k_s", "q4_k_m", "q5_k_m"})
+    if (t == mix) return {DType::F32, &quant_recipe(mix)};
+  std::string known;
+  for (const auto& [n, type] : plain) known += std::string(n) + ", ";
+  throw std::invalid_argument("unknown weight type '" + name + "' (" + known + "q3_k_m, q4_k_s, q4_k_m, q5_k_m)");
 }
 
 namespace {
@@ -101,18 +119,27 @@ uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
       throw std::invalid_argument("a GPT-2 shape needs --vocab-from (a GGUF file with a GPT-2 tokenizer)");
     write_vocab_metadata(w, generated_vocab(c.n_vocab));
   }
-  w.set_u32("general.file_type", static_cast<uint32_t>(o.type));
+  w.set_u32("general.file_type", o.mix ? o.mix->file_type : static_cast<uint32_t>(o.type));
+  RecipeModelShape mix_shape;
+  mix_shape.n_layer = c.n_layer;
+  mix_shape.n_gqa = c.n_head_kv > 0 ? c.n_head / c.n_head_kv : 1;
+  mix_shape.has_output_weight = !c.tied_head;
 
   // A matrix [rows, cols] of the requested type, generated and converted row by row.
-  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, DType type, float stddev) {
+  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, DType plain_type, float stddev) {
+    const uint32_t type = o.mix && plain_type == o.type
+                              ? recipe_tensor_type(*o.mix, name, {rows, cols}, ggml_type::F32, mix_shape)
+                              : static_cast<uint32_t>(plain_type);
+    const QuantizerInfo* q = find_quantizer(type);
+    if (!q) throw std::invalid_argument(name + ": cannot write type " + dtype_name(type));
     const uint64_t seed = splitmix64(o.seed ^ hash_name(name));
-    const size_t row_bytes = dtype_row_bytes(type, cols);
-    w.add_tensor(name, type, {rows, cols}, [=](uint8_t* out, size_t) {
+    const size_t row_bytes = quantized_row_bytes(*q, cols);
+    w.add_tensor(name, static_cast<DType>(type), {rows, cols}, row_bytes * static_cast<size_t>(rows), [=](uint8_t* out, size_t) {
       at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
         std::vector<float> row(static_cast<size_t>(cols));
         for (int64_t r = begin; r < end; ++r) {
           fill_row(row.data(), cols, splitmix64(seed + static_cast<uint64_t>(r)), stddev);
-          quantize(type, row.data(), out + static_cast<size_t>(r) * row_bytes, cols);
+          q->quantize_row(row.data(), out + static_cast<size_t>(r) * row_bytes, cols);
         }
       });
     });

@@ -146,6 +146,11 @@ void GgufWriter::add_tensor(const std::string& name, DType type, const std::vect
   tensors_.push_back({name, type, shape, nbytes, std::move(produce)});
 }
 
+void GgufWriter::add_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape, size_t nbytes,
+                            Producer produce) {
+  tensors_.push_back({name, type, shape, nbytes, std::move(produce)});
+}
+
 void GgufWriter::add_tensor_copy(const std::string& name, DType type, const std::vector<int64_t>& shape,
                                  const uint8_t* data) {
   add_tensor(name, type, shape, [data](uint8_t* out, size_t n) { std::memcpy(out, data, n); });

@@ -29,6 +29,9 @@ class GgufWriter {
 
   // `shape` is outermost first (torch order); GGUF stores it reversed.
   void add_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape, Producer produce);
+  // The same with the byte size given (block types this build's dtype table may not describe).
+  void add_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape, size_t nbytes,
+                  Producer produce);
   void add_tensor_copy(const std::string& name, DType type, const std::vector<int64_t>& shape, const uint8_t* data);
 
   // Writes the file; throws std::runtime_error naming the path on I/O errors.
