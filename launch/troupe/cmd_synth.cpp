@@ -4,6 +4,7 @@
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "models/convert/synthetic_model.h"
+#include "models/quant/type_traits.h"
 
 namespace troupe::cli {
 namespace {
@@ -15,14 +16,13 @@ struct SynthCliOptions {
   int threads = 0;
 };
 
-DType parse_type(std::string t) {
-  for (auto& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (t == "f32") return DType::F32;
-  if (t == "f16") return DType::F16;
-  if (t == "bf16") return DType::BF16;
-  if (t == "q8_0") return DType::Q8_0;
-  if (t == "q4_0") return DType::Q4_0;
-  throw std::invalid_argument("unknown weight type '" + t + "' (f32, f16, bf16, q8_0, q4_0)");
+// Any type of the type table that has a quantizer (see type_traits.h).
+DType parse_type(const std::string& t) {
+  const DType type = parse_type_name(t);
+  if (!type_traits(type).quantize_row)
+    throw std::invalid_argument("troupe synth cannot write " + std::string(type_traits(type).name) +
+                                " yet: no quantizer for it");
+  return type;
 }
 
 void run_synth(const SynthCliOptions& o) {
@@ -43,7 +43,7 @@ void add_synth_command(CLI::App& app) {
   auto o = std::make_shared<SynthCliOptions>();
   auto* cmd = app.add_subcommand("synth", "write a random-weight GGUF model of a given shape and weight type");
   cmd->add_option("--shape", o->shape, "tinyllama, llama2-7b, gpt2, gpt2-medium")->capture_default_str();
-  cmd->add_option("--type", o->type, "f32, f16, bf16, q8_0, q4_0")->capture_default_str();
+  cmd->add_option("--type", o->type, "f32, f16, bf16, q8_0, q4_0, and the other types troupe can quantize to")->capture_default_str();
   cmd->add_option("--layers", o->layers, "override the number of layers");
   cmd->add_option("--seed", o->seed, "random seed")->capture_default_str();
   cmd->add_option("--vocab-from", o->vocab_from, "GGUF file whose tokenizer to copy (vocab sizes must agree)");
