@@ -21,6 +21,7 @@
 #include "models/format/checkpoint.h"
 #include "models/format/gguf_file.h"
 #include "models/quant/quantizers.h"
+#include "models/quant/type_traits.h"
 #include "tests/test_support.h"
 
 namespace troupe {
@@ -128,7 +129,7 @@ void expect_valid_gguf(const std::string& path) {
   const SpecFile f = read_by_spec(path);
   std::vector<std::pair<uint64_t, uint64_t>> spans;
   for (const auto& t : f.tensors) {
-    const QuantizerInfo* q = find_quantizer(t.type);
+    const TypeTraits* q = find_type_traits(t.type);
     ASSERT_NE(q, nullptr) << t.name << " type " << t.type;
     ASSERT_EQ(t.ne[0] % q->block_elems, 0u) << t.name;
     uint64_t n = 1;
@@ -163,7 +164,7 @@ TEST(QuantizeModel, LlamaKF16ToEachLlamaCppTypeEqualsLlamaQuantizesFile) {
     for (const auto& t : theirs.tensors) their_offset[t.name] = theirs.data_start + t.offset;
     for (size_t i = 0; i < ours.tensors.size(); ++i) {
       const auto& t = ours.tensors[i];
-      const QuantizerInfo* q = find_quantizer(t.type);
+      const TypeTraits* q = find_type_traits(t.type);
       uint64_t n = 1;
       for (auto e : t.ne) n *= e;
       std::vector<char> x(n / q->block_elems * q->block_bytes), y(x.size());
@@ -268,7 +269,7 @@ TEST(QuantizeModel, SplitWithTypeWritesShardsHoldingTheQuantizedFilesTensors) {
       seen.insert(t.name);
       const SpecTensor* o = in_whole.at(t.name);
       ASSERT_EQ(t.type, o->type) << p << ": " << t.name;
-      const QuantizerInfo* q = find_quantizer(t.type);
+      const TypeTraits* q = find_type_traits(t.type);
       uint64_t n = 1;
       for (auto e : t.ne) n *= e;
       std::vector<char> x(n / q->block_elems * q->block_bytes), y(x.size());

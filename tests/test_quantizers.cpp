@@ -13,6 +13,7 @@
 #include "models/format/gguf_file.h"
 #include "models/quant/quant_formats.h"
 #include "models/quant/quantizers.h"
+#include "models/quant/type_traits.h"
 #include "tests/test_support.h"
 
 namespace troupe {
@@ -154,7 +155,7 @@ const uint32_t kTypes[] = {ggml_type::Q4_1, ggml_type::Q5_0, ggml_type::Q5_1, gg
 
 // RMS error relative to the RMS of the values, for normally distributed rows of 4096.
 double relative_rms_error(uint32_t type) {
-  const QuantizerInfo* q = find_quantizer(type);
+  const TypeTraits* q = find_type_traits(type);
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 0.02f);
   const int64_t n = 4096;
@@ -162,7 +163,7 @@ double relative_rms_error(uint32_t type) {
   for (int row = 0; row < 16; ++row) {
     std::vector<float> x(n), back(n);
     for (auto& v : x) v = normal(rng);
-    std::vector<uint8_t> blocks(quantized_row_bytes(*q, n));
+    std::vector<uint8_t> blocks(dtype_row_bytes(q->type, n));
     q->quantize_row(x.data(), blocks.data(), n);
     decode(type, blocks.data(), back.data(), n);
     for (int64_t i = 0; i < n; ++i) {
@@ -182,9 +183,9 @@ TEST(Quantizers, RandomRowsComeBackWithinEachTypesErrorBound) {
       {ggml_type::Q3_K, 0.175}, {ggml_type::Q2_K, 0.345}};
   for (const auto& [type, bound] : bounds) {
     const double e = relative_rms_error(type);
-    std::printf("%-7s relative RMS error %.4f (bound %.3f)\n", find_quantizer(type)->name, e, bound);
-    EXPECT_LT(e, bound) << find_quantizer(type)->name;
-    EXPECT_GT(e, 0.0) << find_quantizer(type)->name;
+    std::printf("%-7s relative RMS error %.4f (bound %.3f)\n", find_type_traits(type)->name, e, bound);
+    EXPECT_LT(e, bound) << find_type_traits(type)->name;
+    EXPECT_GT(e, 0.0) << find_type_traits(type)->name;
   }
 }
 
@@ -197,9 +198,9 @@ TEST(Quantizers, MoreBitsGiveSmallerErrors) {
 
 TEST(Quantizers, ZeroRowsGiveZeroValues) {
   for (uint32_t type : kTypes) {
-    const QuantizerInfo* q = find_quantizer(type);
+    const TypeTraits* q = find_type_traits(type);
     std::vector<float> x(256, 0.0f), back(256, 1.0f);
-    std::vector<uint8_t> blocks(quantized_row_bytes(*q, 256));
+    std::vector<uint8_t> blocks(dtype_row_bytes(q->type, 256));
     q->quantize_row(x.data(), blocks.data(), 256);
     decode(type, blocks.data(), back.data(), 256);
     for (float v : back) ASSERT_EQ(v, 0.0f) << q->name;
@@ -208,7 +209,7 @@ TEST(Quantizers, ZeroRowsGiveZeroValues) {
 
 TEST(Quantizers, RowsNotAMultipleOfTheBlockAreRefusedWithTheTypeName) {
   try {
-    quantized_row_bytes(*find_quantizer(ggml_type::Q4_K), 96);
+    dtype_row_bytes(static_cast<DType>(ggml_type::Q4_K), 96);
     FAIL() << "expected an error";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("Q4_K"), std::string::npos) << e.what();
@@ -227,7 +228,7 @@ std::map<uint32_t, BlockMatch> match_llama_cpp_blocks(const std::string& file) {
   GgufFile theirs(test::model_path("llama-k/" + file));
   std::map<uint32_t, BlockMatch> by_type;
   for (const auto& t : theirs.tensors()) {
-    const QuantizerInfo* q = find_quantizer(t.ggml_type);
+    const TypeTraits* q = find_type_traits(t.ggml_type);
     if (!q || q->block_elems == 1) continue;
     const GgufTensorInfo* src = f16.find_tensor(t.name);
     EXPECT_NE(src, nullptr) << t.name;
@@ -236,7 +237,7 @@ std::map<uint32_t, BlockMatch> match_llama_cpp_blocks(const std::string& file) {
     int64_t rows = 1;  // (nbytes is 0 for types this build's loader does not know)
     for (size_t d = 1; d < t.ne.size(); ++d) rows *= t.ne[d];
     std::vector<float> row(static_cast<size_t>(cols));
-    std::vector<uint8_t> ours(quantized_row_bytes(*q, cols));
+    std::vector<uint8_t> ours(dtype_row_bytes(q->type, cols));
     const uint8_t* their_data = theirs.tensor_data(t);
     for (int64_t r = 0; r < rows; ++r) {
       dequantize(DType::F16, f16.tensor_data(*src) + r * cols * 2, row.data(), cols);
@@ -266,9 +267,9 @@ TEST(Quantizers, QuantizingTheF16ModelReproducesLlamaQuantizesBlocks) {
   EXPECT_EQ(all.size(), 10u);
   for (const auto& [type, m] : all) {
     const double share = static_cast<double>(m.identical) / static_cast<double>(m.blocks);
-    std::printf("%-7s %lld of %lld blocks byte-identical to llama.cpp's (%.2f%%)\n", find_quantizer(type)->name,
+    std::printf("%-7s %lld of %lld blocks byte-identical to llama.cpp's (%.2f%%)\n", find_type_traits(type)->name,
                 static_cast<long long>(m.identical), static_cast<long long>(m.blocks), 100 * share);
-    EXPECT_EQ(m.identical, m.blocks) << find_quantizer(type)->name;  // measured: all of them, every type
+    EXPECT_EQ(m.identical, m.blocks) << find_type_traits(type)->name;  // measured: all of them, every type
   }
 }
 
@@ -280,11 +281,11 @@ TEST(Quantizers, RequantizingDecodedLlamaCppBlocksChangesTheValuesLittle) {
     GgufFile theirs(test::model_path(std::string("llama-k/") + file));
     const GgufTensorInfo* t = theirs.find_tensor("blk.0.ffn_up.weight");
     ASSERT_NE(t, nullptr);
-    const QuantizerInfo* q = find_quantizer(t->ggml_type);
+    const TypeTraits* q = find_type_traits(t->ggml_type);
     const int64_t n = t->ne[0] * t->ne[1];
     std::vector<float> once(n), twice(n);
     decode(t->ggml_type, theirs.tensor_data(*t), once.data(), n);
-    std::vector<uint8_t> blocks(quantized_row_bytes(*q, n));
+    std::vector<uint8_t> blocks(dtype_row_bytes(q->type, n));
     q->quantize_row(once.data(), blocks.data(), n);
     decode(t->ggml_type, blocks.data(), twice.data(), n);
     double err = 0, ref = 0;

@@ -20,13 +20,6 @@ struct Case {
 
 class ReferenceOutputs : public ::testing::TestWithParam<Case> {};
 
-double logsumexp(const std::vector<float>& logits) {
-  const double m = *std::max_element(logits.begin(), logits.end());
-  double s = 0;
-  for (float l : logits) s += std::exp(l - m);
-  return m + std::log(s);
-}
-
 // Logits must agree to 2e-3 relative to their size (2e-3 absolute below 1). llama.cpp's
 // own fp32 path rounds differently: on stories260K it differs from a float64 evaluation
 // of the same weights by 1.5e-3 at the first step and up to 1.5e-2 (on a logit of 9.1)
@@ -50,7 +43,7 @@ TEST_P(ReferenceOutputs, GreedyTokensAndLogitsMatchLlamaCpp) {
                        EXPECT_NEAR(logits.at(id), logit, logit_tolerance(logit)) << "step " << step << " token " << id;
                        max_diff = std::max(max_diff, std::abs(double(logits.at(id)) - logit));
                      }
-                     EXPECT_NEAR(logsumexp(logits), expected.logsumexp, logit_tolerance(expected.logsumexp)) << "step " << step;
+                     EXPECT_NEAR(test::logsumexp(logits), expected.logsumexp, logit_tolerance(expected.logsumexp)) << "step " << step;
                      ++step;
                      return true;
                    });

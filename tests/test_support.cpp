@@ -7,7 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -84,6 +86,14 @@ std::string take_raw_text_field(std::string& json) {
 }
 
 }  // namespace
+
+double logsumexp(const float* logits, size_t n) {
+  double m = -INFINITY;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, static_cast<double>(logits[i]));
+  double s = 0;
+  for (size_t i = 0; i < n; ++i) s += std::exp(logits[i] - m);
+  return m + std::log(s);
+}
 
 Reference load_reference(const std::string& name) {
   const std::string path = models_dir() + "/expected/" + name + ".json";

@@ -26,6 +26,9 @@ struct Reference {
   std::string text;
 };
 Reference load_reference(const std::string& name);  // e.g. "stories260K.once-upon-a-time"
+// log(sum(exp(logits))), computed in double as the references' `logsumexp` is.
+double logsumexp(const float* logits, size_t n);
+inline double logsumexp(const std::vector<float>& logits) { return logsumexp(logits.data(), logits.size()); }
 
 // llama.cpp's perplexity of a model file on the GPL-3 text (--ctx 128), as the table in
 // ../shared/models/README.md gives it; `file` is the name in its first column

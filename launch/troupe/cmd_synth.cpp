@@ -4,6 +4,7 @@
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "models/convert/synthetic_model.h"
+#include "models/quant/type_traits.h"
 
 namespace troupe::cli {
 namespace {

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "models/quant/quant_formats.h"
+#include "models/quant/type_traits.h"
 
 namespace troupe {
 namespace {
@@ -41,7 +42,11 @@ at::Tensor to_fp32(const std::shared_ptr<const Checkpoint>& ckpt, const TensorVi
   return out;
 }
 
-bool kept_packed(DType t) { return t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0; }
+// Every type with a direct kernel stays as stored; F32 is used in place (zero-copy) by torch.
+bool kept_packed(DType t) {
+  const TypeTraits& traits = type_traits(t);
+  return traits.gemm_q[0] != nullptr || traits.gemm_f[0] != nullptr;
+}
 
 }  // namespace
 
@@ -85,9 +90,7 @@ at::Tensor WeightMatrix::linear(const at::Tensor& x, const c10::optional<at::Ten
 bool WeightMatrix::rows_independent(int64_t n_rows) const {
   if (n_rows <= 1) return true;
   if (f32_.defined()) return false;
-  const MatmulThresholds t = matmul_thresholds();
-  const bool quantized = packed_.dtype == DType::Q8_0 || packed_.dtype == DType::Q4_0;
-  return n_rows < (quantized ? t.quantized_min_T : t.half_min_T);
+  return packed_matmul_rows_independent(packed_.dtype, n_rows);
 }
 
 at::Tensor WeightMatrix::linear(const at::Tensor& x, const c10::optional<at::Tensor>& bias,

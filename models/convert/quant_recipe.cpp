@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "models/quant/quantizers.h"
+#include "models/quant/type_traits.h"
 
 namespace troupe {
 namespace {
@@ -45,7 +46,7 @@ int layer_of(const std::string& name) {
 bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 int64_t block_elems(uint32_t t) {
-  const QuantizerInfo* q = find_quantizer(t);
+  const TypeTraits* q = find_type_traits(t);
   return q ? q->block_elems : 1;
 }
 

@@ -14,6 +14,7 @@
 #include "models/format/model_metadata.h"
 #include "models/quant/quant_formats.h"
 #include "models/quant/quantizers.h"
+#include "models/quant/type_traits.h"
 
 namespace troupe {
 namespace {
@@ -58,12 +59,12 @@ uint32_t add_converted_tensor(GgufWriter& w, const Checkpoint& ckpt, const std::
     });
     return type;
   }
-  const QuantizerInfo* q = find_quantizer(type);
+  const TypeTraits* q = find_type_traits(type);
   if (!q) throw std::invalid_argument(name + ": no quantizer for type " + type_name(type));
   const int64_t cols = dims.empty() ? 1 : dims.back();
   int64_t rows = 1;
   for (size_t i = 0; i + 1 < dims.size(); ++i) rows *= dims[i];
-  const size_t out_row = quantized_row_bytes(*q, cols);
+  const size_t out_row = dtype_row_bytes(q->type, cols);
   w.add_tensor(name, static_cast<DType>(type), dims, out_row * static_cast<size_t>(rows),
                [&ckpt, name, q, cols, rows, out_row, done](uint8_t* out, size_t) {
                  const TensorView t = ckpt.tensor(name);

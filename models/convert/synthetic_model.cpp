@@ -13,6 +13,7 @@
 #include "models/format/model_metadata.h"
 #include "models/quant/quant_formats.h"
 #include "models/quant/quantizers.h"
+#include "models/quant/type_traits.h"
 
 namespace troupe {
 
@@ -130,10 +131,10 @@ uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
     const uint32_t type = o.mix && plain_type == o.type
                               ? recipe_tensor_type(*o.mix, name, {rows, cols}, ggml_type::F32, mix_shape)
                               : static_cast<uint32_t>(plain_type);
-    const QuantizerInfo* q = find_quantizer(type);
+    const TypeTraits* q = find_type_traits(type);
     if (!q) throw std::invalid_argument(name + ": cannot write type " + dtype_name(type));
     const uint64_t seed = splitmix64(o.seed ^ hash_name(name));
-    const size_t row_bytes = quantized_row_bytes(*q, cols);
+    const size_t row_bytes = dtype_row_bytes(q->type, cols);
     w.add_tensor(name, static_cast<DType>(type), {rows, cols}, row_bytes * static_cast<size_t>(rows), [=](uint8_t* out, size_t) {
       at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
         std::vector<float> row(static_cast<size_t>(cols));

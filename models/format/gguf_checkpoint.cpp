@@ -2,6 +2,7 @@
 
 #include "models/format/fingerprint.h"
 #include "models/format/gguf_file.h"
+#include "models/quant/type_traits.h"
 
 namespace troupe {
 namespace {
@@ -130,7 +131,7 @@ class GgufCheckpoint : public Checkpoint {
     }
     if (!dtype_supported(t->ggml_type))
       throw CheckpointError(path() + ": tensor '" + name + "' has type " + dtype_name(t->ggml_type) +
-                            ", which troupe does not support (supported: F32, F16, BF16, Q8_0, Q4_0)");
+                            ", which troupe does not support (supported: " + supported_type_names() + ")");
     TensorView v;
     v.name = name;
     v.dtype = static_cast<DType>(t->ggml_type);

@@ -2,26 +2,15 @@
 
 #include <stdexcept>
 
+#include "models/quant/type_traits.h"
+
 namespace troupe {
 
-bool dtype_supported(uint32_t t) {
-  switch (static_cast<DType>(t)) {
-    case DType::F32: case DType::F16: case DType::Q4_0: case DType::Q8_0: case DType::I32: case DType::BF16:
-      return true;
-  }
-  return false;
-}
+bool dtype_supported(uint32_t t) { return find_type_traits(t) != nullptr; }
 
 DTypeLayout dtype_layout(DType t) {
-  switch (t) {
-    case DType::F32: return {1, 4};
-    case DType::F16: return {1, 2};
-    case DType::BF16: return {1, 2};
-    case DType::I32: return {1, 4};
-    case DType::Q8_0: return {32, 34};  // fp16 scale + 32 int8
-    case DType::Q4_0: return {32, 18};  // fp16 scale + 32 packed nibbles
-  }
-  throw std::invalid_argument("unknown dtype");
+  const TypeTraits& traits = type_traits(t);
+  return {traits.block_elems, traits.block_bytes};
 }
 
 std::string dtype_name(uint32_t t) {

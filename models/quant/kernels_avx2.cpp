@@ -346,13 +346,27 @@ TROUPE_AVX2 void dequantize_rows(const PackedMatrix& w, int64_t r0, int64_t r1, 
 }  // namespace
 
 const KernelTable& avx2_kernels() {
-  static const KernelTable table{quantize_row_q8,
-                                 gemm_q<DType::Q8_0>,
-                                 gemm_q<DType::Q4_0>,
-                                 gemm_half<DType::F16>,
-                                 gemm_half<DType::BF16>,
-                                 dequantize_rows};
+  static const KernelTable table{quantize_row_q8, dequantize_rows};
   return table;
 }
+
+namespace avx2 {
+void gemm_q8_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,
+               int64_t ldy) {
+  kernels::gemm_q<DType::Q8_0>(w, r0, r1, x, bias, y, ldy);
+}
+void gemm_q4_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,
+               int64_t ldy) {
+  kernels::gemm_q<DType::Q4_0>(w, r0, r1, x, bias, y, ldy);
+}
+void gemm_f16(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, const float* bias, float* y,
+              int64_t ldy) {
+  kernels::gemm_half<DType::F16>(w, r0, r1, x, T, bias, y, ldy);
+}
+void gemm_bf16(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, const float* bias, float* y,
+               int64_t ldy) {
+  kernels::gemm_half<DType::BF16>(w, r0, r1, x, T, bias, y, ldy);
+}
+}  // namespace avx2
 
 }  // namespace troupe::kernels

@@ -181,14 +181,17 @@ TROUPE_AVX512VNNI void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, con
 
 }  // namespace
 
-const KernelTable& avx512vnni_kernels() {
-  static const KernelTable table = [] {
-    KernelTable t = avx2_kernels();
-    t.gemm_q8_0 = gemm_q<DType::Q8_0>;
-    t.gemm_q4_0 = gemm_q<DType::Q4_0>;
-    return t;
-  }();
-  return table;
+const KernelTable& avx512vnni_kernels() { return avx2_kernels(); }
+
+namespace avx512vnni {
+void gemm_q8_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,
+               int64_t ldy) {
+  kernels::gemm_q<DType::Q8_0>(w, r0, r1, x, bias, y, ldy);
 }
+void gemm_q4_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,
+               int64_t ldy) {
+  kernels::gemm_q<DType::Q4_0>(w, r0, r1, x, bias, y, ldy);
+}
+}  // namespace avx512vnni
 
 }  // namespace troupe::kernels

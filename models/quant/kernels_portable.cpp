@@ -130,13 +130,27 @@ void dequantize_rows(const PackedMatrix& w, int64_t r0, int64_t r1, float* out) 
 }  // namespace
 
 const KernelTable& portable_kernels() {
-  static const KernelTable table{quantize_row_q8,
-                                 gemm_q<block_dot_q8_0, 34>,
-                                 gemm_q<block_dot_q4_0, 18>,
-                                 gemm_half<DType::F16>,
-                                 gemm_half<DType::BF16>,
-                                 dequantize_rows};
+  static const KernelTable table{quantize_row_q8, dequantize_rows};
   return table;
 }
+
+namespace portable {
+void gemm_q8_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,
+               int64_t ldy) {
+  gemm_q<block_dot_q8_0, 34>(w, r0, r1, x, bias, y, ldy);
+}
+void gemm_q4_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,
+               int64_t ldy) {
+  gemm_q<block_dot_q4_0, 18>(w, r0, r1, x, bias, y, ldy);
+}
+void gemm_f16(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, const float* bias, float* y,
+              int64_t ldy) {
+  gemm_half<DType::F16>(w, r0, r1, x, T, bias, y, ldy);
+}
+void gemm_bf16(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, const float* bias, float* y,
+               int64_t ldy) {
+  gemm_half<DType::BF16>(w, r0, r1, x, T, bias, y, ldy);
+}
+}  // namespace portable
 
 }  // namespace troupe::kernels

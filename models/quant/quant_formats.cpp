@@ -4,6 +4,10 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <string>
+
+#include "models/quant/block_codecs.h"
+#include "models/quant/type_traits.h"
 
 namespace troupe {
 
@@ -57,103 +61,115 @@ uint16_t fp32_to_fp16(float f) {
   return static_cast<uint16_t>(half);
 }
 
-void dequantize(DType type, const uint8_t* src, float* dst, int64_t n) {
-  switch (type) {
-    case DType::F32:
-      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
-      return;
-    case DType::F16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = fp16_to_fp32(h);
-      }
-      return;
-    case DType::BF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = bf16_to_fp32(h);
-      }
-      return;
-    case DType::Q8_0:  // per block: fp16 scale d, 32 x int8 q; x = d * q
-      for (int64_t b = 0; b < n / 32; ++b, src += 34, dst += 32) {
-        uint16_t d16;
-        std::memcpy(&d16, src, 2);
-        const float d = fp16_to_fp32(d16);
-        const auto* q = reinterpret_cast<const int8_t*>(src + 2);
-        for (int j = 0; j < 32; ++j) dst[j] = d * static_cast<float>(q[j]);
-      }
-      return;
-    case DType::Q4_0:  // per block: fp16 scale d, 16 bytes; low nibbles are x[0..15], high x[16..31]; x = d*(q-8)
-      for (int64_t b = 0; b < n / 32; ++b, src += 18, dst += 32) {
-        uint16_t d16;
-        std::memcpy(&d16, src, 2);
-        const float d = fp16_to_fp32(d16);
-        const uint8_t* q = src + 2;
-        for (int j = 0; j < 16; ++j) {
-          dst[j] = d * static_cast<float>((q[j] & 0x0f) - 8);
-          dst[j + 16] = d * static_cast<float>((q[j] >> 4) - 8);
-        }
-      }
-      return;
-    case DType::I32:
-      break;
+void dequantize_row_f32(const uint8_t* src, float* dst, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+}
+
+void dequantize_row_f16(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = fp16_to_fp32(h);
   }
-  throw std::invalid_argument("cannot dequantize this type to fp32");
+}
+
+void dequantize_row_bf16(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = bf16_to_fp32(h);
+  }
+}
+
+// Per block: fp16 scale d, 32 x int8 q; x = d * q.
+void dequantize_row_q8_0(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / 32; ++b, src += 34, dst += 32) {
+    uint16_t d16;
+    std::memcpy(&d16, src, 2);
+    const float d = fp16_to_fp32(d16);
+    const auto* q = reinterpret_cast<const int8_t*>(src + 2);
+    for (int j = 0; j < 32; ++j) dst[j] = d * static_cast<float>(q[j]);
+  }
+}
+
+// Per block: fp16 scale d, 16 bytes; low nibbles are x[0..15], high x[16..31]; x = d * (q - 8).
+void dequantize_row_q4_0(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / 32; ++b, src += 18, dst += 32) {
+    uint16_t d16;
+    std::memcpy(&d16, src, 2);
+    const float d = fp16_to_fp32(d16);
+    const uint8_t* q = src + 2;
+    for (int j = 0; j < 16; ++j) {
+      dst[j] = d * static_cast<float>((q[j] & 0x0f) - 8);
+      dst[j + 16] = d * static_cast<float>((q[j] >> 4) - 8);
+    }
+  }
+}
+
+void quantize_row_f32(const float* src, void* out, int64_t n) { std::memcpy(out, src, static_cast<size_t>(n) * 4); }
+
+void quantize_row_f16(const float* src, void* out, int64_t n) {
+  auto* dst = static_cast<uint8_t*>(out);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t h = fp32_to_fp16(src[i]);
+    std::memcpy(dst + 2 * i, &h, 2);
+  }
+}
+
+void quantize_row_bf16(const float* src, void* out, int64_t n) {
+  auto* dst = static_cast<uint8_t*>(out);
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &src[i], 4);
+    const uint16_t h = static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);  // round to nearest even
+    std::memcpy(dst + 2 * i, &h, 2);
+  }
+}
+
+// d = max|x| / 127, q = round(x / d).
+void quantize_row_q8_0(const float* src, void* out, int64_t n) {
+  auto* dst = static_cast<uint8_t*>(out);
+  for (int64_t b = 0; b < n / 32; ++b, src += 32, dst += 34) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(src[j]));
+    const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+    const uint16_t d16 = fp32_to_fp16(d);
+    std::memcpy(dst, &d16, 2);
+    for (int j = 0; j < 32; ++j) dst[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(src[j] * id)));
+  }
+}
+
+// d = (value of largest magnitude) / -8, q = clamp(x/d + 8.5, 0, 15).
+void quantize_row_q4_0(const float* src, void* out, int64_t n) {
+  auto* dst = static_cast<uint8_t*>(out);
+  for (int64_t b = 0; b < n / 32; ++b, src += 32, dst += 18) {
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; ++j)
+      if (std::fabs(src[j]) > amax) {
+        amax = std::fabs(src[j]);
+        max = src[j];
+      }
+    const float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
+    const uint16_t d16 = fp32_to_fp16(d);
+    std::memcpy(dst, &d16, 2);
+    for (int j = 0; j < 16; ++j) {
+      const auto lo = static_cast<uint8_t>(std::min(15, static_cast<int>(src[j] * id + 8.5f)));
+      const auto hi = static_cast<uint8_t>(std::min(15, static_cast<int>(src[j + 16] * id + 8.5f)));
+      dst[2 + j] = static_cast<uint8_t>(lo | (hi << 4));
+    }
+  }
+}
+
+void dequantize(DType type, const uint8_t* src, float* dst, int64_t n) {
+  const TypeTraits& traits = type_traits(type);
+  if (!traits.dequantize_row) throw std::invalid_argument(std::string("cannot convert ") + traits.name + " to fp32");
+  traits.dequantize_row(src, dst, n);
 }
 
 void quantize(DType type, const float* src, uint8_t* dst, int64_t n) {
-  switch (type) {
-    case DType::F32:
-      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
-      return;
-    case DType::F16:
-      for (int64_t i = 0; i < n; ++i) {
-        const uint16_t h = fp32_to_fp16(src[i]);
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
-      return;
-    case DType::BF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint32_t bits;
-        std::memcpy(&bits, &src[i], 4);
-        const uint16_t h = static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);  // round to nearest even
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
-      return;
-    case DType::Q8_0:  // d = max|x| / 127, q = round(x / d)
-      for (int64_t b = 0; b < n / 32; ++b, src += 32, dst += 34) {
-        float amax = 0;
-        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(src[j]));
-        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
-        const uint16_t d16 = fp32_to_fp16(d);
-        std::memcpy(dst, &d16, 2);
-        for (int j = 0; j < 32; ++j) dst[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(src[j] * id)));
-      }
-      return;
-    case DType::Q4_0:  // d = (value of largest magnitude) / -8, q = clamp(x/d + 8.5, 0, 15)
-      for (int64_t b = 0; b < n / 32; ++b, src += 32, dst += 18) {
-        float amax = 0, max = 0;
-        for (int j = 0; j < 32; ++j)
-          if (std::fabs(src[j]) > amax) {
-            amax = std::fabs(src[j]);
-            max = src[j];
-          }
-        const float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
-        const uint16_t d16 = fp32_to_fp16(d);
-        std::memcpy(dst, &d16, 2);
-        for (int j = 0; j < 16; ++j) {
-          const auto lo = static_cast<uint8_t>(std::min(15, static_cast<int>(src[j] * id + 8.5f)));
-          const auto hi = static_cast<uint8_t>(std::min(15, static_cast<int>(src[j + 16] * id + 8.5f)));
-          dst[2 + j] = static_cast<uint8_t>(lo | (hi << 4));
-        }
-      }
-      return;
-    case DType::I32:
-      break;
-  }
-  throw std::invalid_argument("cannot quantize to this type");
+  const TypeTraits& traits = type_traits(type);
+  if (!traits.quantize_row) throw std::invalid_argument(std::string("troupe cannot quantize to ") + traits.name + " yet");
+  traits.quantize_row(src, dst, n);
 }
 
 }  // namespace troupe

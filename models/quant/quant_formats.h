@@ -18,10 +18,12 @@ inline float bf16_to_fp32(uint16_t h) {
   return f;
 }
 
-// Converts n elements (a multiple of the type's block size) starting at `src`.
+// Converts n elements (a multiple of the type's block size) starting at `src`, for every type of
+// type_traits.h that holds numbers.
 void dequantize(DType type, const uint8_t* src, float* dst, int64_t n);
 
-// The inverse, as llama.cpp's reference quantizers do it (F32, F16, BF16, Q8_0, Q4_0).
+// The inverse, as llama.cpp's reference quantizers do it, for the types that have a quantizer
+// in type_traits.h (throws naming the type otherwise).
 void quantize(DType type, const float* src, uint8_t* dst, int64_t n);
 
 }  // namespace troupe

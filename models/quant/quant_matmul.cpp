@@ -10,9 +10,11 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/quant/quant_kernels.h"
+#include "models/quant/type_traits.h"
 
 namespace troupe {
 namespace {
@@ -104,27 +106,79 @@ T* thread_scratch(std::vector<uint8_t>& buffer, size_t count) {
 }
 thread_local std::vector<uint8_t> t_activations, t_tile, t_tile_out;
 
+// ---- kernels by type -----------------------------------------------------------------------
+
+// The type's kernel for the active instruction set, or the next lower set's where it has none,
+// and the set that kernel belongs to (its batch-size thresholds apply).
+template <class Kernel>
+std::pair<Kernel, KernelIsa> pick_kernel(const Kernel (&by_isa)[kIsaCount], KernelIsa isa) {
+  for (int i = static_cast<int>(isa); i >= 0; --i)
+    if (by_isa[i]) return {by_isa[i], static_cast<KernelIsa>(i)};
+  return {nullptr, KernelIsa::portable};
+}
+
+// From which T the fp32-tile + BLAS path is taken for w's type (0: always).
+int64_t tiles_from_T(const TypeTraits& traits, KernelIsa isa) {
+  switch (traits.activations) {
+    case ActivationFormat::none: return 0;
+    case ActivationFormat::f32: {
+      const auto [gemm, kernel_isa] = pick_kernel(traits.gemm_f, isa);
+      if (!gemm) return 0;
+      const int64_t set = g_half_min_T.load(std::memory_order_relaxed);
+      return set > 0 ? set : default_thresholds(kernel_isa).half_min_T;
+    }
+    default: {
+      const auto [gemm, kernel_isa] = pick_kernel(traits.gemm_q, isa);
+      if (!gemm) return 0;
+      const int64_t set = g_quantized_min_T.load(std::memory_order_relaxed);
+      // Q8_1 types (Q4_1, Q5_1) stay on the direct kernel up to batches of 256 whatever kernel
+      // it is: fp32 tiles cannot reproduce the rounded activation sums (s) their offsets are
+      // multiplied with, and llama.cpp's greedy tokens differ early without them.
+      if (traits.activations == ActivationFormat::q8_1) return set > 0 ? set : 256;
+      return set > 0 ? set : default_thresholds(kernel_isa).quantized_min_T;
+    }
+  }
+}
+
 // ---- the two paths --------------------------------------------------------------------------
 
-void direct_quantized(const kernels::KernelTable& k, const PackedMatrix& w, const float* x, int64_t T,
-                      const float* bias, float* y) {
-  const int64_t cols = w.cols, blocks = cols / 32;
-  auto* q = thread_scratch<int8_t>(t_activations, static_cast<size_t>(T * cols + T * blocks * 4));
-  auto* d = reinterpret_cast<float*>(q + T * cols);  // cols is a multiple of 32: stays aligned
+// Rounds the activation rows to the type's Q8 format, then the type's kernel on groups of rows.
+void direct_quantized(const kernels::KernelTable& k, const TypeTraits& traits, KernelIsa isa, const PackedMatrix& w,
+                      const float* x, int64_t T, const float* bias, float* y) {
+  const int64_t cols = w.cols;
+  const ActivationFormat format = traits.activations;
+  const int64_t block = format == ActivationFormat::q8_k ? 256 : 32, blocks = cols / block;
+  // q: T * cols int8 (32-byte aligned rows: cols is a multiple of 32), then d, s: T * blocks
+  // floats each, then the sums per 16: T * cols / 16 int16.
+  auto* q = thread_scratch<int8_t>(t_activations, static_cast<size_t>(T * cols + 2 * T * blocks * 4 + T * cols / 8));
+  auto* d = reinterpret_cast<float*>(q + T * cols);
+  float* s = d + T * blocks;
+  auto* bsums = reinterpret_cast<int16_t*>(s + T * blocks);
   parallel_range(T, std::max<int64_t>(1, 65536 / cols), [&](int64_t t0, int64_t t1) {  // ~30 us a task
-    for (int64_t t = t0; t < t1; ++t) k.quantize_row_q8(x + t * cols, cols, q + t * cols, d + t * blocks);
+    for (int64_t t = t0; t < t1; ++t) {
+      switch (format) {
+        case ActivationFormat::q8_1:
+          kernels::quantize_row_q8_1(x + t * cols, cols, q + t * cols, d + t * blocks, s + t * blocks);
+          break;
+        case ActivationFormat::q8_k:
+          kernels::quantize_row_q8_k(x + t * cols, cols, q + t * cols, d + t * blocks, bsums + t * blocks * 16);
+          break;
+        default:
+          k.quantize_row_q8(x + t * cols, cols, q + t * cols, d + t * blocks);
+      }
+    }
   });
-  const kernels::Q8Rows rows{T, blocks, q, d};
-  const auto gemm = w.dtype == DType::Q8_0 ? k.gemm_q8_0 : k.gemm_q4_0;
+  const kernels::Q8Rows rows{T, blocks, q, d, block, s, bsums};
+  const QuantGemm gemm = pick_kernel(traits.gemm_q, isa).first;
   const int64_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
   parallel_range(groups, grain_in_groups(w, T), [&](int64_t g0, int64_t g1) {
     gemm(w, g0 * kRowGroup, std::min(w.rows, g1 * kRowGroup), rows, bias, y, w.rows);
   });
 }
 
-void direct_half(const kernels::KernelTable& k, const PackedMatrix& w, const float* x, int64_t T, const float* bias,
-                 float* y) {
-  const auto gemm = w.dtype == DType::F16 ? k.gemm_f16 : k.gemm_bf16;
+void direct_float(const TypeTraits& traits, KernelIsa isa, const PackedMatrix& w, const float* x, int64_t T,
+                  const float* bias, float* y) {
+  const FloatGemm gemm = pick_kernel(traits.gemm_f, isa).first;
   const int64_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
   parallel_range(groups, grain_in_groups(w, T), [&](int64_t g0, int64_t g1) {
     gemm(w, g0 * kRowGroup, std::min(w.rows, g1 * kRowGroup), x, T, bias, y, w.rows);
@@ -156,49 +210,81 @@ void tiled_fp32(const kernels::KernelTable& k, const PackedMatrix& w, const floa
   });
 }
 
-void check_matrix(const PackedMatrix& w) {
-  if (!w.data) throw std::invalid_argument("packed matrix without data");
-  switch (w.dtype) {
-    case DType::Q8_0:
-    case DType::Q4_0:
-      if (w.cols % 32 != 0)
-        throw std::invalid_argument("a " + dtype_name(static_cast<uint32_t>(w.dtype)) + " matrix needs rows of a multiple of 32 elements, not " +
-                                    std::to_string(w.cols));
-      return;
-    case DType::F32:
-    case DType::F16:
-    case DType::BF16:
-      return;
-    case DType::I32:
-      break;
+// Q8_0 and Q4_0 tiles multiply the fp32 activations, as they always have (their direct kernels
+// cover batches up to 256 / 1024 rows on AVX2 / AVX512); the other block formats round them.
+bool rounds_activations_in_tiles(const TypeTraits& traits) {
+  switch (traits.activations) {
+    case ActivationFormat::q8_0: return traits.type != DType::Q8_0 && traits.type != DType::Q4_0;
+    case ActivationFormat::q8_1:
+    case ActivationFormat::q8_k: return true;
+    default: return false;
   }
-  throw std::invalid_argument("no matrix product for " + dtype_name(static_cast<uint32_t>(w.dtype)) + " weights");
+}
+
+thread_local std::vector<uint8_t> t_rounded, t_rounding;
+
+// x[T, cols] rounded to `format` and back to fp32 (d * q), row by row.
+void round_activations(const kernels::KernelTable& k, ActivationFormat format, const float* x, int64_t T,
+                       int64_t cols, float* out) {
+  const int64_t block = format == ActivationFormat::q8_k ? 256 : 32, blocks = cols / block;
+  auto* q = thread_scratch<int8_t>(t_rounding, static_cast<size_t>(cols + 2 * blocks * 4 + cols / 8));
+  auto* d = reinterpret_cast<float*>(q + cols);
+  float* s = d + blocks;
+  auto* bsums = reinterpret_cast<int16_t*>(s + blocks);
+  for (int64_t t = 0; t < T; ++t) {
+    const float* xt = x + t * cols;
+    if (format == ActivationFormat::q8_1)
+      kernels::quantize_row_q8_1(xt, cols, q, d, s);
+    else if (format == ActivationFormat::q8_k)
+      kernels::quantize_row_q8_k(xt, cols, q, d, bsums);
+    else
+      k.quantize_row_q8(xt, cols, q, d);
+    for (int64_t j = 0; j < cols; ++j) out[t * cols + j] = d[j / block] * static_cast<float>(q[j]);
+  }
+}
+
+const TypeTraits& check_matrix(const PackedMatrix& w) {
+  if (!w.data) throw std::invalid_argument("packed matrix without data");
+  const TypeTraits* traits = find_type_traits(static_cast<uint32_t>(w.dtype));
+  if (!traits || !traits->dequantize_row)
+    throw std::invalid_argument("no matrix product for " + dtype_name(static_cast<uint32_t>(w.dtype)) + " weights");
+  if (w.cols % traits->block_elems != 0)
+    throw std::invalid_argument(std::string("a ") + traits->name + " matrix needs rows of a multiple of " +
+                                std::to_string(traits->block_elems) + " elements, not " + std::to_string(w.cols));
+  return *traits;
 }
 
 }  // namespace
 
 void packed_matmul(const PackedMatrix& w, const float* x, int64_t T, const float* bias, float* y) {
-  check_matrix(w);
+  const TypeTraits& traits = check_matrix(w);
   if (T <= 0 || w.rows == 0) return;
   if (w.cols == 0) {
     for (int64_t t = 0; t < T; ++t)
       for (int64_t r = 0; r < w.rows; ++r) y[t * w.rows + r] = bias ? bias[r] : 0.0f;
     return;
   }
-  const auto& k = kernel_table(active_kernel_isa());
-  const MatmulThresholds min_T = matmul_thresholds();
-  switch (w.dtype) {
-    case DType::Q8_0:
-    case DType::Q4_0:
-      if (T >= min_T.quantized_min_T) return tiled_fp32(k, w, x, T, bias, y);
-      return direct_quantized(k, w, x, T, bias, y);
-    case DType::F16:
-    case DType::BF16:
-      if (T >= min_T.half_min_T) return tiled_fp32(k, w, x, T, bias, y);
-      return direct_half(k, w, x, T, bias, y);
-    default:
-      return tiled_fp32(k, w, x, T, bias, y);
+  const KernelIsa isa = active_kernel_isa();
+  const auto& k = kernel_table(isa);
+  const int64_t tiles_from = tiles_from_T(traits, isa);
+  if (tiles_from == 0 || T >= tiles_from) {
+    if (!rounds_activations_in_tiles(traits)) return tiled_fp32(k, w, x, T, bias, y);
+    // The tiles multiply the activations as the direct kernel would see them (rounded to the
+    // type's Q8 format, then widened), as llama.cpp does in every batch: otherwise a prompt
+    // takes another path through the model than its decode steps and llama.cpp's.
+    auto* rounded = thread_scratch<float>(t_rounded, static_cast<size_t>(T * w.cols));
+    round_activations(k, traits.activations, x, T, w.cols, rounded);
+    return tiled_fp32(k, w, rounded, T, bias, y);
   }
+  if (traits.activations == ActivationFormat::f32) return direct_float(traits, isa, w, x, T, bias, y);
+  return direct_quantized(k, traits, isa, w, x, T, bias, y);
+}
+
+bool packed_matmul_rows_independent(DType type, int64_t T) {
+  const TypeTraits* traits = find_type_traits(static_cast<uint32_t>(type));
+  if (T <= 1) return true;
+  if (!traits) return false;
+  return T < tiles_from_T(*traits, active_kernel_isa());
 }
 
 void packed_rows(const PackedMatrix& w, const int64_t* ids, int64_t n, float* out) {

@@ -1,12 +1,13 @@
 #pragma once
-// Matrix products with weights kept in their checkpoint format (Q8_0, Q4_0 blocks, F16, BF16):
-// no fp32 copy of a weight matrix is ever kept.
+// Matrix products with weights kept in their checkpoint format (the block formats of
+// type_traits.h, F16, BF16): no fp32 copy of a weight matrix is ever kept.
 //
 //   y[T, rows] = x[T, cols] · W[rows, cols]^T (+ bias)
 //
-// Q8_0 / Q4_0: as llama.cpp does it, the activation rows are first rounded to Q8_0 (per block of
-// 32: an fp16 scale and 32 int8), then each block pair is an exact integer dot product scaled by
-// the two fp16 scales and summed in fp32. F16 / BF16: converted on the fly, fp32 accumulation.
+// Block formats: as llama.cpp does it, the activation rows are first rounded to the Q8 format the
+// weight type wants (Q8_0, Q8_1: blocks of 32 int8 with an fp16 scale; Q8_K: blocks of 256 with
+// an fp32 scale), then each block pair is an exact integer dot product scaled by the two scales
+// and summed in fp32. F16 / BF16: converted on the fly, fp32 accumulation.
 // Above a batch size where that is faster (see matmul_thresholds), tiles of W are converted to
 // fp32 and multiplied with BLAS instead; a tile is per task and transient.
 // Kernels: AVX512-VNNI or AVX2 (+FMA, F16C) picked at run time, else portable C++
@@ -19,7 +20,7 @@
 namespace troupe {
 
 // A row-major matrix in one of the checkpoint formats, not owned (it usually points into the
-// mapped checkpoint file). `cols` must be a multiple of 32 for Q8_0 / Q4_0.
+// mapped checkpoint file). `cols` must be a multiple of the type's block (32 or 256).
 struct PackedMatrix {
   DType dtype = DType::F32;
   int64_t rows = 0;
@@ -33,6 +34,10 @@ struct PackedMatrix {
 
 // y[T, w.rows] = x[T, w.cols] · w^T (+ bias[w.rows] when not null); all row-major, fp32.
 void packed_matmul(const PackedMatrix& w, const float* x, int64_t T, const float* bias, float* y);
+
+// Whether packed_matmul gives each of T activation rows the bits it would give that row alone
+// (the direct kernels do; the fp32-tile + BLAS path, taken from a batch size on, may not).
+bool packed_matmul_rows_independent(DType type, int64_t T);
 
 // out[n, w.cols] = rows ids[0..n) of w, converted to fp32 (an embedding lookup). Throws
 // std::out_of_range for an id outside [0, w.rows).
@@ -52,7 +57,7 @@ void reset_kernel_isa();               // back to best_kernel_isa()
 // The defaults depend on the active instruction set; tests and benchmarks override them to
 // exercise both paths.
 struct MatmulThresholds {
-  int64_t quantized_min_T;  // Q8_0 / Q4_0
+  int64_t quantized_min_T;  // block formats
   int64_t half_min_T;       // F16 / BF16
 };
 MatmulThresholds matmul_thresholds();   // in effect now

@@ -24,26 +24,13 @@ void quantize_row_q6_k(const float* x, void* dst, int64_t n);
 void quantize_row_iq4_nl(const float* x, void* dst, int64_t n);
 void quantize_row_iq4_xs(const float* x, void* dst, int64_t n);
 
-// GGUF type numbers (ggml_type) of the block formats above.
+// GGUF type numbers (ggml_type) of the block formats above, as plain integers for code that
+// reads them from files. Block sizes, bytes and the quantizer of each type are in the one type
+// table (models/quant/type_traits.h).
 namespace ggml_type {
 constexpr uint32_t F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q2_K = 10, Q3_K = 11,
                    Q4_K = 12, Q5_K = 13, Q6_K = 14, IQ4_NL = 20, IQ4_XS = 23, BF16 = 30;
 }
-
-// The quantizer side of a type: what `troupe quantize` needs to write it.
-struct QuantizerInfo {
-  uint32_t ggml_type;
-  const char* name;     // "Q4_K"
-  int64_t block_elems;  // values per block
-  size_t block_bytes;   // bytes per block
-  void (*quantize_row)(const float* x, void* dst, int64_t n);
-};
-
-// Every type we can write, including F32/F16/BF16/Q8_0/Q4_0; nullptr for others.
-const QuantizerInfo* find_quantizer(uint32_t ggml_type);
-// Bytes of a row of n values; throws std::invalid_argument naming the type if n is not a
-// multiple of the block.
-size_t quantized_row_bytes(const QuantizerInfo& q, int64_t n);
 
 // The non-linear 4-bit values of IQ4_NL and IQ4_XS (llama.cpp's kvalues_iq4nl).
 extern const int8_t kIq4nlValues[16];
