@@ -60,7 +60,7 @@ uint32_t add_converted_tensor(GgufWriter& w, const Checkpoint& ckpt, const std::
     return type;
   }
   const TypeTraits* q = find_type_traits(type);
-  if (!q) throw std::invalid_argument(name + ": no quantizer for type " + type_name(type));
+  if (!q || !q->quantize_row) throw std::invalid_argument(name + ": no quantizer for type " + type_name(type));
   const int64_t cols = dims.empty() ? 1 : dims.back();
   int64_t rows = 1;
   for (size_t i = 0; i + 1 < dims.size(); ++i) rows *= dims[i];

@@ -132,7 +132,7 @@ uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
                               ? recipe_tensor_type(*o.mix, name, {rows, cols}, ggml_type::F32, mix_shape)
                               : static_cast<uint32_t>(plain_type);
     const TypeTraits* q = find_type_traits(type);
-    if (!q) throw std::invalid_argument(name + ": cannot write type " + dtype_name(type));
+    if (!q || !q->quantize_row) throw std::invalid_argument(name + ": cannot write type " + dtype_name(type));
     const uint64_t seed = splitmix64(o.seed ^ hash_name(name));
     const size_t row_bytes = dtype_row_bytes(q->type, cols);
     w.add_tensor(name, static_cast<DType>(type), {rows, cols}, row_bytes * static_cast<size_t>(rows), [=](uint8_t* out, size_t) {
