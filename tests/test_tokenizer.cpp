@@ -366,7 +366,8 @@ std::string source_name(const ::testing::TestParamInfo<const char*>& info) { ret
 
 INSTANTIATE_TEST_SUITE_P(AllVocabularies, RoundTrip,
                          ::testing::Values("llama_spm_gguf", "gpt2_gguf", "stories260K_gguf",
-                                           "stories260K_tokenizer_model", "gpt2_tiny_gguf", "gpt2_tiny_vocab_json"),
+                                           "stories260K_tokenizer_model", "gpt2_tiny_gguf", "gpt2_tiny_vocab_json",
+                                           "llama3_gguf", "llama3_tokenizer_json", "qwen2_gguf", "phi3_gguf"),
                          source_name);
 
 // ---- a long real text: speed, losslessness, thread safety ----------------------------------
@@ -406,7 +407,9 @@ TEST_P(LongText, EncodesTheSameFromSeveralThreadsAtOnce) {
   for (const auto& result : results) EXPECT_EQ(result, expected);
 }
 
-INSTANTIATE_TEST_SUITE_P(SpmAndBpe, LongText, ::testing::Values("llama_spm_gguf", "gpt2_gguf"), source_name);
+INSTANTIATE_TEST_SUITE_P(SpmAndBpe, LongText,
+                         ::testing::Values("llama_spm_gguf", "gpt2_gguf", "llama3_gguf", "qwen2_gguf", "phi3_gguf"),
+                         source_name);
 
 // ---- Hugging Face tokenizer files ------------------------------------------------------------
 
