@@ -686,6 +686,29 @@ TEST(HfTokenizerJson, NonBpeModelIsRefusedNamingItsType) {
   EXPECT_NE(message.find("WordPiece"), std::string::npos) << message;
 }
 
+TEST(HfTokenizerDir, SentencePieceModelGetsTheAddedTokensOfATokenizerJsonBesideIt) {
+  // Phi-3's Hugging Face directory: 32000 pieces in tokenizer.model, <|end|>, <|user|>, ...
+  // in tokenizer.json's added_tokens, 32064 embedding rows in config.json. Same shape here.
+  ScratchDir dir;
+  dir.file("tokenizer.model", read_file(model_path("stories260K/hf/tokenizer.model")));
+  dir.file("tokenizer.json", R"({"added_tokens": [
+      {"id": 512, "content": "<|end|>", "special": true, "rstrip": true},
+      {"id": 513, "content": "<|user|>", "special": true, "rstrip": true}]})");
+  const std::string config = dir.file("config.json", R"({"vocab_size": 520})");
+  const Vocab v = *read_hf_tokenizer_dir(config.substr(0, config.rfind('/')));
+  ASSERT_EQ(v.tokens.size(), 520u);
+  EXPECT_EQ(v.tokens[512], "<|end|>");
+  EXPECT_EQ(v.types[513], TokenType::control);
+  EXPECT_EQ(v.tokens[519], "[PAD519]");
+  const auto tok = make_tokenizer(v);
+  const Tokenizer& plain = tokenizer("stories260K_tokenizer_model");
+  std::vector<int32_t> expected = {1, 513};
+  for (int32_t id : plain.encode("Once", false)) expected.push_back(id);  // rstrip ate "\n", space prefix back
+  expected.push_back(512);
+  EXPECT_EQ(tok->encode("<|user|>\nOnce<|end|>", true, true), expected);
+  EXPECT_EQ(tok->stop_ids(), (std::vector<int32_t>{2, 512}));
+}
+
 // ---- GGUF tokenizer.ggml.pre ---------------------------------------------------------------------
 
 TEST(GgufVocab, UnknownPreTokenizerIsRefusedByNameListingTheKnownOnes) {

@@ -386,10 +386,47 @@ Vocab read_hf_tokenizer_json(const std::string& path) {
   return v;
 }
 
+namespace {
+
+// A SentencePiece model's added tokens live beside it (Phi-3: <|end|>, <|user|>, ... from
+// 32000): tokenizer.json's added_tokens, with their special/rstrip flags.
+void add_added_tokens(const std::string& path, Vocab& v) {
+  const json root = parse_json_file(path);
+  if (!root.contains("added_tokens") || !root["added_tokens"].is_array()) return;
+  if (v.types.empty()) v.types.assign(v.tokens.size(), TokenType::normal);
+  for (const json& added : root["added_tokens"]) {
+    const std::string text = added.value("content", "");
+    if (text.empty() || !added.contains("id") || !added["id"].is_number_integer()) {
+      throw CheckpointError(path + ": an added_tokens entry lacks id or content");
+    }
+    const int64_t id = added["id"].get<int64_t>();
+    if (id < 0 || id > (1 << 24)) throw CheckpointError(path + ": added token \"" + text + "\" has id " + std::to_string(id));
+    while (static_cast<int64_t>(v.tokens.size()) <= id) {
+      v.tokens.push_back("[PAD" + std::to_string(v.tokens.size()) + "]");
+      v.types.push_back(TokenType::unused);
+      if (!v.scores.empty()) v.scores.push_back(-1000.0f);
+    }
+    if (v.tokens[id] != text && id < static_cast<int64_t>(v.tokens.size()) && v.types[id] != TokenType::unused) {
+      throw CheckpointError(path + ": added token \"" + text + "\" has id " + std::to_string(id) + ", which the "
+                            "SentencePiece model gives to \"" + v.tokens[id] + "\"");
+    }
+    if (v.tokens[id] != text || v.types[id] == TokenType::normal || v.types[id] == TokenType::unused) {
+      v.tokens[id] = text;
+      v.types[id] = added.value("special", false) ? TokenType::control : TokenType::user_defined;
+      if (!v.scores.empty()) v.scores[id] = 0.0f;
+    }
+    if (added.value("lstrip", false)) v.lstrip_ids.push_back(static_cast<int32_t>(id));
+    if (added.value("rstrip", false)) v.rstrip_ids.push_back(static_cast<int32_t>(id));
+  }
+}
+
+}  // namespace
+
 std::optional<Vocab> read_hf_tokenizer_dir(const std::string& dir) {
   Vocab v;
   if (file_exists(dir + "/tokenizer.model")) {
     v = read_sentencepiece_model(dir + "/tokenizer.model");
+    if (file_exists(dir + "/tokenizer.json")) add_added_tokens(dir + "/tokenizer.json", v);
   } else if (file_exists(dir + "/tokenizer.json")) {
     v = read_hf_tokenizer_json(dir + "/tokenizer.json");
   } else if (file_exists(dir + "/vocab.json") && file_exists(dir + "/merges.txt")) {
@@ -402,14 +439,15 @@ std::optional<Vocab> read_hf_tokenizer_dir(const std::string& dir) {
   json model_config;
   if (file_exists(config)) model_config = parse_json_file(config);
   // The embedding may have more rows than the tokenizer has tokens (Qwen2: 151936 for
-  // 151665); llama.cpp's converter names the rest [PAD<id>], user-defined.
+  // 151665, Phi-3: 32064 for 32011); llama.cpp's converter names the rest [PAD<id>].
   if (model_config.is_object() && model_config.contains("vocab_size") && model_config["vocab_size"].is_number_integer()) {
     const int64_t n = model_config["vocab_size"].get<int64_t>();
-    if (v.kind == VocabKind::bpe && n > static_cast<int64_t>(v.tokens.size()) && n <= (1 << 24)) {
+    if (n > static_cast<int64_t>(v.tokens.size()) && n <= (1 << 24)) {
       if (v.types.empty()) v.types.assign(v.tokens.size(), TokenType::normal);
       for (int64_t id = static_cast<int64_t>(v.tokens.size()); id < n; ++id) {
         v.tokens.push_back("[PAD" + std::to_string(id) + "]");
-        v.types.push_back(TokenType::user_defined);
+        v.types.push_back(v.kind == VocabKind::bpe ? TokenType::user_defined : TokenType::unused);
+        if (!v.scores.empty()) v.scores.push_back(-1000.0f);
       }
     }
   }

@@ -15,8 +15,9 @@ Vocab read_gpt2_vocab_files(const std::string& vocab_json, const std::string& me
 // added_tokens, ignore_merges, the pre_tokenizer (a known Split regex, or ByteLevel) and the
 // BOS its post_processor adds. Other models (WordPiece, Unigram, byte_fallback BPE) are refused.
 Vocab read_hf_tokenizer_json(const std::string& path);
-// The tokenizer of a Hugging Face checkpoint directory: tokenizer.model, else tokenizer.json,
-// else vocab.json + merges.txt (nullopt when there is none); then tokenizer_config.json (chat
+// The tokenizer of a Hugging Face checkpoint directory: tokenizer.model (plus the added
+// tokens of a tokenizer.json beside it), else tokenizer.json, else vocab.json + merges.txt
+// (nullopt when there is none); rows up to config.json's vocab_size; then tokenizer_config.json (chat
 // template, bos/eos tokens, add_bos_token) and the eos_token_id of config.json and
 // generation_config.json as stop ids.
 std::optional<Vocab> read_hf_tokenizer_dir(const std::string& dir);
