@@ -19,7 +19,8 @@ caf::behavior tokenizer_behavior(caf::stateful_actor<TokenizerState>* self, std:
   self->state.tokenizer = std::move(tok);
   const Tokenizer& t = *self->state.tokenizer;
   return {
-    [&t](proto::encode_atom, const std::string& text) { return t.encode(text, t.adds_bos()); },
+    // Special tokens written in a prompt count, as in llama.cpp's CLI and server.
+    [&t](proto::encode_atom, const std::string& text) { return t.encode(text, t.adds_bos(), true); },
     [&t](proto::decode_atom, const std::vector<int32_t>& ids) { return t.decode(ids); },
     [&t](proto::piece_atom, int32_t id) { return t.token_bytes(id); },
     [&t](proto::info_atom) {

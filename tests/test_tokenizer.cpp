@@ -1,7 +1,8 @@
 // Tokenizers against real data: the prompt tokens and generated text of llama.cpp's
 // reference runs, llama.cpp's own tokenizer test vectors (test-tokenizer-0) for the
-// LLaMA SentencePiece and GPT-2 vocabularies, lossless round trips, and the errors the
-// Hugging Face tokenizer file readers raise.
+// LLaMA SentencePiece, GPT-2, Llama-3 (llama-bpe), Qwen2 and Phi-3 vocabularies, the
+// Hugging Face tokenizer.json path against the GGUF path, special tokens and stop ids,
+// lossless round trips, and the errors the Hugging Face tokenizer file readers raise.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <sstream>
@@ -20,7 +22,12 @@
 #include <vector>
 
 #include "models/format/checkpoint.h"
+#include "models/format/gguf_file.h"
+#include "models/format/gguf_vocab.h"
+#include "models/format/gguf_writer.h"
 #include "models/format/hf_tokenizer_files.h"
+#include "models/format/model_metadata.h"
+#include "models/vocab/chat_template.h"
 #include "models/vocab/tokenizer.h"
 #include "tests/test_support.h"
 
@@ -43,6 +50,15 @@ const std::map<std::string, std::function<Vocab()>>& vocab_sources() {
        [] {
          return read_gpt2_vocab_files(model_path("gpt2-tiny/hf/vocab.json"), model_path("gpt2-tiny/hf/merges.txt"));
        }},
+      // The vocabulary alone (read_gguf_vocab), so these do not depend on the architecture's support.
+      {"llama3_gguf", [] { return read_gguf_vocab(GgufFile(model_path("llama3-tiny/llama3-tiny.gguf"))); }},
+      {"llama3_tokenizer_json", [] { return read_hf_tokenizer_json(model_path("llama3-tiny/hf/tokenizer.json")); }},
+      {"llama3_hf_dir", [] { return *read_hf_tokenizer_dir(model_path("llama3-tiny/hf")); }},
+      {"qwen2_gguf", [] { return read_gguf_vocab(GgufFile(model_path("qwen2-tiny/qwen2-tiny.gguf"))); }},
+      {"phi3_gguf", [] { return read_gguf_vocab(GgufFile(model_path("phi3-tiny/phi3-tiny.gguf"))); }},
+      {"phi2_gguf", [] { return read_gguf_vocab(GgufFile(model_path("phi2-tiny/phi2-tiny.gguf"))); }},
+      {"phi2_hf_dir", [] { return *read_hf_tokenizer_dir(model_path("phi2-tiny/hf")); }},
+      {"gptj_hf_dir", [] { return *read_hf_tokenizer_dir(model_path("gptj-tiny/hf")); }},
   };
   return sources;
 }
@@ -50,6 +66,8 @@ const std::map<std::string, std::function<Vocab()>>& vocab_sources() {
 // Built once per source: the GPT-2 vocabulary takes a moment to load.
 const Tokenizer& tokenizer(const std::string& source) {
   static std::map<std::string, std::unique_ptr<Tokenizer>> built;
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> lock(mutex);
   auto& slot = built[source];
   if (!slot) slot = make_tokenizer(vocab_sources().at(source)());
   return *slot;
@@ -348,7 +366,8 @@ std::string source_name(const ::testing::TestParamInfo<const char*>& info) { ret
 
 INSTANTIATE_TEST_SUITE_P(AllVocabularies, RoundTrip,
                          ::testing::Values("llama_spm_gguf", "gpt2_gguf", "stories260K_gguf",
-                                           "stories260K_tokenizer_model", "gpt2_tiny_gguf", "gpt2_tiny_vocab_json"),
+                                           "stories260K_tokenizer_model", "gpt2_tiny_gguf", "gpt2_tiny_vocab_json",
+                                           "llama3_gguf", "llama3_tokenizer_json", "qwen2_gguf", "phi3_gguf"),
                          source_name);
 
 // ---- a long real text: speed, losslessness, thread safety ----------------------------------
@@ -388,7 +407,9 @@ TEST_P(LongText, EncodesTheSameFromSeveralThreadsAtOnce) {
   for (const auto& result : results) EXPECT_EQ(result, expected);
 }
 
-INSTANTIATE_TEST_SUITE_P(SpmAndBpe, LongText, ::testing::Values("llama_spm_gguf", "gpt2_gguf"), source_name);
+INSTANTIATE_TEST_SUITE_P(SpmAndBpe, LongText,
+                         ::testing::Values("llama_spm_gguf", "gpt2_gguf", "llama3_gguf", "qwen2_gguf", "phi3_gguf"),
+                         source_name);
 
 // ---- Hugging Face tokenizer files ------------------------------------------------------------
 
@@ -484,6 +505,353 @@ TEST(HfTokenizerFiles, MissingMergesTxtIsACheckpointErrorNamingThePath) {
   EXPECT_NE(checkpoint_error_message([&] { read_gpt2_vocab_files(model_path("gpt2-tiny/hf/vocab.json"), merges_txt); })
                 .find(merges_txt),
             std::string::npos);
+}
+
+// ---- llama.cpp's test vectors for the newer vocabularies, read from their files -----------------
+
+// vocab/ggml-vocab-<name>.gguf.inp holds the texts, each followed by "\n__ggml_vocab_test__\n";
+// .out holds one line of ids (no BOS) per text. Read as llama.cpp's test-tokenizer-0 reads them.
+std::vector<TokenizerCase> read_llama_cpp_vectors(const std::string& name) {
+  const std::string separator = "\n__ggml_vocab_test__\n";
+  const std::string inp = read_file(model_path("vocab/" + name + ".gguf.inp"));
+  std::vector<TokenizerCase> cases;
+  for (size_t begin = 0; begin < inp.size();) {
+    const size_t end = inp.find(separator, begin);
+    if (end == std::string::npos) throw std::runtime_error(name + ".gguf.inp: text without a separator at the end");
+    cases.push_back({inp.substr(begin, end - begin), {}});
+    begin = end + separator.size();
+  }
+  std::istringstream out(read_file(model_path("vocab/" + name + ".gguf.out")));
+  std::string line;
+  size_t i = 0;
+  for (; std::getline(out, line); ++i) {
+    if (i >= cases.size()) throw std::runtime_error(name + ".gguf.out has more lines than .inp has texts");
+    std::istringstream ids(line);
+    for (int32_t id; ids >> id;) cases[i].ids.push_back(id);
+  }
+  if (i != cases.size()) throw std::runtime_error(name + ".gguf.out has fewer lines than .inp has texts");
+  return cases;
+}
+
+struct VectorCase {
+  const char* vectors;  // vocab/<vectors>.gguf.{inp,out}
+  const char* source;   // a key of vocab_sources()
+};
+
+void PrintTo(const VectorCase& c, std::ostream* os) { *os << c.source << " on " << c.vectors; }
+
+class LlamaCppVectors : public ::testing::TestWithParam<VectorCase> {};
+
+TEST_P(LlamaCppVectors, EncodesAll46TextsToLlamaCppIds) {
+  const std::vector<TokenizerCase> cases = read_llama_cpp_vectors(GetParam().vectors);
+  ASSERT_EQ(cases.size(), 46u);
+  const Tokenizer& tok = tokenizer(GetParam().source);
+  size_t equal = 0;
+  for (const auto& c : cases) {
+    const std::vector<int32_t> ids = tok.encode(c.text, false);
+    EXPECT_EQ(ids, c.ids) << "text: \"" << c.text << "\"";
+    equal += ids == c.ids;
+  }
+  EXPECT_EQ(equal, cases.size());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    NewerVocabularies, LlamaCppVectors,
+    ::testing::Values(VectorCase{"ggml-vocab-llama-bpe", "llama3_gguf"},
+                      VectorCase{"ggml-vocab-llama-bpe", "llama3_tokenizer_json"},
+                      VectorCase{"ggml-vocab-llama-bpe", "llama3_hf_dir"}, VectorCase{"ggml-vocab-qwen2", "qwen2_gguf"},
+                      VectorCase{"ggml-vocab-phi-3", "phi3_gguf"}),
+    [](const ::testing::TestParamInfo<VectorCase>& info) {
+      return test::param_name(std::string(info.param.source) + "_" + info.param.vectors);
+    });
+
+TEST(LlamaCppVectorFiles, HoldTheSameTextsAsTheHardCodedGpt2Cases) {
+  // The files are read as test-tokenizer-0 reads them: the first 45 texts are the ones the
+  // hard-coded cases above carry (the 46th differs: "Führer" comes from an older version).
+  const std::vector<TokenizerCase> cases = read_llama_cpp_vectors("ggml-vocab-llama-bpe");
+  ASSERT_EQ(cases.size(), 46u);
+  for (size_t i = 0; i + 1 < kGpt2Cases.size(); ++i) EXPECT_EQ(cases[i].text, kGpt2Cases[i].text) << "case " << i;
+}
+
+// ---- reference runs of the newer model families: prompt tokens and generated bytes ---------------
+
+struct HexReference {
+  std::string prompt;
+  std::vector<int32_t> prompt_tokens;
+  std::vector<int32_t> generated_tokens;
+  std::string text;  // raw bytes, from text_hex
+};
+
+std::string from_hex(const std::string& hex) {
+  std::string bytes;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) bytes += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  return bytes;
+}
+
+HexReference load_hex_reference(const std::string& name) {
+  const auto j = nlohmann::json::parse(read_file(test::models_dir() + "/expected/" + name + ".json"));
+  HexReference ref;
+  ref.prompt = j.at("prompt").get<std::string>();
+  ref.prompt_tokens = j.at("prompt_tokens").get<std::vector<int32_t>>();
+  for (const auto& step : j.at("steps")) ref.generated_tokens.push_back(step.at("token").get<int32_t>());
+  ref.text = from_hex(j.at("text_hex").get<std::string>());
+  return ref;
+}
+
+class FamilyReferenceTokens : public ::testing::TestWithParam<ReferenceCase> {};
+
+TEST_P(FamilyReferenceTokens, PromptEncodesToTheReferencePromptTokens) {
+  const HexReference ref = load_hex_reference(GetParam().reference);
+  const Tokenizer& tok = tokenizer(GetParam().source);
+  EXPECT_EQ(tok.encode(ref.prompt, tok.adds_bos()), ref.prompt_tokens);
+}
+
+TEST_P(FamilyReferenceTokens, GeneratedTokenBytesConcatenateToTheReferenceText) {
+  const HexReference ref = load_hex_reference(GetParam().reference);
+  const Tokenizer& tok = tokenizer(GetParam().source);
+  std::string text;
+  for (int32_t id : ref.generated_tokens) text += tok.token_bytes(id);
+  EXPECT_EQ(text, ref.text);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    LlamaCppRuns, FamilyReferenceTokens,
+    ::testing::Values(ReferenceCase{"llama3_gguf", "llama3-tiny.hello-world-123"},
+                      ReferenceCase{"llama3_gguf", "llama3-tiny.the-capital-of-france-is"},
+                      ReferenceCase{"llama3_hf_dir", "llama3-tiny.hello-world-123"},
+                      ReferenceCase{"llama3_hf_dir", "llama3-tiny.the-capital-of-france-is"},
+                      ReferenceCase{"qwen2_gguf", "qwen2-tiny.hello-world-123"},
+                      ReferenceCase{"qwen2_gguf", "qwen2-tiny.the-capital-of-france-is"},
+                      ReferenceCase{"phi3_gguf", "phi3-tiny.hello-world"},
+                      ReferenceCase{"phi3_gguf", "phi3-tiny.the-capital-of-france-is"},
+                      ReferenceCase{"phi2_gguf", "phi2-tiny.def-fib-n"},
+                      ReferenceCase{"phi2_gguf", "phi2-tiny.once-upon-a-time"},
+                      ReferenceCase{"phi2_hf_dir", "phi2-tiny.def-fib-n"},
+                      ReferenceCase{"phi2_hf_dir", "phi2-tiny.once-upon-a-time"},
+                      ReferenceCase{"gptj_hf_dir", "gptj-tiny.def-fib-n"},
+                      ReferenceCase{"gptj_hf_dir", "gptj-tiny.once-upon-a-time"}),
+    case_name);
+
+// ---- tokenizer.json against GGUF ---------------------------------------------------------------
+
+TEST(HfTokenizerJson, GivesTheSameVocabularyAsTheLlama3Gguf) {
+  const Vocab hf = read_hf_tokenizer_json(model_path("llama3-tiny/hf/tokenizer.json"));
+  const Vocab gguf = tokenizer("llama3_gguf").vocab();
+  EXPECT_EQ(hf.kind, VocabKind::bpe);
+  EXPECT_EQ(hf.tokens, gguf.tokens);
+  EXPECT_EQ(hf.types, gguf.types);
+  EXPECT_EQ(hf.merges, gguf.merges);
+  EXPECT_EQ(hf.pre, "llama-bpe");
+  EXPECT_EQ(gguf.pre, "llama-bpe");
+  EXPECT_TRUE(hf.ignore_merges);
+  EXPECT_TRUE(gguf.ignore_merges);
+  EXPECT_EQ(hf.bos_id, 128000);
+  EXPECT_EQ(gguf.bos_id, 128000);
+  EXPECT_TRUE(hf.add_bos);  // from the post_processor's TemplateProcessing
+  EXPECT_TRUE(gguf.add_bos);
+}
+
+TEST(HfTokenizerJson, MergesWrittenAsPairsReadLikeMergesWrittenAsStrings) {
+  auto j = nlohmann::json::parse(read_file(model_path("llama3-tiny/hf/tokenizer.json")));
+  ASSERT_TRUE(j["model"]["merges"][0].is_string());
+  nlohmann::json pairs = nlohmann::json::array();
+  for (const auto& merge : j["model"]["merges"]) {
+    const std::string m = merge.get<std::string>();
+    const size_t space = m.find(' ');
+    pairs.push_back({m.substr(0, space), m.substr(space + 1)});
+  }
+  j["model"]["merges"] = pairs;
+  ScratchDir dir;
+  const Vocab from_pairs = read_hf_tokenizer_json(dir.file("tokenizer.json", j.dump()));
+  EXPECT_EQ(from_pairs.merges, tokenizer("llama3_tokenizer_json").vocab().merges);
+  const auto tok = make_tokenizer(from_pairs);
+  for (const auto& c : read_llama_cpp_vectors("ggml-vocab-llama-bpe")) EXPECT_EQ(tok->encode(c.text, false), c.ids);
+}
+
+TEST(HfTokenizerJson, UnknownSplitRegexIsRefusedNamingTheFile) {
+  auto j = nlohmann::json::parse(read_file(model_path("llama3-tiny/hf/tokenizer.json")));
+  j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\p{L}+|\\p{N}+";
+  ScratchDir dir;
+  const std::string path = dir.file("tokenizer.json", j.dump());
+  const std::string message = checkpoint_error_message([&] { read_hf_tokenizer_json(path); });
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+  EXPECT_NE(message.find("unknown Split regex"), std::string::npos) << message;
+}
+
+TEST(HfTokenizerJson, NonBpeModelIsRefusedNamingItsType) {
+  ScratchDir dir;
+  const std::string path = dir.file("tokenizer.json", R"({"model": {"type": "WordPiece", "vocab": {"a": 0}}})");
+  const std::string message = checkpoint_error_message([&] { read_hf_tokenizer_json(path); });
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+  EXPECT_NE(message.find("WordPiece"), std::string::npos) << message;
+}
+
+TEST(HfTokenizerDir, SentencePieceModelGetsTheAddedTokensOfATokenizerJsonBesideIt) {
+  // Phi-3's Hugging Face directory: 32000 pieces in tokenizer.model, <|end|>, <|user|>, ...
+  // in tokenizer.json's added_tokens, 32064 embedding rows in config.json. Same shape here.
+  ScratchDir dir;
+  dir.file("tokenizer.model", read_file(model_path("stories260K/hf/tokenizer.model")));
+  dir.file("tokenizer.json", R"({"added_tokens": [
+      {"id": 512, "content": "<|end|>", "special": true, "rstrip": true},
+      {"id": 513, "content": "<|user|>", "special": true, "rstrip": true}]})");
+  const std::string config = dir.file("config.json", R"({"vocab_size": 520})");
+  const Vocab v = *read_hf_tokenizer_dir(config.substr(0, config.rfind('/')));
+  ASSERT_EQ(v.tokens.size(), 520u);
+  EXPECT_EQ(v.tokens[512], "<|end|>");
+  EXPECT_EQ(v.types[513], TokenType::control);
+  EXPECT_EQ(v.tokens[519], "[PAD519]");
+  const auto tok = make_tokenizer(v);
+  const Tokenizer& plain = tokenizer("stories260K_tokenizer_model");
+  std::vector<int32_t> expected = {1, 513};
+  for (int32_t id : plain.encode("Once", false)) expected.push_back(id);  // rstrip ate "\n", space prefix back
+  expected.push_back(512);
+  EXPECT_EQ(tok->encode("<|user|>\nOnce<|end|>", true, true), expected);
+  EXPECT_EQ(tok->stop_ids(), (std::vector<int32_t>{2, 512}));
+}
+
+// ---- GGUF tokenizer.ggml.pre ---------------------------------------------------------------------
+
+TEST(GgufVocab, UnknownPreTokenizerIsRefusedByNameListingTheKnownOnes) {
+  Vocab v = tokenizer("gpt2_gguf").vocab();
+  v.pre = "made-up-bpe";
+  GgufWriter w;
+  write_vocab_metadata(w, v);
+  ScratchDir dir;
+  const std::string path = dir.file("vocab.gguf", "");
+  w.write(path);
+  const std::string message = checkpoint_error_message([&] { read_gguf_vocab(GgufFile(path)); });
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+  EXPECT_NE(message.find("'made-up-bpe'"), std::string::npos) << message;
+  EXPECT_NE(message.find("llama-bpe"), std::string::npos) << message;
+  EXPECT_NE(message.find("qwen2"), std::string::npos) << message;
+}
+
+TEST(GgufVocab, WrittenVocabularyKeepsItsPreTokenizer) {
+  GgufWriter w;
+  write_vocab_metadata(w, tokenizer("qwen2_gguf").vocab());
+  ScratchDir dir;
+  const std::string path = dir.file("vocab.gguf", "");
+  w.write(path);
+  const Vocab back = read_gguf_vocab(GgufFile(path));
+  EXPECT_EQ(back.pre, "qwen2");
+  EXPECT_EQ(back.tokens, tokenizer("qwen2_gguf").vocab().tokens);
+}
+
+// ---- special tokens in text, stop ids ----------------------------------------------------------------
+
+TEST(SpecialTokens, ControlTokensInTextBecomeTheirIdsOnlyWithParseSpecial) {
+  const Tokenizer& tok = tokenizer("llama3_gguf");
+  const std::string text = "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>";
+  const std::vector<int32_t> parsed = tok.encode(text, true, true);
+  ASSERT_EQ(parsed.size(), 7u);
+  EXPECT_EQ(parsed[0], 128000);
+  EXPECT_EQ(parsed[1], 128006);
+  EXPECT_EQ(tok.decode({parsed[2]}), "user");
+  EXPECT_EQ(parsed[3], 128007);
+  EXPECT_EQ(tok.decode({parsed[4]}), "\n\n");
+  EXPECT_EQ(tok.decode({parsed[5]}), "Hi");
+  EXPECT_EQ(parsed[6], 128009);
+  const std::vector<int32_t> plain = tok.encode(text, false, false);
+  for (int32_t id : plain) EXPECT_LT(id, 128000) << "a special token from plain text";
+  EXPECT_EQ(tok.decode(plain), text);
+}
+
+TEST(SpecialTokens, Phi3SpecialTokensSwallowTheWhitespaceAfterThemAsLlamaCppDoes) {
+  // llama.cpp marks Phi-3's special tokens rstrip; the text after one gets the space prefix.
+  const Tokenizer& tok = tokenizer("phi3_gguf");
+  EXPECT_EQ(tok.encode("<|user|>\nHello<|end|>\n<|assistant|>\n", true, true),
+            (std::vector<int32_t>{1, 32010, 15043, 32007, 32001}));
+}
+
+TEST(SpecialTokens, UserDefinedTokensAreRecognisedEvenWithoutParseSpecial) {
+  const Tokenizer& tok = tokenizer("qwen2_gguf");
+  EXPECT_EQ(tok.encode("a[PAD151650]b", false, false), (std::vector<int32_t>{64, 151650, 65}));
+}
+
+TEST(StopIds, CoverEosAndEndOfTurnAsLlamaCppAndTheHfConfigSayIt) {
+  EXPECT_EQ(tokenizer("llama3_gguf").stop_ids(), (std::vector<int32_t>{128001, 128009}));
+  EXPECT_EQ(tokenizer("llama3_hf_dir").stop_ids(), (std::vector<int32_t>{128001, 128008, 128009}));
+  EXPECT_EQ(tokenizer("qwen2_gguf").stop_ids(), (std::vector<int32_t>{151643, 151645}));
+  EXPECT_EQ(tokenizer("phi3_gguf").stop_ids(), (std::vector<int32_t>{32000, 32007}));
+  EXPECT_EQ(tokenizer("gpt2_gguf").stop_ids(), (std::vector<int32_t>{50256}));
+  EXPECT_EQ(tokenizer("llama_spm_gguf").stop_ids(), (std::vector<int32_t>{2}));
+  EXPECT_TRUE(tokenizer("llama3_gguf").is_stop(128009));
+  EXPECT_FALSE(tokenizer("llama3_gguf").is_stop(128000));
+}
+
+TEST(Decode, DropsControlTokensAndKeepsTheText) {
+  const Tokenizer& tok = tokenizer("llama3_gguf");
+  EXPECT_EQ(tok.decode({128000, 9906, 11, 1917, 0, 128009}), "Hello, world!");
+  EXPECT_EQ(tokenizer("phi3_gguf").decode({1, 15043, 3186, 32007}), "Hello world");
+}
+
+// ---- chat templates ----------------------------------------------------------------------------------
+
+const std::vector<ChatMessage> kChat = {{"system", "You are terse."}, {"user", "  Hi there \n"}};
+
+TEST(ChatTemplates, AreDetectedFromTheModelsTemplateText) {
+  EXPECT_EQ(read_chat_template(tokenizer("llama3_gguf").vocab().chat_template).format, ChatFormat::llama3);
+  EXPECT_EQ(read_chat_template(tokenizer("llama3_hf_dir").vocab().chat_template).format, ChatFormat::llama3);
+  const ChatTemplate qwen = read_chat_template(tokenizer("qwen2_gguf").vocab().chat_template);
+  EXPECT_EQ(qwen.format, ChatFormat::chatml);
+  EXPECT_EQ(qwen.default_system, "You are a helpful assistant");
+  EXPECT_EQ(read_chat_template(tokenizer("phi3_gguf").vocab().chat_template).format, ChatFormat::phi3);
+  EXPECT_EQ(read_chat_template("").format, ChatFormat::plain);
+}
+
+// The expected strings are what each model's own template (printed in the comment) renders
+// for these messages with add_generation_prompt, less the leading bos_token, which the
+// tokenizer adds. Llama-3's is the one the models README checked with @huggingface/jinja.
+TEST(ChatTemplates, Llama3RendersAsItsTemplate) {
+  // {{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] +
+  // '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}
+  // {%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}
+  const ChatTemplate t = read_chat_template(tokenizer("llama3_hf_dir").vocab().chat_template);
+  EXPECT_EQ(render_chat(t, kChat),
+            "<|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  const Tokenizer& tok = tokenizer("llama3_hf_dir");
+  const std::vector<int32_t> ids = tok.encode(render_chat(t, kChat), tok.adds_bos(), true);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 128006), 3);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 128009), 2);
+  EXPECT_EQ(ids.front(), 128000);
+  EXPECT_EQ(ids.back(), tok.encode("\n\n", false).back());
+}
+
+TEST(ChatTemplates, ChatmlRendersQwen2sDefaultSystemMessageWhenThereIsNone) {
+  // {% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system
+  // You are a helpful assistant<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' +
+  // message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}
+  const ChatTemplate t = read_chat_template(tokenizer("qwen2_gguf").vocab().chat_template);
+  EXPECT_EQ(render_chat(t, {{"user", "Hi"}}),
+            "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  EXPECT_EQ(render_chat(t, kChat),
+            "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\n  Hi there \n<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  const std::vector<int32_t> ids = tokenizer("qwen2_gguf").encode(render_chat(t, {{"user", "Hi"}}), false, true);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 151644), 3);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 151645), 2);
+}
+
+TEST(ChatTemplates, Phi3RendersAsItsTemplate) {
+  // {{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') %}{{'<|user|>' + '\n' +
+  // message['content'] + '<|end|>' + '\n' + '<|assistant|>' + '\n'}}{% elif (message['role'] == 'assistant') %}
+  // {{message['content'] + '<|end|>' + '\n'}}{% endif %}{% endfor %}
+  // (this template has no system turn, so a system message is left out, as it leaves it out)
+  const ChatTemplate t = read_chat_template(tokenizer("phi3_gguf").vocab().chat_template);
+  EXPECT_EQ(render_chat(t, {{"system", "S"}, {"user", "Hi"}, {"assistant", "Hello"}, {"user", "Bye"}}),
+            "<|user|>\nHi<|end|>\n<|assistant|>\nHello<|end|>\n<|user|>\nBye<|end|>\n<|assistant|>\n");
+  const Tokenizer& tok = tokenizer("phi3_gguf");
+  EXPECT_EQ(tok.encode(render_chat(t, {{"user", "Hello"}}), tok.adds_bos(), true),
+            (std::vector<int32_t>{1, 32010, 15043, 32007, 32001}));
+}
+
+TEST(ChatTemplates, EndOfTurnTextsAreTheStopTokensOfEachFamily) {
+  EXPECT_EQ(end_of_turn(ChatFormat::llama3), "<|eot_id|>");
+  EXPECT_EQ(end_of_turn(ChatFormat::chatml), "<|im_end|>");
+  EXPECT_EQ(end_of_turn(ChatFormat::phi3), "<|end|>");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 
@@ -46,6 +47,7 @@ struct Pipeline::Impl {
   int64_t n_vocab = 0;
   int64_t max_positions = 0;
   int32_t eos_id = -1;
+  std::vector<int32_t> stop_ids;  // sorted, from the tokenizer
   mutable std::atomic<uint64_t> next_session{1};
 
   ~Impl() { stop(); }
@@ -109,6 +111,9 @@ const SamplingOptions& Pipeline::sampling() const { return impl_->sampling; }
 int64_t Pipeline::n_vocab() const { return impl_->n_vocab; }
 int64_t Pipeline::max_positions() const { return impl_->max_positions; }
 int32_t Pipeline::eos_id() const { return impl_->eos_id; }
+bool Pipeline::is_stop(int32_t token) const {
+  return std::binary_search(impl_->stop_ids.begin(), impl_->stop_ids.end(), token);
+}
 
 std::vector<int32_t> Pipeline::encode(const std::string& text) const {
   if (!impl_->tokenizer) throw PipelineError("this pipeline has no tokenizer: give token ids");
@@ -221,7 +226,7 @@ Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t
     pos += static_cast<int64_t>(input.size());
     input.assign(1, reply.token);
     history.push_back(reply.token);
-    if (options.stop_at_eos && reply.token == I.eos_id) break;
+    if (options.stop_at_eos && std::binary_search(I.stop_ids.begin(), I.stop_ids.end(), reply.token)) break;
     if (options.keep_going && !options.keep_going()) break;
   }
   I.end_session(session);
@@ -402,6 +407,7 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
       throw DeployError(std::string("tokenizer: ") + e.what());
     }
     I.eos_id = tok->eos_id();
+    I.stop_ids = tok->stop_ids();
     I.tokenizer = spawn_tokenizer_actor(sys, tok);
   }
 

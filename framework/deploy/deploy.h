@@ -99,7 +99,7 @@ struct DeployedStage {
 
 struct GenerateOptions {
   bool want_logits = false;  // return each step's logits row (for tests and diagnostics)
-  bool stop_at_eos = true;   // stop after the tokenizer's EOS (which is included)
+  bool stop_at_eos = true;   // stop after one of the tokenizer's stop ids (EOS, end of turn; included)
   // Asked after each token; false ends the generation there (a client that went away).
   // The session is ended on every stage either way.
   std::function<bool()> keep_going;
@@ -148,6 +148,8 @@ class Pipeline {
   int64_t n_vocab() const;
   int64_t max_positions() const;
   int32_t eos_id() const;  // -1 without a tokenizer
+  // Whether `token` ends generation (EOS, <|eot_id|>, <|im_end|>, ...); false without a tokenizer.
+  bool is_stop(int32_t token) const;
 
   // Stops the stages (also done by the destructor).
   void shutdown();

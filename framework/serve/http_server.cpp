@@ -114,7 +114,7 @@ struct HttpServer::Impl {
     Prepared p;
     p.request = parse_completion_request(body, chat, default_seed());
     if (p.request.model.empty()) p.request.model = opt.model_name;
-    const std::string prompt = chat ? render_chat(gen.chat_format(), p.request.messages) : p.request.prompt;
+    const std::string prompt = chat ? render_chat(gen.chat_template(), p.request.messages) : p.request.prompt;
     p.prompt = gen.encode(prompt);
     const int64_t context = gen.max_positions();
     if (static_cast<int64_t>(p.prompt.size()) >= context)
@@ -123,7 +123,7 @@ struct HttpServer::Impl {
                          std::to_string(context) + " tokens");
     p.max_tokens = std::min<int64_t>(p.request.max_tokens, context - static_cast<int64_t>(p.prompt.size()));
     p.stops = p.request.stop;
-    if (chat) p.stops.push_back(end_of_turn(gen.chat_format()));
+    if (chat) p.stops.push_back(end_of_turn(gen.chat_template().format));
     p.id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(unix_time()) + "-" + std::to_string(++id_counter);
     prompt_tokens += p.prompt.size();
     return p;

@@ -3,10 +3,11 @@
 namespace troupe {
 
 LocalGenerator::LocalGenerator(std::shared_ptr<const Checkpoint> ckpt)
-    : tokenizer_(make_tokenizer(ckpt->vocab())), session_(ckpt), format_(detect_chat_format(ckpt->vocab().chat_template)) {}
+    : tokenizer_(make_tokenizer(ckpt->vocab())), session_(ckpt), chat_template_(read_chat_template(ckpt->vocab().chat_template)) {}
 
 std::vector<int32_t> LocalGenerator::encode(const std::string& text) const {
-  return tokenizer_->encode(text, tokenizer_->adds_bos());
+  // Special tokens written in the prompt count, as in llama.cpp's server (chat prompts hold them).
+  return tokenizer_->encode(text, tokenizer_->adds_bos(), true);
 }
 
 int64_t LocalGenerator::max_positions() const { return session_.config().n_ctx; }
@@ -17,7 +18,7 @@ GenerationOutcome LocalGenerator::generate(const std::vector<int32_t>& prompt, i
   session_.generate(prompt, max_tokens, sampling, tokenizer_->eos_id(),
                                         [&](int32_t token, const std::vector<float>&) {
                                           ++outcome.completion_tokens;
-                                          if (token == tokenizer_->eos_id()) {
+                                          if (tokenizer_->is_stop(token)) {
                                             outcome.hit_eos = true;
                                             return false;
                                           }

@@ -15,14 +15,14 @@ class LocalGenerator : public TextGenerator {
   explicit LocalGenerator(std::shared_ptr<const Checkpoint> ckpt);
   std::vector<int32_t> encode(const std::string& text) const override;
   int64_t max_positions() const override;
-  ChatFormat chat_format() const override { return format_; }
+  const ChatTemplate& chat_template() const override { return chat_template_; }
   GenerationOutcome generate(const std::vector<int32_t>& prompt, int64_t max_tokens, const SamplingOptions& sampling,
                              const PieceHandler& on_piece) override;
 
  private:
   std::unique_ptr<Tokenizer> tokenizer_;
   LocalSession session_;
-  ChatFormat format_;
+  ChatTemplate chat_template_;
 };
 
 }  // namespace troupe

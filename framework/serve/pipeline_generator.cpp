@@ -4,7 +4,8 @@
 
 namespace troupe {
 
-PipelineGenerator::PipelineGenerator(const Pipeline& pipeline, ChatFormat format) : pipeline_(pipeline), format_(format) {}
+PipelineGenerator::PipelineGenerator(const Pipeline& pipeline, ChatTemplate chat_template)
+    : pipeline_(pipeline), chat_template_(std::move(chat_template)) {}
 
 std::vector<int32_t> PipelineGenerator::encode(const std::string& text) const { return pipeline_.encode(text); }
 
@@ -16,10 +17,9 @@ GenerationOutcome PipelineGenerator::generate(const std::vector<int32_t>& prompt
   bool keep_going = true;
   GenerateOptions options;
   options.keep_going = [&] { return keep_going; };
-  const int32_t eos = pipeline_.eos_id();
   pipeline_.generate_tokens(prompt, max_tokens, sampling, options, [&](int32_t token, const std::string& piece) {
     ++outcome.completion_tokens;
-    if (token == eos) {
+    if (pipeline_.is_stop(token)) {
       outcome.hit_eos = true;
       return;
     }

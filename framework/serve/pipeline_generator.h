@@ -9,10 +9,10 @@ namespace troupe {
 
 class PipelineGenerator : public TextGenerator {
  public:
-  PipelineGenerator(const Pipeline& pipeline, ChatFormat format);
+  PipelineGenerator(const Pipeline& pipeline, ChatTemplate chat_template);
   std::vector<int32_t> encode(const std::string& text) const override;
   int64_t max_positions() const override;
-  ChatFormat chat_format() const override { return format_; }
+  const ChatTemplate& chat_template() const override { return chat_template_; }
   GenerationOutcome generate(const std::vector<int32_t>& prompt, int64_t max_tokens, const SamplingOptions& sampling,
                              const PieceHandler& on_piece) override;
   // troupe_stage_compute_seconds_total, troupe_stage_bytes_sent_total, ... per stage.
@@ -20,7 +20,7 @@ class PipelineGenerator : public TextGenerator {
 
  private:
   const Pipeline& pipeline_;
-  ChatFormat format_;
+  ChatTemplate chat_template_;
 };
 
 }  // namespace troupe

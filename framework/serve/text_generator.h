@@ -27,7 +27,7 @@ class TextGenerator {
   virtual ~TextGenerator() = default;
   virtual std::vector<int32_t> encode(const std::string& text) const = 0;
   virtual int64_t max_positions() const = 0;  // prompt + completion must fit
-  virtual ChatFormat chat_format() const = 0;
+  virtual const ChatTemplate& chat_template() const = 0;
   virtual GenerationOutcome generate(const std::vector<int32_t>& prompt, int64_t max_tokens,
                                      const SamplingOptions& sampling, const PieceHandler& on_piece) = 0;
   // Extra Prometheus lines (per-stage compute time, per-hop bytes and latency).

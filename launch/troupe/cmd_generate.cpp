@@ -59,7 +59,7 @@ void run_generate(const GenerateOptions& o) {
 
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
   const auto tokenizer = make_tokenizer(ckpt->vocab());
-  const auto prompt = tokenizer->encode(o.prompt, tokenizer->adds_bos());
+  const auto prompt = tokenizer->encode(o.prompt, tokenizer->adds_bos(), true);
   spdlog::info("{}: {} layers, {} prompt tokens", ckpt->path(), ckpt->config().n_layer, prompt.size());
 
   LocalSession session(ckpt);
@@ -69,7 +69,7 @@ void run_generate(const GenerateOptions& o) {
   session.generate(prompt, o.n_tokens, sampling, tokenizer->eos_id(), [&](int32_t token, const std::vector<float>&) {
     if (n_generated++ == 0) prefill_seconds = seconds_since(start);
     print_piece(tokenizer->token_bytes(token));
-    return true;
+    return !tokenizer->is_stop(token);  // EOS or end of turn
   });
   const double total = seconds_since(start);
   std::fputc('\n', stderr);

@@ -52,7 +52,7 @@ void run_serve(ServeCliOptions o) {
   }
   ClientActorSystem sys;
   Pipeline pipeline = deploy_on_nodes(sys.get(), o.distributed, o.model, *ckpt, SamplingOptions{});
-  PipelineGenerator generator(pipeline, detect_chat_format(ckpt->has_vocab() ? ckpt->vocab().chat_template : ""));
+  PipelineGenerator generator(pipeline, read_chat_template(ckpt->has_vocab() ? ckpt->vocab().chat_template : ""));
   serve_until_signal(generator, o);
   pipeline.shutdown();
 }

@@ -2,6 +2,7 @@
 
 #include "models/format/fingerprint.h"
 #include "models/format/gguf_file.h"
+#include "models/format/gguf_vocab.h"
 #include "models/quant/type_traits.h"
 
 namespace troupe {
@@ -47,53 +48,11 @@ ModelConfig read_config(const GgufFile& f) {
   return c;
 }
 
-Vocab read_vocab(const GgufFile& f) {
-  Vocab v;
-  const std::string model = f.get_string("tokenizer.ggml.model");
-  if (model == "llama") {
-    v.kind = VocabKind::spm;
-  } else if (model == "gpt2") {
-    v.kind = VocabKind::bpe;
-  } else {
-    throw CheckpointError(f.path() + ": unsupported tokenizer '" + model + "' (supported: llama, gpt2)");
-  }
-  v.tokens = f.get_array("tokenizer.ggml.tokens").strings;
-  if (v.tokens.empty()) throw CheckpointError(f.path() + ": tokenizer.ggml.tokens is empty");
-  const size_t n = v.tokens.size();
-  if (f.has("tokenizer.ggml.scores")) {
-    const auto& s = f.get_array("tokenizer.ggml.scores").numbers;
-    if (s.size() != n) throw CheckpointError(f.path() + ": tokenizer.ggml.scores has a different length than tokens");
-    v.scores.assign(s.begin(), s.end());
-  }
-  if (f.has("tokenizer.ggml.token_type")) {
-    const auto& t = f.get_array("tokenizer.ggml.token_type").numbers;
-    if (t.size() != n) throw CheckpointError(f.path() + ": tokenizer.ggml.token_type has a different length than tokens");
-    for (double x : t) v.types.push_back(static_cast<TokenType>(static_cast<int32_t>(x)));
-  }
-  if (f.has("tokenizer.ggml.merges")) v.merges = f.get_array("tokenizer.ggml.merges").strings;
-  if (v.kind == VocabKind::bpe && v.merges.empty()) throw CheckpointError(f.path() + ": GPT-2 tokenizer without merges");
-
-  // Token ids are stored as u32; "no token" is written as 0xFFFFFFFF.
-  auto token_id = [&](const std::string& key, int32_t fallback) {
-    const int64_t id = f.get_int(key, fallback);
-    return (id < 0 || id >= static_cast<int64_t>(n)) ? -1 : static_cast<int32_t>(id);
-  };
-  const bool spm = v.kind == VocabKind::spm;
-  v.bos_id = token_id("tokenizer.ggml.bos_token_id", spm ? 1 : -1);
-  v.eos_id = token_id("tokenizer.ggml.eos_token_id", spm ? 2 : -1);
-  v.unk_id = token_id("tokenizer.ggml.unknown_token_id", spm ? 0 : -1);
-  v.pad_id = token_id("tokenizer.ggml.padding_token_id", -1);
-  v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", spm) && v.bos_id >= 0;
-  v.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix", spm);
-  v.chat_template = f.get_string("tokenizer.chat_template", "");
-  return v;
-}
-
 class GgufCheckpoint : public Checkpoint {
  public:
   explicit GgufCheckpoint(const std::string& path) : file_(path), config_(read_config(file_)) {
     if (file_.has("tokenizer.ggml.model")) {
-      vocab_ = read_vocab(file_);
+      vocab_ = read_gguf_vocab(file_);
       has_vocab_ = true;
     }
     if (file_.has("troupe.shard.layer_first")) {

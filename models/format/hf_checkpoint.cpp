@@ -263,20 +263,9 @@ class HfCheckpoint : public Checkpoint {
   }
 
   void read_tokenizer() {
-    if (file_exists(dir_ + "/tokenizer.model")) {
-      vocab_ = read_sentencepiece_model(dir_ + "/tokenizer.model");
+    if (auto vocab = read_hf_tokenizer_dir(dir_)) {
+      vocab_ = std::move(*vocab);
       has_vocab_ = true;
-    } else if (file_exists(dir_ + "/vocab.json") && file_exists(dir_ + "/merges.txt")) {
-      vocab_ = read_gpt2_vocab_files(dir_ + "/vocab.json", dir_ + "/merges.txt");
-      has_vocab_ = true;
-    }
-    const std::string config = dir_ + "/tokenizer_config.json";
-    if (has_vocab_ && file_exists(config)) {
-      const json cfg = read_json(config);
-      if (cfg.contains("chat_template") && cfg["chat_template"].is_string())
-        vocab_.chat_template = cfg["chat_template"].get<std::string>();
-      if (cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean())
-        vocab_.add_bos = cfg["add_bos_token"].get<bool>() && vocab_.bos_id >= 0;
     }
   }
 

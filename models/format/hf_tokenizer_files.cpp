@@ -1,17 +1,23 @@
 // Vocabularies from Hugging Face tokenizer files: a SentencePiece `tokenizer.model`
-// (protobuf, parsed by hand: only a handful of fields matter) and GPT-2's `vocab.json` +
-// `merges.txt`. Every problem is a CheckpointError naming the file.
+// (protobuf, parsed by hand: only a handful of fields matter), a `tokenizer.json` with a
+// byte-level BPE model (the only tokenizer file Llama-3 ships), GPT-2's `vocab.json` +
+// `merges.txt`, and what `tokenizer_config.json` / `config.json` add (chat template, BOS,
+// end-of-generation ids). Every problem is a CheckpointError naming the file.
 #include "models/format/hf_tokenizer_files.h"
 
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <sys/stat.h>
 #include <string>
 #include <vector>
 
 #include "models/format/checkpoint.h"
+#include "models/vocab/pre_tokenizer.h"
 
 namespace troupe {
 namespace {
@@ -187,7 +193,293 @@ void check_special_id(const std::string& path, const char* name, int32_t id, siz
   }
 }
 
+using nlohmann::json;
+
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+json parse_json_file(const std::string& path) {
+  try {
+    return json::parse(read_whole_file(path));
+  } catch (const json::exception& e) {
+    throw CheckpointError(path + ": not valid JSON: " + e.what());
+  }
+}
+
+// A byte-level pre_tokenizer: ByteLevel with its own (GPT-2) regex, or Sequence[Split(regex,
+// Isolated), ByteLevel(use_regex false)] as Llama-3 and Qwen2 write it. Returns the family.
+const PreTokenizer& read_pre_tokenizer(const json& pre, const std::string& path) {
+  auto fail = [&](const std::string& why) -> const PreTokenizer& {
+    throw CheckpointError(path + ": pre_tokenizer " + pre.dump().substr(0, 300) + " is not supported (" + why +
+                          "); supported: ByteLevel, or Split with the regex of one of " + known_pre_tokenizer_names() +
+                          " followed by ByteLevel");
+  };
+  auto check_byte_level = [&](const json& p, bool own_regex) {
+    if (p.value("add_prefix_space", false)) fail("ByteLevel add_prefix_space");
+    if (p.value("use_regex", true) != own_regex) fail(own_regex ? "ByteLevel without its regex" : "two regexes");
+  };
+  if (!pre.is_object()) fail("not an object");
+  const std::string type = pre.value("type", "");
+  if (type == "ByteLevel") {
+    check_byte_level(pre, true);
+    return pre_tokenizer_named("gpt-2");
+  }
+  if (type != "Sequence" || !pre.contains("pretokenizers") || pre["pretokenizers"].size() != 2) {
+    fail("type " + type);
+  }
+  const json& split = pre["pretokenizers"][0];
+  const json& byte_level = pre["pretokenizers"][1];
+  if (split.value("type", "") != "Split" || byte_level.value("type", "") != "ByteLevel") fail("not Split, ByteLevel");
+  if (split.value("behavior", "") != "Isolated" || split.value("invert", false)) fail("Split behavior");
+  check_byte_level(byte_level, false);
+  if (!split.contains("pattern") || !split["pattern"].contains("Regex") || !split["pattern"]["Regex"].is_string()) {
+    fail("Split without a Regex pattern");
+  }
+  const PreTokenizer* family = pre_tokenizer_for_hf_regex(split["pattern"]["Regex"].get<std::string>());
+  if (family == nullptr) fail("unknown Split regex");
+  return *family;
+}
+
+// The first special token of the post-processor's "single" template when it comes before the
+// text ($A): the BOS that Llama-3's TemplateProcessing adds. -1 when there is none.
+int32_t template_bos(const json& post, const std::map<std::string, int32_t>& ids_of_added) {
+  if (!post.is_object()) return -1;
+  if (post.value("type", "") == "Sequence" && post.contains("processors")) {
+    for (const json& p : post["processors"]) {
+      if (const int32_t id = template_bos(p, ids_of_added); id >= 0) return id;
+    }
+    return -1;
+  }
+  if (post.value("type", "") != "TemplateProcessing" || !post.contains("single")) return -1;
+  for (const json& piece : post["single"]) {
+    if (piece.contains("Sequence")) return -1;  // the text comes first
+    if (piece.contains("SpecialToken")) {
+      const auto found = ids_of_added.find(piece["SpecialToken"].value("id", ""));
+      return found == ids_of_added.end() ? -1 : found->second;
+    }
+  }
+  return -1;
+}
+
+// A token named in tokenizer_config.json: "<|eot_id|>" or {"content": "<|eot_id|>", ...}.
+std::string token_text(const json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  if (j.is_object() && j.contains("content") && j["content"].is_string()) return j["content"].get<std::string>();
+  return "";
+}
+
+int32_t find_token(const Vocab& v, const std::string& text) {
+  if (text.empty()) return -1;
+  const auto found = std::find(v.tokens.begin(), v.tokens.end(), text);
+  return found == v.tokens.end() ? -1 : static_cast<int32_t>(found - v.tokens.begin());
+}
+
+// eos_token_id in config.json / generation_config.json: one id or a list (Llama-3.1+).
+void add_eos_ids(const json& j, const std::string& path, Vocab& v) {
+  if (!j.contains("eos_token_id") || j["eos_token_id"].is_null()) return;
+  const json& e = j["eos_token_id"];
+  std::vector<int64_t> ids;
+  if (e.is_number_integer()) {
+    ids.push_back(e.get<int64_t>());
+  } else if (e.is_array()) {
+    for (const json& x : e) {
+      if (!x.is_number_integer()) throw CheckpointError(path + ": eos_token_id list holds a non-integer");
+      ids.push_back(x.get<int64_t>());
+    }
+  } else {
+    throw CheckpointError(path + ": eos_token_id must be an integer or a list of integers");
+  }
+  for (int64_t id : ids) {
+    if (id < 0 || id >= static_cast<int64_t>(v.tokens.size())) {
+      throw CheckpointError(path + ": eos_token_id " + std::to_string(id) + " is outside the vocabulary of " +
+                            std::to_string(v.tokens.size()) + " tokens");
+    }
+    v.extra_eos_ids.push_back(static_cast<int32_t>(id));
+  }
+}
+
 }  // namespace
+
+Vocab read_hf_tokenizer_json(const std::string& path) {
+  const json root = parse_json_file(path);
+  if (!root.is_object() || !root.contains("model") || !root["model"].is_object()) {
+    throw CheckpointError(path + ": no \"model\" object (not a Hugging Face tokenizer.json)");
+  }
+  const json& model = root["model"];
+  const std::string type = model.value("type", "");
+  if (type != "BPE") {
+    throw CheckpointError(path + ": model type '" + type + "' is not supported (only byte-level BPE tokenizer.json)");
+  }
+  if (model.value("byte_fallback", false)) {
+    throw CheckpointError(path + ": BPE with byte_fallback (a SentencePiece-style tokenizer.json) is not supported; "
+                                 "give the model's tokenizer.model instead");
+  }
+  if (root.contains("normalizer") && !root["normalizer"].is_null() && root["normalizer"].value("type", "") != "NFC") {
+    throw CheckpointError(path + ": normalizer " + root["normalizer"].dump().substr(0, 200) +
+                          " is not supported (none, or NFC, which llama.cpp does not apply either)");
+  }
+  const PreTokenizer& pre = read_pre_tokenizer(root.value("pre_tokenizer", json()), path);
+
+  Vocab v;
+  v.kind = VocabKind::bpe;
+  v.pre = pre.name;
+  v.ignore_merges = model.value("ignore_merges", false);
+  v.add_space_prefix = false;
+
+  if (!model.contains("vocab") || !model["vocab"].is_object() || model["vocab"].empty()) {
+    throw CheckpointError(path + ": model.vocab must be a non-empty object mapping tokens to ids");
+  }
+  std::map<int64_t, std::pair<std::string, TokenType>> by_id;
+  auto place = [&](const std::string& text, const json& id_json, TokenType t) {
+    if (!id_json.is_number_integer()) throw CheckpointError(path + ": id of token \"" + text + "\" is not an integer");
+    const int64_t id = id_json.get<int64_t>();
+    if (id < 0 || id > (1 << 24)) throw CheckpointError(path + ": token \"" + text + "\" has id " + std::to_string(id));
+    by_id[id] = {text, t};
+  };
+  for (const auto& [text, id] : model["vocab"].items()) place(text, id, TokenType::normal);
+  std::map<std::string, int32_t> ids_of_added;
+  if (root.contains("added_tokens") && root["added_tokens"].is_array()) {
+    for (const json& added : root["added_tokens"]) {
+      const std::string text = added.value("content", "");
+      if (text.empty() || !added.contains("id")) throw CheckpointError(path + ": an added_tokens entry lacks id or content");
+      // As llama.cpp's converter: special added tokens are control tokens, the others user-defined.
+      place(text, added["id"], added.value("special", false) ? TokenType::control : TokenType::user_defined);
+      const int32_t id = added["id"].get<int32_t>();
+      ids_of_added[text] = id;
+      if (added.value("lstrip", false)) v.lstrip_ids.push_back(id);
+      if (added.value("rstrip", false)) v.rstrip_ids.push_back(id);
+    }
+  }
+  const int64_t n = by_id.rbegin()->first + 1;
+  v.tokens.resize(n);
+  v.types.assign(n, TokenType::user_defined);
+  for (int64_t id = 0; id < n; ++id) v.tokens[id] = "[PAD" + std::to_string(id) + "]";  // gaps, as llama.cpp fills them
+  for (const auto& [id, token] : by_id) {
+    v.tokens[id] = token.first;
+    v.types[id] = token.second;
+  }
+
+  if (!model.contains("merges") || !model["merges"].is_array() || model["merges"].empty()) {
+    throw CheckpointError(path + ": model.merges must be a non-empty list");
+  }
+  v.merges.reserve(model["merges"].size());
+  for (const json& merge : model["merges"]) {
+    // Two encodings: "left right" (tokenizers < 0.20) and ["left", "right"] (newer files).
+    if (merge.is_string()) {
+      v.merges.push_back(merge.get<std::string>());
+    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+      v.merges.push_back(merge[0].get<std::string>() + " " + merge[1].get<std::string>());
+    } else {
+      throw CheckpointError(path + ": merge " + std::to_string(v.merges.size()) + " is " + merge.dump().substr(0, 100) +
+                            ", expected \"left right\" or [\"left\", \"right\"]");
+    }
+  }
+
+  v.bos_id = template_bos(root.value("post_processor", json()), ids_of_added);
+  v.add_bos = v.bos_id >= 0;
+  if (const int32_t end_of_text = find_token(v, "<|endoftext|>"); end_of_text >= 0) {
+    v.eos_id = end_of_text;  // GPT-2 and Qwen2 end texts with it
+    if (v.bos_id < 0 && pre.name == "gpt-2") v.bos_id = end_of_text;
+  }
+  return v;
+}
+
+namespace {
+
+// A SentencePiece model's added tokens live beside it (Phi-3: <|end|>, <|user|>, ... from
+// 32000): tokenizer.json's added_tokens, with their special/rstrip flags.
+void add_added_tokens(const std::string& path, Vocab& v) {
+  const json root = parse_json_file(path);
+  if (!root.contains("added_tokens") || !root["added_tokens"].is_array()) return;
+  if (v.types.empty()) v.types.assign(v.tokens.size(), TokenType::normal);
+  for (const json& added : root["added_tokens"]) {
+    const std::string text = added.value("content", "");
+    if (text.empty() || !added.contains("id") || !added["id"].is_number_integer()) {
+      throw CheckpointError(path + ": an added_tokens entry lacks id or content");
+    }
+    const int64_t id = added["id"].get<int64_t>();
+    if (id < 0 || id > (1 << 24)) throw CheckpointError(path + ": added token \"" + text + "\" has id " + std::to_string(id));
+    while (static_cast<int64_t>(v.tokens.size()) <= id) {
+      v.tokens.push_back("[PAD" + std::to_string(v.tokens.size()) + "]");
+      v.types.push_back(TokenType::unused);
+      if (!v.scores.empty()) v.scores.push_back(-1000.0f);
+    }
+    if (v.tokens[id] != text && id < static_cast<int64_t>(v.tokens.size()) && v.types[id] != TokenType::unused) {
+      throw CheckpointError(path + ": added token \"" + text + "\" has id " + std::to_string(id) + ", which the "
+                            "SentencePiece model gives to \"" + v.tokens[id] + "\"");
+    }
+    if (v.tokens[id] != text || v.types[id] == TokenType::normal || v.types[id] == TokenType::unused) {
+      v.tokens[id] = text;
+      v.types[id] = added.value("special", false) ? TokenType::control : TokenType::user_defined;
+      if (!v.scores.empty()) v.scores[id] = 0.0f;
+    }
+    if (added.value("lstrip", false)) v.lstrip_ids.push_back(static_cast<int32_t>(id));
+    if (added.value("rstrip", false)) v.rstrip_ids.push_back(static_cast<int32_t>(id));
+  }
+}
+
+}  // namespace
+
+std::optional<Vocab> read_hf_tokenizer_dir(const std::string& dir) {
+  Vocab v;
+  if (file_exists(dir + "/tokenizer.model")) {
+    v = read_sentencepiece_model(dir + "/tokenizer.model");
+    if (file_exists(dir + "/tokenizer.json")) add_added_tokens(dir + "/tokenizer.json", v);
+  } else if (file_exists(dir + "/tokenizer.json")) {
+    v = read_hf_tokenizer_json(dir + "/tokenizer.json");
+  } else if (file_exists(dir + "/vocab.json") && file_exists(dir + "/merges.txt")) {
+    v = read_gpt2_vocab_files(dir + "/vocab.json", dir + "/merges.txt");
+  } else {
+    return std::nullopt;
+  }
+
+  const std::string config = dir + "/config.json";
+  json model_config;
+  if (file_exists(config)) model_config = parse_json_file(config);
+  // The embedding may have more rows than the tokenizer has tokens (Qwen2: 151936 for
+  // 151665, Phi-3: 32064 for 32011); llama.cpp's converter names the rest [PAD<id>].
+  if (model_config.is_object() && model_config.contains("vocab_size") && model_config["vocab_size"].is_number_integer()) {
+    const int64_t n = model_config["vocab_size"].get<int64_t>();
+    if (n > static_cast<int64_t>(v.tokens.size()) && n <= (1 << 24)) {
+      if (v.types.empty()) v.types.assign(v.tokens.size(), TokenType::normal);
+      for (int64_t id = static_cast<int64_t>(v.tokens.size()); id < n; ++id) {
+        v.tokens.push_back("[PAD" + std::to_string(id) + "]");
+        v.types.push_back(v.kind == VocabKind::bpe ? TokenType::user_defined : TokenType::unused);
+        if (!v.scores.empty()) v.scores.push_back(-1000.0f);
+      }
+    }
+  }
+
+  const std::string tokenizer_config = dir + "/tokenizer_config.json";
+  if (file_exists(tokenizer_config)) {
+    const json cfg = parse_json_file(tokenizer_config);
+    if (cfg.contains("chat_template")) {
+      const json& t = cfg["chat_template"];
+      if (t.is_string()) {
+        v.chat_template = t.get<std::string>();
+      } else if (t.is_array()) {  // named templates: [{"name": "default", "template": "..."}, ...]
+        for (const json& named : t) {
+          if (named.value("name", "") == "default" && named.contains("template")) v.chat_template = named["template"];
+        }
+      }
+    }
+    if (const int32_t id = find_token(v, cfg.contains("bos_token") ? token_text(cfg["bos_token"]) : ""); id >= 0) {
+      v.bos_id = id;
+    }
+    if (const int32_t id = find_token(v, cfg.contains("eos_token") ? token_text(cfg["eos_token"]) : ""); id >= 0) {
+      v.eos_id = id;
+    }
+    if (cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean()) v.add_bos = cfg["add_bos_token"].get<bool>();
+  }
+  v.add_bos = v.add_bos && v.bos_id >= 0;
+
+  if (model_config.is_object()) add_eos_ids(model_config, config, v);
+  const std::string generation_config = dir + "/generation_config.json";
+  if (file_exists(generation_config)) add_eos_ids(parse_json_file(generation_config), generation_config, v);
+  return v;
+}
 
 Vocab read_sentencepiece_model(const std::string& path) {
   const std::string file = read_whole_file(path);

@@ -32,6 +32,7 @@ void write_vocab_metadata(GgufWriter& w, const Vocab& v) {
     w.set_i32s("tokenizer.ggml.token_type", types);
   }
   if (!v.merges.empty()) w.set_strings("tokenizer.ggml.merges", v.merges);
+  if (v.kind == VocabKind::bpe) w.set_string("tokenizer.ggml.pre", v.pre);
   if (v.bos_id >= 0) w.set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(v.bos_id));
   if (v.eos_id >= 0) w.set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(v.eos_id));
   if (v.unk_id >= 0) w.set_u32("tokenizer.ggml.unknown_token_id", static_cast<uint32_t>(v.unk_id));

@@ -1,7 +1,8 @@
-// GPT-2 byte-level BPE: the GPT-2 regex splits the text into pre-tokens, each byte of a
-// pre-token is written as a printable code point (the bytes_to_unicode alphabet), and
-// adjacent symbols are merged by rank (earlier in the merges list = merged first) until no
-// listed merge applies; the resulting strings are the tokens.
+// Byte-level BPE (GPT-2, Llama-3, Qwen2): the pre-tokenizer regex splits the text into
+// pre-tokens, each byte of a pre-token is written as a printable code point (GPT-2's
+// bytes_to_unicode alphabet), and adjacent symbols are merged by rank (earlier in the merges
+// list = merged first) until no listed merge applies; the resulting strings are the tokens.
+// With ignore_merges (Llama-3) a pre-token that is a token as a whole is taken as it is.
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -15,13 +16,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "models/vocab/pre_tokenizer.h"
 #include "models/vocab/tokenizer.h"
 
 namespace troupe {
 namespace {
-
-constexpr char kGpt2Pattern[] =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 std::string utf8_encode(uint32_t cp) {
   std::string out;
@@ -113,7 +112,7 @@ struct LowerPriority {
 
 class BpeTokenizer final : public Tokenizer {
  public:
-  explicit BpeTokenizer(const Vocab& vocab) : Tokenizer(vocab) {
+  explicit BpeTokenizer(const Vocab& vocab) : Tokenizer(vocab), pre_(pre_tokenizer_named(vocab.pre)) {
     const std::array<uint32_t, 256> cps = gpt2_byte_code_points();
     std::unordered_map<uint32_t, unsigned char> byte_of_code_point;
     for (int b = 0; b < 256; ++b) {
@@ -141,12 +140,12 @@ class BpeTokenizer final : public Tokenizer {
 
     int error = 0;
     PCRE2_SIZE error_offset = 0;
-    pretokenizer_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kGpt2Pattern), PCRE2_ZERO_TERMINATED,
+    pretokenizer_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pre_.regex.c_str()), PCRE2_ZERO_TERMINATED,
                                   PCRE2_UTF | PCRE2_UCP, &error, &error_offset, nullptr);
     if (pretokenizer_ == nullptr) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(error, message, sizeof message);
-      throw std::runtime_error("GPT-2 pre-tokenizer regex does not compile at offset " +
+      throw std::runtime_error(pre_.name + " pre-tokenizer regex does not compile at offset " +
                                std::to_string(error_offset) + ": " + reinterpret_cast<char*>(message));
     }
     // JIT is an optimisation only; the interpreter gives the same matches when it is unavailable.
@@ -157,11 +156,8 @@ class BpeTokenizer final : public Tokenizer {
   BpeTokenizer(const BpeTokenizer&) = delete;
   BpeTokenizer& operator=(const BpeTokenizer&) = delete;
 
-  std::vector<int32_t> encode(const std::string& text, bool add_bos) const override {
-    std::vector<int32_t> ids;
-    if (add_bos && vocab_.bos_id >= 0) ids.push_back(vocab_.bos_id);
-    for_each_pretoken(text, [&](const char* begin, size_t len) { encode_word(begin, len, ids); });
-    return ids;
+  void encode_text(const char* begin, size_t len, bool, std::vector<int32_t>& ids) const override {
+    for_each_pretoken(begin, len, [&](const char* word, size_t word_len) { encode_word(word, word_len, ids); });
   }
 
   std::string token_bytes(int32_t id) const override {
@@ -204,9 +200,8 @@ class BpeTokenizer final : public Tokenizer {
   // Calls `emit` for each pre-token. Invalid UTF-8 cannot go through the regex, so each
   // invalid byte becomes a pre-token of its own (its byte token keeps the round trip exact).
   template <typename Emit>
-  void for_each_pretoken(const std::string& text, Emit&& emit) const {
-    const auto* subject = reinterpret_cast<const unsigned char*>(text.data());
-    const size_t size = text.size();
+  void for_each_pretoken(const char* text, size_t size, Emit&& emit) const {
+    const auto* subject = reinterpret_cast<const unsigned char*>(text);
     pcre2_match_data* match = pcre2_match_data_create_from_pattern(pretokenizer_, nullptr);
     if (match == nullptr) throw std::bad_alloc();
     std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> match_owner(match, pcre2_match_data_free);
@@ -221,18 +216,18 @@ class BpeTokenizer final : public Tokenizer {
         const int rc = pcre2_match(pretokenizer_, subject, segment_end, offset, PCRE2_NO_UTF_CHECK, match, nullptr);
         if (rc < 0) {
           if (rc != PCRE2_ERROR_NOMATCH) {
-            throw std::runtime_error("GPT-2 pre-tokenizer regex failed with PCRE2 error " + std::to_string(rc));
+            throw std::runtime_error(pre_.name + " pre-tokenizer regex failed with PCRE2 error " + std::to_string(rc));
           }
-          emit(text.data() + offset, segment_end - offset);  // cannot happen: the pattern covers every character
+          emit(text + offset, segment_end - offset);  // cannot happen: the pattern covers every character
           break;
         }
         const PCRE2_SIZE* span = pcre2_get_ovector_pointer(match);
-        if (span[0] > offset) emit(text.data() + offset, span[0] - offset);
-        if (span[1] == span[0]) throw std::runtime_error("GPT-2 pre-tokenizer regex matched an empty string");
-        emit(text.data() + span[0], span[1] - span[0]);
+        if (span[0] > offset) emit(text + offset, span[0] - offset);
+        if (span[1] == span[0]) throw std::runtime_error(pre_.name + " pre-tokenizer regex matched an empty string");
+        emit(text + span[0], span[1] - span[0]);
         offset = span[1];
       }
-      if (segment_end < size) emit(text.data() + segment_end, 1);
+      if (segment_end < size) emit(text + segment_end, 1);
       segment_begin = segment_end + (segment_end < size ? 1 : 0);
     }
   }
@@ -246,6 +241,13 @@ class BpeTokenizer final : public Tokenizer {
       const int index = static_cast<int>(symbols.size());
       symbols.push_back({word.size(), symbol.size(), index - 1, i + 1 == len ? -1 : index + 1});
       word += symbol;
+    }
+    if (vocab_.ignore_merges) {
+      const auto whole = token_ids_.find(word);
+      if (whole != token_ids_.end()) {
+        ids.push_back(whole->second);
+        return;
+      }
     }
 
     std::priority_queue<Bigram, std::vector<Bigram>, LowerPriority> queue;
@@ -296,17 +298,11 @@ class BpeTokenizer final : public Tokenizer {
     }
   }
 
-  void check_id(int32_t id) const {
-    if (id < 0 || id >= n_vocab()) {
-      throw std::out_of_range("token id " + std::to_string(id) + " outside the vocabulary of " +
-                              std::to_string(n_vocab()) + " tokens");
-    }
-  }
-
   std::array<std::string, 256> byte_symbols_;               // byte -> UTF-8 of its byte-level code point
   std::unordered_map<std::string, int32_t> token_ids_;      // byte-level token text -> id
   std::unordered_map<std::string, int32_t> merge_ranks_;    // "left right" -> rank (lower merges first)
   std::vector<std::string> token_bytes_;                    // id -> the bytes it prints as
+  const PreTokenizer& pre_;
   pcre2_code* pretokenizer_ = nullptr;                      // shared read-only; match data is per call
 };
 

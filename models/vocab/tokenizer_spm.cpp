@@ -98,19 +98,16 @@ class SpmTokenizer final : public Tokenizer {
     }
   }
 
-  std::vector<int32_t> encode(const std::string& text, bool add_bos) const override {
-    std::vector<int32_t> ids;
-    if (add_bos && vocab_.bos_id >= 0) ids.push_back(vocab_.bos_id);
-    if (text.empty()) return ids;  // like SentencePiece: no space prefix for empty text
-
+  void encode_text(const char* begin, size_t len, bool after_special, std::vector<int32_t>& ids) const override {
+    // llama.cpp puts the space prefix at the start of the text and after each special token.
     std::string escaped;
-    escaped.reserve(text.size() * 2 + 3);
-    if (vocab_.add_space_prefix) escaped += kSpaceMarker;
-    for (char c : text) {
-      if (c == ' ') {
+    escaped.reserve(len * 2 + 3);
+    if (vocab_.add_space_prefix && after_special) escaped += kSpaceMarker;
+    for (size_t i = 0; i < len; ++i) {
+      if (begin[i] == ' ') {
         escaped += kSpaceMarker;
       } else {
-        escaped += c;
+        escaped += begin[i];
       }
     }
 
@@ -159,7 +156,6 @@ class SpmTokenizer final : public Tokenizer {
       }
       for (size_t b = 0; b < symbol.len; ++b) ids.push_back(byte_token(escaped[symbol.offset + b]));
     }
-    return ids;
   }
 
   std::string token_bytes(int32_t id) const override {
@@ -206,13 +202,6 @@ class SpmTokenizer final : public Tokenizer {
     std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(c));
     throw std::runtime_error(std::string("SentencePiece vocabulary has neither a byte token nor <unk> for byte ") +
                              hex);
-  }
-
-  void check_id(int32_t id) const {
-    if (id < 0 || id >= n_vocab()) {
-      throw std::out_of_range("token id " + std::to_string(id) + " outside the vocabulary of " +
-                              std::to_string(n_vocab()) + " tokens");
-    }
   }
 
   std::unordered_map<std::string, int32_t> mergeable_;  // piece text -> id, for pieces merging may form
