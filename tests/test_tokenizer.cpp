@@ -23,6 +23,7 @@
 #include "models/format/hf_tokenizer_files.h"
 #include "models/vocab/tokenizer.h"
 #include "tests/test_support.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 namespace {

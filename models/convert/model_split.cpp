@@ -9,6 +9,8 @@
 #include "models/format/gguf_file.h"
 #include "models/format/gguf_writer.h"
 #include "models/format/model_metadata.h"
+#include "models/arch/architecture.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 
@@ -48,7 +50,7 @@ std::vector<std::string> write_stage_shards(const std::string& model_path, const
     if (source_gguf) {
       w.copy_metadata(*source_gguf);
     } else {
-      write_config_metadata(w, config);
+      write_config_metadata(w, config, architecture(config.arch).format);
       if (ckpt->has_vocab()) write_vocab_metadata(w, ckpt->vocab());
     }
     w.set_string("troupe.model_id", model_id);
@@ -58,7 +60,7 @@ std::vector<std::string> write_stage_shards(const std::string& model_path, const
     w.set_bool("troupe.shard.has_embedding", spec.has_embedding);
     w.set_bool("troupe.shard.has_head", spec.has_head);
     for (const auto& name : ckpt->tensor_names()) {
-      if (!stage_needs_tensor(name, spec, config.tied_head)) continue;
+      if (!stage_needs_tensor(config, name, spec)) continue;
       const TensorView t = ckpt->tensor(name);
       auto owner = t.owner;  // keeps reordered bytes (HF sources) alive until written
       w.add_tensor(name, t.dtype, t.shape, [t, owner](uint8_t* out, size_t n) { std::memcpy(out, t.data, n); });
