@@ -154,7 +154,7 @@ INSTANTIATE_TEST_SUITE_P(Models, BatchedForward,
                                            "stories260K/stories260K-q4_0.gguf", "stories260K/hf",
                                            "gpt2-tiny/gpt2-tiny.gguf", "gpt2-tiny/gpt2-tiny-q8_0.gguf",
                                            "phi2-tiny/phi2-tiny.gguf", "gptj-tiny/hf", "llama3-tiny/llama3-tiny.gguf",
-                                           "llama3-tiny/hf", "qwen2-tiny/qwen2-tiny.gguf", "phi3-tiny/phi3-tiny.gguf"),
+                                           "qwen2-tiny/qwen2-tiny.gguf", "phi3-tiny/phi3-tiny.gguf"),
                          [](const auto& info) { return test::param_name(info.param); });
 
 TEST(BatchedForwardInput, RejectsAnEmptyBatch) {
