@@ -19,6 +19,7 @@
 #include "models/format/checkpoint.h"
 #include "models/machine/process_memory.h"
 #include "models/runtime/footprint.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 

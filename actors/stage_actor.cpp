@@ -17,6 +17,7 @@
 #include "models/format/checkpoint.h"
 #include "models/arch/kv_cache.h"
 #include "models/arch/stage_model.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 

@@ -5,6 +5,7 @@
 #include "actors/protocol/messages.h"
 #include "models/format/checkpoint.h"
 #include "models/vocab/tokenizer.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 

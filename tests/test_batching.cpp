@@ -8,6 +8,7 @@
 #include "models/quant/quant_matmul.h"
 #include "models/arch/stage_model.h"
 #include "tests/test_support.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 namespace {
@@ -151,7 +152,9 @@ TEST_P(BatchedForward, PrefillsAndDecodeStepsInOnePassMatchEachSessionAlone) {
 INSTANTIATE_TEST_SUITE_P(Models, BatchedForward,
                          ::testing::Values("stories260K/stories260K.gguf", "stories260K/stories260K-q8_0.gguf",
                                            "stories260K/stories260K-q4_0.gguf", "stories260K/hf",
-                                           "gpt2-tiny/gpt2-tiny.gguf", "gpt2-tiny/gpt2-tiny-q8_0.gguf"),
+                                           "gpt2-tiny/gpt2-tiny.gguf", "gpt2-tiny/gpt2-tiny-q8_0.gguf",
+                                           "phi2-tiny/phi2-tiny.gguf", "gptj-tiny/hf", "llama3-tiny/llama3-tiny.gguf",
+                                           "qwen2-tiny/qwen2-tiny.gguf", "phi3-tiny/phi3-tiny.gguf"),
                          [](const auto& info) { return test::param_name(info.param); });
 
 TEST(BatchedForwardInput, RejectsAnEmptyBatch) {

@@ -8,6 +8,7 @@
 #include "models/format/gguf_writer.h"
 #include "models/arch/stage_model.h"
 #include "tests/test_support.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 namespace {

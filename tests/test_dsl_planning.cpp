@@ -18,6 +18,7 @@
 #include "tests/test_support.h"
 #include "tests/test_support_nodes.h"
 #include "tests/test_support_pipeline.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 namespace {

@@ -134,7 +134,8 @@ TEST_P(PipelineMatchesSingleProcess, GreedyTokensAndLogitsAreBitwiseIdenticalFor
   ASSERT_EQ(static_cast<int>(expected.tokens.size()), c.n_tokens);
   for (int stages : c.splits) {
     SCOPED_TRACE(std::to_string(stages) + " stages");
-    Pipeline p = deploy(actor_system(), split(c.model, stages, Cluster::nodes(stages)), test_options());
+    Pipeline p = deploy(actor_system(), split(c.model, stages, Cluster::nodes(stages), test::has_vocab(c.model)),
+                        test_options());
     ASSERT_EQ(static_cast<int>(p.stages().size()), stages);
     EXPECT_TRUE(bitwise_same(expected, through(p, prompt, c.n_tokens, dsl::greedy())));
   }
@@ -150,7 +151,14 @@ INSTANTIATE_TEST_SUITE_P(
     // Block formats (Q4_K + Q6_K mixed; a legacy 32-block format; IQ4_XS), 3 stages.
     ModelCase{"llama_k_q4_k_m", "llama-k/llama-k-q4_k_m.gguf", "llama-k-q4_k_m.once-upon-a-time", {3}, 24},
     ModelCase{"llama_k_q5_0", "llama-k/llama-k-q5_0.gguf", "llama-k-q5_0.the-cat-sat-on-the-mat", {3}, 24},
-    ModelCase{"llama_k_q4_1", "llama-k/llama-k-q4_1.gguf", "llama-k-q4_1.once-upon-a-time", {3}, 24}),
+    ModelCase{"llama_k_q4_1", "llama-k/llama-k-q4_1.gguf", "llama-k-q4_1.once-upon-a-time", {3}, 24},
+    ModelCase{"phi2_tiny_gguf", "phi2-tiny/phi2-tiny.gguf", "phi2-tiny.def-fib-n", {2, 3}, 16},
+    ModelCase{"phi2_tiny_hf", "phi2-tiny/hf", "phi2-tiny.once-upon-a-time", {2, 3}, 16},
+    ModelCase{"gptj_tiny_hf", "gptj-tiny/hf", "gptj-tiny.def-fib-n", {2, 3}, 16},
+    ModelCase{"llama3_tiny_gguf", "llama3-tiny/llama3-tiny.gguf", "llama3-tiny.hello-world-123", {2}, 16},
+    ModelCase{"llama3_tiny_hf", "llama3-tiny/hf", "llama3-tiny.the-capital-of-france-is", {2}, 16},
+    ModelCase{"qwen2_tiny_gguf", "qwen2-tiny/qwen2-tiny.gguf", "qwen2-tiny.hello-world-123", {2}, 16},
+    ModelCase{"phi3_tiny_gguf", "phi3-tiny/phi3-tiny.gguf", "phi3-tiny.hello-world", {2}, 16}),
   [](const ::testing::TestParamInfo<ModelCase>& info) { return info.param.name; });
 
 TEST(Pipeline, StagesInTheClientProcessComeFirstAndNodesFollow) {

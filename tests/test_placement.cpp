@@ -12,6 +12,7 @@
 #include "models/format/checkpoint.h"
 #include "models/convert/model_split.h"
 #include "tests/test_support.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 namespace {

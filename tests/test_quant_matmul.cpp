@@ -22,6 +22,7 @@
 #include "models/arch/stage_model.h"
 #include "models/arch/weights.h"
 #include "tests/test_support.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 namespace {

@@ -16,6 +16,7 @@
 #include "models/arch/stage_model.h"
 #include "models/vocab/tokenizer.h"
 #include "tests/test_support.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 namespace {

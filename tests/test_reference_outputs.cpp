@@ -9,6 +9,7 @@
 #include "models/runtime/local_session.h"
 #include "models/arch/stage_model.h"
 #include "tests/test_support.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 namespace {
@@ -93,7 +94,61 @@ INSTANTIATE_TEST_SUITE_P(RealModels, SameModelTwoFormats,
                          ::testing::Values(FormatPair{"stories260K/stories260K.gguf", "stories260K/hf",
                                                       "stories260K.lily-and-tom"},
                                            FormatPair{"gpt2-tiny/gpt2-tiny.gguf", "gpt2-tiny/hf",
-                                                      "gpt2-tiny.hello-world"}));
+                                                      "gpt2-tiny.hello-world"},
+                                           FormatPair{"phi2-tiny/phi2-tiny.gguf", "phi2-tiny/hf", "phi2-tiny.def-fib-n"},
+                                           FormatPair{"llama3-tiny/llama3-tiny.gguf", "llama3-tiny/hf",
+                                                      "llama3-tiny.the-capital-of-france-is"}));
+
+// The architectures with random-weight fixtures (Phi-2, GPT-J, Llama-3, Qwen2, Phi-3),
+// compared as ../shared/models/README.md says: teacher forcing (the prompt and the
+// reference's tokens in one pass), every step's top-5 logits and logsumexp within 1e-3 of
+// the step's logit range, and the greedy choice equal up to the first reference near-tie.
+class TeacherForcedReference : public ::testing::TestWithParam<Case> {};
+
+TEST_P(TeacherForcedReference, EveryStepsTopLogitsAndLogsumexpMatchTheReference) {
+  at::set_num_threads(2);
+  const auto ref = test::load_reference(GetParam().reference);
+  std::vector<int32_t> forced = ref.prompt_tokens;
+  for (const auto& step : ref.steps) forced.push_back(step.token);
+  forced.pop_back();  // the last chosen token is never an input
+  const at::Tensor all = prompt_logits(test::model_path(GetParam().model), forced);
+  const int64_t first = static_cast<int64_t>(ref.prompt_tokens.size()) - 1;  // row predicting step 0
+  bool tied_before = false;  // a reference near-tie at or before this step: greedy may differ from here on
+  double max_diff = 0;
+  for (size_t i = 0; i < ref.steps.size(); ++i) {
+    const auto& expected = ref.steps[i];
+    const at::Tensor row = all[first + static_cast<int64_t>(i)].contiguous();
+    const std::vector<float> logits(row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
+    const double range = row.max().item<double>() - row.min().item<double>();
+    const double tolerance = 1e-3 * range;
+    for (const auto& [id, logit] : expected.top5) {
+      EXPECT_NEAR(logits.at(id), logit, tolerance) << "step " << i << " token " << id;
+      max_diff = std::max(max_diff, std::abs(double(logits.at(id)) - logit) / range);
+    }
+    EXPECT_NEAR(logsumexp(logits), expected.logsumexp, tolerance) << "step " << i;
+    tied_before = tied_before || expected.top5.at(0).second - expected.top5.at(1).second < 0.02;
+    if (!tied_before) EXPECT_EQ(row.argmax().item<int64_t>(), expected.token) << "greedy choice at step " << i;
+  }
+  std::printf("max |logit - reference| / logit range over top-5 of %zu steps: %.2e\n", ref.steps.size(), max_diff);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    RandomWeightFixtures, TeacherForcedReference,
+    ::testing::Values(Case{"phi2-tiny/phi2-tiny.gguf", "phi2-tiny.def-fib-n"},
+                      Case{"phi2-tiny/phi2-tiny.gguf", "phi2-tiny.once-upon-a-time"},
+                      Case{"phi2-tiny/hf", "phi2-tiny.def-fib-n"},
+                      Case{"phi2-tiny/hf", "phi2-tiny.once-upon-a-time"},
+                      Case{"gptj-tiny/hf", "gptj-tiny.def-fib-n"},
+                      Case{"gptj-tiny/hf", "gptj-tiny.once-upon-a-time"},
+                      Case{"llama3-tiny/llama3-tiny.gguf", "llama3-tiny.hello-world-123"},
+                      Case{"llama3-tiny/llama3-tiny.gguf", "llama3-tiny.the-capital-of-france-is"},
+                      Case{"llama3-tiny/hf", "llama3-tiny.hello-world-123"},
+                      Case{"llama3-tiny/hf", "llama3-tiny.the-capital-of-france-is"},
+                      Case{"qwen2-tiny/qwen2-tiny.gguf", "qwen2-tiny.hello-world-123"},
+                      Case{"qwen2-tiny/qwen2-tiny.gguf", "qwen2-tiny.the-capital-of-france-is"},
+                      Case{"phi3-tiny/phi3-tiny.gguf", "phi3-tiny.hello-world"},
+                      Case{"phi3-tiny/phi3-tiny.gguf", "phi3-tiny.the-capital-of-france-is"}),
+    [](const auto& info) { return test::param_name(std::string(info.param.model) + "_" + info.param.reference); });
 
 }  // namespace
 }  // namespace troupe

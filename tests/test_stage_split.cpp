@@ -7,6 +7,7 @@
 #include "models/convert/model_split.h"
 #include "models/arch/stage_model.h"
 #include "tests/test_support.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 namespace {
@@ -65,7 +66,7 @@ TEST_P(StageSplit, ShardFilesRunTheModelAndHoldOnlyTheirTensors) {
     EXPECT_EQ(info.layer_first, specs[i].layer_first);
     EXPECT_EQ(info.layer_last, specs[i].layer_last);
     for (const auto& name : shards.back()->tensor_names())
-      EXPECT_TRUE(stage_needs_tensor(name, specs[i], ckpt->config().tied_head)) << paths[i] << " holds " << name;
+      EXPECT_TRUE(stage_needs_tensor(ckpt->config(), name, specs[i])) << paths[i] << " holds " << name;
   }
   const std::vector<int32_t> prompt = {1, 403, 407, 261, 378};
   const auto whole = run_chain({ckpt}, {whole_model_spec(ckpt->config().n_layer)}, prompt, 6);

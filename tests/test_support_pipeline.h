@@ -18,6 +18,7 @@
 #include "models/format/checkpoint.h"
 #include "models/runtime/local_session.h"
 #include "tests/test_support.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe::test {
 
@@ -68,7 +69,12 @@ struct Output {
 };
 
 inline int64_t n_layer_of(const std::string& model) { return open_checkpoint(model_path(model))->config().n_layer; }
-inline int32_t eos_of(const std::string& model) { return open_checkpoint(model_path(model))->vocab().eos_id; }
+inline bool has_vocab(const std::string& model) { return open_checkpoint(model_path(model))->has_vocab(); }
+// -1 (generate to the end) for a model without a tokenizer troupe reads (e.g. tokenizer.json only).
+inline int32_t eos_of(const std::string& model) {
+  const auto ckpt = open_checkpoint(model_path(model));
+  return ckpt->has_vocab() ? ckpt->vocab().eos_id : -1;
+}
 
 inline Output single_process(const std::string& model, const std::vector<int32_t>& prompt, int64_t n_tokens,
                              const SamplingOptions& sampling) {

@@ -30,6 +30,7 @@
 #include "models/vocab/chat_template.h"
 #include "models/vocab/tokenizer.h"
 #include "tests/test_support.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 namespace {

@@ -6,6 +6,7 @@
 #include "actors/node_actor.h"
 #include "framework/cluster/cluster.h"
 #include "models/format/checkpoint.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 

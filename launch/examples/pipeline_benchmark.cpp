@@ -34,6 +34,7 @@
 #include "models/format/checkpoint.h"
 #include "models/runtime/sampler.h"
 #include "models/arch/stage_model.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace {
 

@@ -17,6 +17,7 @@
 #include "framework/deploy/deploy.h"
 #include "framework/dsl/dsl.h"
 #include "models/format/checkpoint.h"
+#include "models/arch/open_checkpoint.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Generates text through a pipeline of three caf-node daemons"};

@@ -18,6 +18,7 @@
 #include "models/machine/memory_bandwidth.h"
 #include "models/machine/process_memory.h"
 #include "models/arch/stage_model.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe::cli {
 namespace {

@@ -13,6 +13,7 @@
 #include "models/format/checkpoint.h"
 #include "models/runtime/local_session.h"
 #include "models/vocab/tokenizer.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe::cli {
 namespace {

@@ -10,6 +10,7 @@
 #include "models/runtime/perplexity.h"
 #include "models/arch/stage_model.h"
 #include "models/vocab/tokenizer.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe::cli {
 namespace {

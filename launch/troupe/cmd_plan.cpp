@@ -11,6 +11,7 @@
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"
 #include "models/format/checkpoint.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe::cli {
 namespace {

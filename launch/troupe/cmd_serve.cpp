@@ -12,6 +12,7 @@
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe::cli {
 namespace {

@@ -7,6 +7,7 @@
 #include "launch/troupe/commands.h"
 #include "models/format/checkpoint.h"
 #include "models/convert/model_split.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe::cli {
 namespace {

@@ -35,7 +35,7 @@ void run_synth(const SynthCliOptions& o) {
 void add_synth_command(CLI::App& app) {
   auto o = std::make_shared<SynthCliOptions>();
   auto* cmd = app.add_subcommand("synth", "write a random-weight GGUF model of a given shape and weight type");
-  cmd->add_option("--shape", o->shape, "tinyllama, llama2-7b, gpt2, gpt2-medium")->capture_default_str();
+  cmd->add_option("--shape", o->shape, "tinyllama, llama2-7b, llama3-8b, mistral-7b, gpt2, gpt2-medium, phi2, gptj, qwen2.5-7b, phi3-mini")->capture_default_str();
   cmd->add_option("--type", o->type,
                  "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, "
                  "or a mix: q3_k_m, q4_k_s, q4_k_m, q5_k_m")->capture_default_str();

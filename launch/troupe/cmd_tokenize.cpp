@@ -8,6 +8,7 @@
 #include "launch/troupe/text_input.h"
 #include "models/format/checkpoint.h"
 #include "models/vocab/tokenizer.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe::cli {
 namespace {

@@ -28,10 +28,12 @@ at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::T
   return at::layer_norm(x, {x.size(-1)}, weight, bias, eps);
 }
 
-Rotary::Rotary(int64_t head_dim, double theta, int64_t max_positions) {
+Rotary::Rotary(int64_t dims, double theta, int64_t max_positions, RotaryOrder order, const at::Tensor& freq_factors)
+    : dims_(dims), order_(order) {
   // theta_i = pos * base^(-2i/d), computed in double for accuracy at long positions.
   const auto opts = at::TensorOptions().dtype(at::kDouble);
-  const at::Tensor inv_freq = at::pow(theta, -at::arange(0, head_dim, 2, opts) / static_cast<double>(head_dim));
+  at::Tensor inv_freq = at::pow(theta, -at::arange(0, dims, 2, opts) / static_cast<double>(dims));
+  if (freq_factors.defined()) inv_freq = inv_freq / freq_factors.to(at::kDouble);
   const at::Tensor angles = at::outer(at::arange(max_positions, opts), inv_freq);
   cos_ = angles.cos().to(at::kFloat);
   sin_ = angles.sin().to(at::kFloat);
@@ -42,9 +44,42 @@ at::Tensor Rotary::apply(const at::Tensor& x, int64_t pos) const {
   TORCH_CHECK(pos + T <= cos_.size(0), "position ", pos + T, " beyond the rotary table of ", cos_.size(0));
   const at::Tensor cos = cos_.narrow(0, pos, T).unsqueeze(1);  // [T, 1, d/2]
   const at::Tensor sin = sin_.narrow(0, pos, T).unsqueeze(1);
-  const at::Tensor pairs = x.unflatten(-1, {-1, 2});           // [T, H, d/2, 2]
-  const at::Tensor x0 = pairs.select(-1, 0), x1 = pairs.select(-1, 1);
-  return at::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1).flatten(-2);
+  const bool partial = dims_ < x.size(-1);
+  const at::Tensor r = partial ? x.narrow(-1, 0, dims_) : x;
+  at::Tensor rotated;
+  if (order_ == RotaryOrder::interleaved) {
+    const at::Tensor pairs = r.unflatten(-1, {-1, 2});  // [T, H, d/2, 2]
+    const at::Tensor x0 = pairs.select(-1, 0), x1 = pairs.select(-1, 1);
+    rotated = at::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1).flatten(-2);
+  } else {
+    const at::Tensor x0 = r.narrow(-1, 0, dims_ / 2), x1 = r.narrow(-1, dims_ / 2, dims_ / 2);
+    rotated = at::cat({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1);
+  }
+  return partial ? at::cat({rotated, x.narrow(-1, dims_, x.size(-1) - dims_)}, -1) : rotated;
+}
+
+at::Tensor llama3_rope_factors(int64_t dims, double theta, double factor, double low_freq_factor,
+                               double high_freq_factor, int64_t original_context) {
+  // As Meta's reference and llama.cpp's converter: long wavelengths are slowed by `factor`,
+  // short ones kept, the band between blended smoothly.
+  const double pi = 3.14159265358979323846;
+  const double low_freq_wavelen = static_cast<double>(original_context) / low_freq_factor;
+  const double high_freq_wavelen = static_cast<double>(original_context) / high_freq_factor;
+  std::vector<float> factors;
+  for (int64_t i = 0; i < dims; i += 2) {
+    const double freq = 1.0 / std::pow(theta, static_cast<double>(i) / static_cast<double>(dims));
+    const double wavelen = 2 * pi / freq;
+    if (wavelen < high_freq_wavelen) {
+      factors.push_back(1.0f);
+    } else if (wavelen > low_freq_wavelen) {
+      factors.push_back(static_cast<float>(factor));
+    } else {
+      const double smooth = (static_cast<double>(original_context) / wavelen - low_freq_factor) /
+                            (high_freq_factor - low_freq_factor);
+      factors.push_back(static_cast<float>(1.0 / ((1 - smooth) / factor + smooth)));
+    }
+  }
+  return at::tensor(factors, at::kFloat);
 }
 
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {

@@ -1,6 +1,6 @@
 #include "models/arch/stage_model.h"
 
-#include "models/arch/architectures.h"
+#include "models/arch/architecture.h"
 
 namespace troupe {
 
@@ -15,11 +15,11 @@ std::unique_ptr<StageModel> StageModel::load(std::shared_ptr<const Checkpoint> c
     throw CheckpointError(ckpt->path() + ": this shard holds layers " + std::to_string(shard.layer_first) + "-" +
                           std::to_string(shard.layer_last) + (shard.has_embedding ? " +embedding" : "") +
                           (shard.has_head ? " +head" : "") + ", not the requested " + spec.describe());
-  switch (c.arch) {
-    case Architecture::llama: return make_llama_stage(ckpt, spec);
-    case Architecture::gpt2: return make_gpt2_stage(ckpt, spec);
+  try {
+    return architecture(c.arch).make_stage(ckpt, spec);
+  } catch (const std::invalid_argument& e) {  // an unknown architecture
+    throw CheckpointError(ckpt->path() + ": " + e.what());
   }
-  throw CheckpointError(ckpt->path() + ": unsupported architecture");
 }
 
 at::Tensor StageModel::forward(const at::Tensor& input, int64_t pos, KvCache& cache, bool all_logits) {

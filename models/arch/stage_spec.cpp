@@ -1,5 +1,10 @@
 #include "models/arch/stage_spec.h"
 
+#include <algorithm>
+
+#include "models/arch/architecture.h"
+#include "models/format/model_config.h"
+
 #include <regex>
 
 #include <sstream>
@@ -54,16 +59,20 @@ std::vector<StageSpec> parse_layer_ranges(const std::string& text, int64_t n_lay
   return specs;
 }
 
-bool stage_needs_tensor(const std::string& name, const StageSpec& spec, bool tied_head) {
+bool stage_needs_tensor(const ModelConfig& c, const std::string& name, const StageSpec& spec) {
   static const std::regex layer_re(R"(blk\.(\d+)\..+)");
   std::smatch m;
   if (std::regex_match(name, m, layer_re)) {
     const int64_t layer = std::stoll(m[1].str());
     return layer >= spec.layer_first && layer <= spec.layer_last;
   }
-  if (name == "token_embd.weight") return spec.has_embedding || (spec.has_head && tied_head);
-  if (name == "position_embd.weight") return spec.has_embedding;
-  if (name.rfind("output_norm.", 0) == 0 || name == "output.weight") return spec.has_head;
+  const Architecture& arch = architecture(c.arch);
+  auto listed = [&](const std::vector<std::string>& names) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+  const bool first = listed(arch.first_stage_tensors), last = listed(arch.last_stage_tensors);
+  if (name == "token_embd.weight" && c.tied_head) return spec.has_embedding || spec.has_head;
+  if (first || last) return (first && spec.has_embedding) || (last && spec.has_head);
   return true;  // model-wide tensors (e.g. rotary frequency tables) go to every stage
 }
 

@@ -27,8 +27,11 @@ std::vector<StageSpec> even_split(int64_t n_layer, int64_t n_stages);
 // Throws std::invalid_argument saying what is wrong.
 std::vector<StageSpec> parse_layer_ranges(const std::string& text, int64_t n_layer);
 
-// Which stage needs a canonical tensor: layer tensors by their block, the embedding and
-// head tensors by role (a tied head needs the embedding table too).
-bool stage_needs_tensor(const std::string& name, const StageSpec& spec, bool tied_head);
+struct ModelConfig;
+
+// Which stage needs a canonical tensor of a model: layer tensors by their block, the
+// embedding and head tensors by the roles its architecture gives them (a tied head needs
+// the embedding table too), anything else (rope_freqs) every stage.
+bool stage_needs_tensor(const ModelConfig& c, const std::string& name, const StageSpec& spec);
 
 }  // namespace troupe

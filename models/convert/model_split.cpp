@@ -10,6 +10,8 @@
 #include "models/format/gguf_file.h"
 #include "models/format/gguf_writer.h"
 #include "models/format/model_metadata.h"
+#include "models/arch/architecture.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 
@@ -50,7 +52,7 @@ std::vector<std::string> write_stage_shards(const std::string& model_path, const
     if (source_gguf) {
       w.copy_metadata(*source_gguf);
     } else {
-      write_config_metadata(w, config);
+      write_config_metadata(w, config, architecture(config.arch).format);
       if (ckpt->has_vocab()) write_vocab_metadata(w, ckpt->vocab());
     }
     if (recipe) {
@@ -64,7 +66,7 @@ std::vector<std::string> write_stage_shards(const std::string& model_path, const
     w.set_bool("troupe.shard.has_embedding", spec.has_embedding);
     w.set_bool("troupe.shard.has_head", spec.has_head);
     for (const auto& name : ckpt->tensor_names()) {
-      if (!stage_needs_tensor(name, spec, config.tied_head)) continue;
+      if (!stage_needs_tensor(config, name, spec)) continue;
       add_converted_tensor(w, *ckpt, name, recipe, shape);
     }
     const std::string path = out_dir + "/" + file_stem(model_path) + ".stage" + std::to_string(i + 1) + "-of-" +

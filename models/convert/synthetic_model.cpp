@@ -8,36 +8,24 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "models/arch/architecture.h"
 #include "models/format/checkpoint.h"
 #include "models/format/gguf_writer.h"
 #include "models/format/model_metadata.h"
 #include "models/quant/quant_formats.h"
+#include "models/arch/open_checkpoint.h"
 #include "models/quant/quantizers.h"
 #include "models/quant/type_traits.h"
 
 namespace troupe {
 
 ModelConfig preset_shape(const std::string& name) {
-  ModelConfig c;
-  c.name = name;
-  if (name == "tinyllama") {
-    c.arch = Architecture::llama;
-    c.n_embd = 2048, c.n_layer = 22, c.n_head = 32, c.n_head_kv = 4, c.n_ff = 5632, c.n_vocab = 32000, c.n_ctx = 2048;
-  } else if (name == "llama2-7b") {
-    c.arch = Architecture::llama;
-    c.n_embd = 4096, c.n_layer = 32, c.n_head = 32, c.n_head_kv = 32, c.n_ff = 11008, c.n_vocab = 32000, c.n_ctx = 4096;
-  } else if (name == "gpt2") {
-    c.arch = Architecture::gpt2;
-    c.n_embd = 768, c.n_layer = 12, c.n_head = 12, c.n_head_kv = 12, c.n_ff = 3072, c.n_vocab = 50257, c.n_ctx = 1024;
-  } else if (name == "gpt2-medium") {
-    c.arch = Architecture::gpt2;
-    c.n_embd = 1024, c.n_layer = 24, c.n_head = 16, c.n_head_kv = 16, c.n_ff = 4096, c.n_vocab = 50257, c.n_ctx = 1024;
-  } else {
-    throw std::invalid_argument("unknown shape '" + name + "' (known: tinyllama, llama2-7b, gpt2, gpt2-medium)");
+  std::string known;
+  for (const auto* a : architectures()) {
+    if (auto it = a->presets.find(name); it != a->presets.end()) return it->second;
+    for (const auto& [preset, config] : a->presets) known += (known.empty() ? "" : ", ") + preset;
   }
-  c.norm_eps = 1e-5;
-  c.tied_head = c.arch == Architecture::gpt2;
-  return c;
+  throw std::invalid_argument("unknown shape '" + name + "' (known: " + known + ")");
 }
 
 SynthType parse_synth_type(const std::string& name) {
@@ -107,7 +95,8 @@ Vocab generated_vocab(int64_t n_vocab) {
 uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
   const ModelConfig& c = o.config;
   GgufWriter w;
-  write_config_metadata(w, c);
+  const Architecture& arch = architecture(c.arch);
+  write_config_metadata(w, c, arch.format);
   if (!o.vocab_from.empty()) {
     const auto vocab_source = open_checkpoint(o.vocab_from);
     Vocab v = vocab_source->vocab();
@@ -116,7 +105,7 @@ uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
                                   std::to_string(c.n_vocab));
     write_vocab_metadata(w, v);
   } else {
-    if (c.arch != Architecture::llama)
+    if (c.arch == "gpt2")
       throw std::invalid_argument("a GPT-2 shape needs --vocab-from (a GGUF file with a GPT-2 tokenizer)");
     write_vocab_metadata(w, generated_vocab(c.n_vocab));
   }
@@ -153,40 +142,17 @@ uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
   };
   auto zeros = [&](const std::string& name, int64_t n) { w.add_tensor(name, DType::F32, {n}, [](uint8_t*, size_t) {}); };
 
-  const int64_t d = c.n_embd, kv = c.n_head_kv * c.head_dim();
-  const float std_in = 1.0f / std::sqrt(static_cast<float>(d)), std_ff = 1.0f / std::sqrt(static_cast<float>(c.n_ff));
-  matrix("token_embd.weight", c.n_vocab, d, o.type, 1.0f);
-  if (c.arch == Architecture::gpt2) matrix("position_embd.weight", c.n_ctx, d, DType::F32, 0.1f);
-  for (int64_t l = 0; l < c.n_layer; ++l) {
-    auto name = [l](const char* s) { return layer_tensor_name(l, s); };
-    if (c.arch == Architecture::llama) {
-      ones(name("attn_norm.weight"), d);
-      matrix(name("attn_q.weight"), d, d, o.type, std_in);
-      matrix(name("attn_k.weight"), kv, d, o.type, std_in);
-      matrix(name("attn_v.weight"), kv, d, o.type, std_in);
-      matrix(name("attn_output.weight"), d, d, o.type, std_in);
-      ones(name("ffn_norm.weight"), d);
-      matrix(name("ffn_gate.weight"), c.n_ff, d, o.type, std_in);
-      matrix(name("ffn_up.weight"), c.n_ff, d, o.type, std_in);
-      matrix(name("ffn_down.weight"), d, c.n_ff, o.type, std_ff);
-    } else {
-      ones(name("attn_norm.weight"), d);
-      zeros(name("attn_norm.bias"), d);
-      matrix(name("attn_qkv.weight"), 3 * d, d, o.type, std_in);
-      zeros(name("attn_qkv.bias"), 3 * d);
-      matrix(name("attn_output.weight"), d, d, o.type, std_in);
-      zeros(name("attn_output.bias"), d);
-      ones(name("ffn_norm.weight"), d);
-      zeros(name("ffn_norm.bias"), d);
-      matrix(name("ffn_up.weight"), c.n_ff, d, o.type, std_in);
-      zeros(name("ffn_up.bias"), c.n_ff);
-      matrix(name("ffn_down.weight"), d, c.n_ff, o.type, std_ff);
-      zeros(name("ffn_down.bias"), d);
+  // The architecture lists the tensors; weights get stddev 1/sqrt(fan-in) so activations stay O(1).
+  for (const TensorShape& t : arch.tensors(c)) {
+    const int64_t rows = t.shape.front(), cols = t.shape.size() > 1 ? t.shape[1] : 1;
+    switch (t.fill) {
+      case TensorShape::weight: matrix(t.name, rows, cols, o.type, 1.0f / std::sqrt(static_cast<float>(cols))); break;
+      case TensorShape::embedding: matrix(t.name, rows, cols, o.type, 1.0f); break;
+      case TensorShape::positions: matrix(t.name, rows, cols, DType::F32, 0.1f); break;
+      case TensorShape::ones: ones(t.name, rows); break;
+      case TensorShape::zeros: zeros(t.name, rows); break;
     }
   }
-  ones("output_norm.weight", d);
-  if (c.arch == Architecture::gpt2) zeros("output_norm.bias", d);
-  if (!c.tied_head) matrix("output.weight", c.n_vocab, d, o.type, std_in);
   w.write(path);
   struct stat st {};
   ::stat(path.c_str(), &st);

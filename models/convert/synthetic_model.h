@@ -1,5 +1,5 @@
 #pragma once
-// `troupe synth`: random-weight GGUF models of any LLaMA or GPT-2 shape and weight type,
+// `troupe synth`: random-weight GGUF models of any known architecture's shape and weight type,
 // for benchmarks and memory tests (real 1B-7B checkpoints cannot be downloaded here).
 #include <cstdint>
 #include <string>
@@ -19,7 +19,9 @@ struct SynthType {
 };
 SynthType parse_synth_type(const std::string& name);
 
-// Named shapes: "tinyllama" (1.1B), "llama2-7b", "gpt2" (124M), "gpt2-medium".
+// Named shapes of real models, as the architectures declare them (Architecture::presets):
+// "tinyllama", "llama2-7b", "llama3-8b", "mistral-7b", "gpt2", "gpt2-medium", "phi2", "gptj",
+// "qwen2.5-7b", "phi3-mini".
 ModelConfig preset_shape(const std::string& name);
 
 struct SynthOptions {

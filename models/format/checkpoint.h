@@ -62,8 +62,7 @@ class Checkpoint {
   virtual std::string model_id() const = 0;
 };
 
-// Opens a GGUF file (by extension or magic) or a Hugging Face directory.
-std::unique_ptr<Checkpoint> open_checkpoint(const std::string& path);
+// Opening a file needs the architectures: open_checkpoint() is in models/arch/open_checkpoint.h.
 
 // Canonical tensor names.
 std::string layer_tensor_name(int64_t layer, const std::string& suffix);  // "blk.<layer>.<suffix>"

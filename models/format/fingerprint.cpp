@@ -21,7 +21,7 @@ struct Fnv1a {
 std::string fingerprint_model(const Checkpoint& ckpt) {
   const auto& c = ckpt.config();
   Fnv1a f;
-  f.add(to_string(c.arch));
+  f.add(c.arch);
   for (int64_t v : {c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab}) f.add(v);
   auto names = ckpt.tensor_names();
   std::sort(names.begin(), names.end());

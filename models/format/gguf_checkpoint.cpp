@@ -8,14 +8,11 @@
 namespace troupe {
 namespace {
 
-ModelConfig read_config(const GgufFile& f) {
+ModelConfig read_config(const GgufFile& f, const ArchitectureCatalog& catalog) {
   ModelConfig c;
   const std::string arch_name = f.get_string("general.architecture");
-  try {
-    c.arch = architecture_from_string(arch_name);
-  } catch (const std::exception& e) {
-    throw CheckpointError(f.path() + ": " + e.what());
-  }
+  const ArchitectureFormat& arch = catalog.by_gguf_name(arch_name, f.path());
+  c.arch = arch.name;
   const std::string p = arch_name + ".";
   c.name = f.get_string("general.name", arch_name);
   c.n_embd = f.get_int(p + "embedding_length");
@@ -24,12 +21,7 @@ ModelConfig read_config(const GgufFile& f) {
   c.n_head_kv = f.get_int(p + "attention.head_count_kv", c.n_head);
   c.n_ff = f.get_int(p + "feed_forward_length");
   c.n_ctx = f.get_int(p + "context_length");
-  if (c.arch == Architecture::llama) {
-    c.norm_eps = f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5);
-    c.rope_theta = f.get_float(p + "rope.freq_base", 10000.0);
-  } else {
-    c.norm_eps = f.get_float(p + "attention.layer_norm_epsilon", 1e-5);
-  }
+  arch.read_gguf(f, p, c);
   if (f.has(p + "vocab_size")) {
     c.n_vocab = f.get_int(p + "vocab_size");
   } else if (f.has("tokenizer.ggml.tokens")) {
@@ -50,7 +42,8 @@ ModelConfig read_config(const GgufFile& f) {
 
 class GgufCheckpoint : public Checkpoint {
  public:
-  explicit GgufCheckpoint(const std::string& path) : file_(path), config_(read_config(file_)) {
+  GgufCheckpoint(const std::string& path, const ArchitectureCatalog& catalog)
+      : file_(path), config_(read_config(file_, catalog)) {
     if (file_.has("tokenizer.ggml.model")) {
       vocab_ = read_gguf_vocab(file_);
       has_vocab_ = true;
@@ -116,8 +109,8 @@ class GgufCheckpoint : public Checkpoint {
 
 }  // namespace
 
-std::unique_ptr<Checkpoint> open_gguf_checkpoint(const std::string& path) {
-  return std::make_unique<GgufCheckpoint>(path);
+std::unique_ptr<Checkpoint> open_gguf_checkpoint(const std::string& path, const ArchitectureCatalog& catalog) {
+  return std::make_unique<GgufCheckpoint>(path, catalog);
 }
 
 }  // namespace troupe

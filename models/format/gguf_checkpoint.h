@@ -3,10 +3,11 @@
 #include <memory>
 #include <string>
 
+#include "models/format/architecture_format.h"
 #include "models/format/checkpoint.h"
 
 namespace troupe {
 
-std::unique_ptr<Checkpoint> open_gguf_checkpoint(const std::string& path);
+std::unique_ptr<Checkpoint> open_gguf_checkpoint(const std::string& path, const ArchitectureCatalog& catalog);
 
 }  // namespace troupe

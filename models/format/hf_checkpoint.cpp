@@ -31,101 +31,11 @@ json read_json(const std::string& path) {
   }
 }
 
-// How a canonical tensor is stored in a Hugging Face checkpoint.
-enum class Layout { as_is, rotary_halves, transposed };
-struct HfName {
-  std::string hf_suffix;  // name after the layer prefix (or the full name for non-layer tensors)
-  Layout layout = Layout::as_is;
-};
-
-// Canonical (GGUF) names -> Hugging Face names, per architecture.
-const std::map<std::string, HfName>& llama_layer_names() {
-  static const std::map<std::string, HfName> names = {
-      {"attn_norm.weight", {"input_layernorm.weight"}},
-      {"attn_q.weight", {"self_attn.q_proj.weight", Layout::rotary_halves}},
-      {"attn_k.weight", {"self_attn.k_proj.weight", Layout::rotary_halves}},
-      {"attn_v.weight", {"self_attn.v_proj.weight"}},
-      {"attn_output.weight", {"self_attn.o_proj.weight"}},
-      {"ffn_norm.weight", {"post_attention_layernorm.weight"}},
-      {"ffn_gate.weight", {"mlp.gate_proj.weight"}},
-      {"ffn_up.weight", {"mlp.up_proj.weight"}},
-      {"ffn_down.weight", {"mlp.down_proj.weight"}},
-  };
-  return names;
-}
-const std::map<std::string, HfName>& llama_global_names() {
-  static const std::map<std::string, HfName> names = {
-      {"token_embd.weight", {"model.embed_tokens.weight"}},
-      {"output_norm.weight", {"model.norm.weight"}},
-      {"output.weight", {"lm_head.weight"}},
-  };
-  return names;
-}
-const std::map<std::string, HfName>& gpt2_layer_names() {
-  static const std::map<std::string, HfName> names = {
-      {"attn_norm.weight", {"ln_1.weight"}},       {"attn_norm.bias", {"ln_1.bias"}},
-      {"attn_qkv.weight", {"attn.c_attn.weight", Layout::transposed}},
-      {"attn_qkv.bias", {"attn.c_attn.bias"}},
-      {"attn_output.weight", {"attn.c_proj.weight", Layout::transposed}},
-      {"attn_output.bias", {"attn.c_proj.bias"}},
-      {"ffn_norm.weight", {"ln_2.weight"}},        {"ffn_norm.bias", {"ln_2.bias"}},
-      {"ffn_up.weight", {"mlp.c_fc.weight", Layout::transposed}},
-      {"ffn_up.bias", {"mlp.c_fc.bias"}},
-      {"ffn_down.weight", {"mlp.c_proj.weight", Layout::transposed}},
-      {"ffn_down.bias", {"mlp.c_proj.bias"}},
-  };
-  return names;
-}
-const std::map<std::string, HfName>& gpt2_global_names() {
-  static const std::map<std::string, HfName> names = {
-      {"token_embd.weight", {"wte.weight"}},
-      {"position_embd.weight", {"wpe.weight"}},
-      {"output_norm.weight", {"ln_f.weight"}},
-      {"output_norm.bias", {"ln_f.bias"}},
-  };
-  return names;
-}
-
-int64_t int_field(const json& cfg, const std::string& path, const char* key, int64_t fallback = -1) {
-  if (cfg.contains(key) && cfg[key].is_number_integer()) return cfg[key].get<int64_t>();
-  if (fallback >= 0) return fallback;
-  throw CheckpointError(path + ": config.json lacks integer '" + key + "'");
-}
-
-ModelConfig read_hf_config(const std::string& path) {
-  const json cfg = read_json(path);
-  const std::string type = cfg.value("model_type", "");
+ModelConfig read_hf_config(const std::string& path, const ArchitectureFormat& arch, const json& cfg) {
   ModelConfig c;
-  try {
-    c.arch = architecture_from_string(type);
-  } catch (const std::exception& e) {
-    throw CheckpointError(path + ": " + e.what());
-  }
-  c.name = type;
-  if (c.arch == Architecture::llama) {
-    c.n_embd = int_field(cfg, path, "hidden_size");
-    c.n_layer = int_field(cfg, path, "num_hidden_layers");
-    c.n_head = int_field(cfg, path, "num_attention_heads");
-    c.n_head_kv = int_field(cfg, path, "num_key_value_heads", c.n_head);
-    c.n_ff = int_field(cfg, path, "intermediate_size");
-    c.n_vocab = int_field(cfg, path, "vocab_size");
-    c.n_ctx = int_field(cfg, path, "max_position_embeddings", 2048);
-    c.norm_eps = cfg.value("rms_norm_eps", 1e-6);
-    c.rope_theta = cfg.value("rope_theta", 10000.0);
-    c.tied_head = cfg.value("tie_word_embeddings", false);
-    if (cfg.contains("rope_scaling") && !cfg["rope_scaling"].is_null())
-      throw CheckpointError(path + ": rope_scaling is not supported");
-  } else {
-    c.n_embd = int_field(cfg, path, "n_embd");
-    c.n_layer = int_field(cfg, path, "n_layer");
-    c.n_head = int_field(cfg, path, "n_head");
-    c.n_head_kv = c.n_head;
-    c.n_ff = int_field(cfg, path, "n_inner", 4 * c.n_embd);
-    c.n_vocab = int_field(cfg, path, "vocab_size");
-    c.n_ctx = int_field(cfg, path, "n_positions", int_field(cfg, path, "n_ctx", 1024));
-    c.norm_eps = cfg.value("layer_norm_epsilon", 1e-5);
-    c.tied_head = true;
-  }
+  c.arch = arch.name;
+  c.name = cfg.value("model_type", arch.name);
+  arch.read_hf(cfg, path, c);
   if (c.n_embd <= 0 || c.n_head <= 0 || c.n_embd % c.n_head != 0 || c.n_head_kv <= 0 || c.n_head % c.n_head_kv != 0)
     throw CheckpointError(path + ": inconsistent model shape");
   return c;
@@ -159,16 +69,16 @@ std::shared_ptr<std::vector<uint8_t>> transpose_2d(const SafetensorsEntry& e, si
 
 class HfCheckpoint : public Checkpoint {
  public:
-  explicit HfCheckpoint(const std::string& dir) : dir_(dir) {
+  HfCheckpoint(const std::string& dir, const ArchitectureCatalog& catalog) : dir_(dir) {
     const std::string config_path = dir + "/config.json";
     if (!file_exists(config_path)) throw CheckpointError(dir + ": not a Hugging Face model directory (no config.json)");
-    config_ = read_hf_config(config_path);
+    const json cfg = read_json(config_path);
+    arch_ = &catalog.by_hf_model_type(cfg.value("model_type", ""), config_path);
+    config_ = read_hf_config(config_path, *arch_, cfg);
     open_weights();
     read_tokenizer();
-    // GPT-2 checkpoints may carry a "transformer." prefix.
-    if (config_.arch == Architecture::gpt2 && !find_hf("wte.weight") && find_hf("transformer.wte.weight"))
-      prefix_ = "transformer.";
-    if (config_.arch == Architecture::llama && !config_.tied_head && !find_hf("lm_head.weight")) config_.tied_head = true;
+    // A checkpoint without its own classifier ties it to the embedding.
+    if (!config_.tied_head && !has_tensor("output.weight")) config_.tied_head = true;
   }
 
   const std::string& path() const override { return dir_; }
@@ -181,41 +91,40 @@ class HfCheckpoint : public Checkpoint {
   }
 
   bool has_tensor(const std::string& name) const override {
-    HfName hf;
-    return resolve(name, &hf) && find_hf(hf.hf_suffix) != nullptr;
+    HfTensor hf;
+    return resolve(name, &hf) && find_hf(hf.hf) != nullptr;
   }
 
   std::vector<std::string> tensor_names() const override {
     std::vector<std::string> names;
-    const bool llama = config_.arch == Architecture::llama;
-    for (const auto& [canonical, hf] : llama ? llama_global_names() : gpt2_global_names())
-      if (has_tensor(canonical)) names.push_back(canonical);
+    for (const auto& t : arch_->hf_globals)
+      if (has_tensor(t.canonical)) names.push_back(t.canonical);
     for (int64_t l = 0; l < config_.n_layer; ++l)
-      for (const auto& [suffix, hf] : llama ? llama_layer_names() : gpt2_layer_names())
-        if (has_tensor(layer_tensor_name(l, suffix))) names.push_back(layer_tensor_name(l, suffix));
+      for (const auto& t : arch_->hf_layer)
+        if (has_tensor(layer_tensor_name(l, t.canonical))) names.push_back(layer_tensor_name(l, t.canonical));
     return names;
   }
 
   TensorView tensor(const std::string& name) const override {
-    HfName hf;
-    const SafetensorsEntry* e = resolve(name, &hf) ? find_hf(hf.hf_suffix) : nullptr;
-    if (!e) throw CheckpointError(dir_ + ": tensor '" + name + "' not found" + (hf.hf_suffix.empty() ? "" : " (looked for '" + hf.hf_suffix + "')"));
+    HfTensor hf;
+    const SafetensorsEntry* e = resolve(name, &hf) ? find_hf(hf.hf) : nullptr;
+    if (!e) throw CheckpointError(dir_ + ": tensor '" + name + "' not found" + (hf.hf.empty() ? "" : " (looked for '" + hf.hf + "')"));
     TensorView v;
     v.name = name;
     if (e->dtype == "F32") v.dtype = DType::F32;
     else if (e->dtype == "F16") v.dtype = DType::F16;
     else if (e->dtype == "BF16") v.dtype = DType::BF16;
-    else throw CheckpointError(dir_ + ": tensor '" + hf.hf_suffix + "' has dtype " + e->dtype + " (supported: F32, F16, BF16)");
+    else throw CheckpointError(dir_ + ": tensor '" + hf.hf + "' has dtype " + e->dtype + " (supported: F32, F16, BF16)");
     v.shape = e->shape;
     v.data = e->data;
     v.nbytes = e->nbytes;
-    if (hf.layout == Layout::rotary_halves) {
+    if (hf.layout == HfLayout::rotary_halves) {
       const bool is_k = name.find("attn_k") != std::string::npos;
       auto bytes = rotary_halves_to_pairs(*e, is_k ? config_.n_head_kv : config_.n_head);
       v.data = bytes->data();
       v.owner = bytes;
-    } else if (hf.layout == Layout::transposed) {
-      if (e->shape.size() != 2) throw CheckpointError(dir_ + ": tensor '" + hf.hf_suffix + "' is not a matrix");
+    } else if (hf.layout == HfLayout::transposed) {
+      if (e->shape.size() != 2) throw CheckpointError(dir_ + ": tensor '" + hf.hf + "' is not a matrix");
       auto bytes = transpose_2d(*e, v.dtype == DType::F32 ? 4 : 2);
       v.data = bytes->data();
       v.owner = bytes;
@@ -225,8 +134,8 @@ class HfCheckpoint : public Checkpoint {
   }
 
   size_t tensor_nbytes(const std::string& name) const override {
-    HfName hf;
-    const SafetensorsEntry* e = resolve(name, &hf) ? find_hf(hf.hf_suffix) : nullptr;
+    HfTensor hf;
+    const SafetensorsEntry* e = resolve(name, &hf) ? find_hf(hf.hf) : nullptr;
     if (!e) throw CheckpointError(dir_ + ": tensor '" + name + "' not found");
     return e->nbytes;
   }
@@ -270,27 +179,28 @@ class HfCheckpoint : public Checkpoint {
   }
 
   // Maps a canonical name to its Hugging Face name; false for names this architecture lacks.
-  bool resolve(const std::string& name, HfName* out) const {
-    const bool llama = config_.arch == Architecture::llama;
-    const auto& globals = llama ? llama_global_names() : gpt2_global_names();
-    if (auto it = globals.find(name); it != globals.end()) {
-      *out = it->second;
-      out->hf_suffix = prefix_ + out->hf_suffix;
-      return true;
-    }
+  bool resolve(const std::string& name, HfTensor* out) const {
+    for (const auto& t : arch_->hf_globals)
+      if (t.canonical == name) {
+        *out = t;
+        return true;
+      }
     static const std::regex layer_re(R"(blk\.(\d+)\.(.+))");
     std::smatch m;
     if (!std::regex_match(name, m, layer_re)) return false;
-    const auto& layers = llama ? llama_layer_names() : gpt2_layer_names();
-    auto it = layers.find(m[2].str());
-    if (it == layers.end()) return false;
-    *out = it->second;
-    out->hf_suffix = (llama ? "model.layers." : prefix_ + "h.") + m[1].str() + "." + it->second.hf_suffix;
-    return true;
+    for (const auto& t : arch_->hf_layer)
+      if (t.canonical == m[2].str()) {
+        *out = t;
+        out->hf = arch_->hf_layer_prefix + m[1].str() + "." + t.hf;
+        return true;
+      }
+    return false;
   }
 
+  // The stored tensor of a Hugging Face name, tried with the architecture's optional prefix too.
   const SafetensorsEntry* find_hf(const std::string& hf_name) const {
     auto it = by_name_.find(hf_name);
+    if (it == by_name_.end() && !arch_->hf_optional_prefix.empty()) it = by_name_.find(arch_->hf_optional_prefix + hf_name);
     return it == by_name_.end() ? nullptr : it->second;
   }
 
@@ -298,13 +208,15 @@ class HfCheckpoint : public Checkpoint {
   ModelConfig config_;
   Vocab vocab_;
   bool has_vocab_ = false;
-  std::string prefix_;
+  const ArchitectureFormat* arch_ = nullptr;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const SafetensorsEntry*> by_name_;
 };
 
 }  // namespace
 
-std::unique_ptr<Checkpoint> open_hf_checkpoint(const std::string& dir) { return std::make_unique<HfCheckpoint>(dir); }
+std::unique_ptr<Checkpoint> open_hf_checkpoint(const std::string& dir, const ArchitectureCatalog& catalog) {
+  return std::make_unique<HfCheckpoint>(dir, catalog);
+}
 
 }  // namespace troupe

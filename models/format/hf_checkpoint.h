@@ -6,10 +6,11 @@
 #include <memory>
 #include <string>
 
+#include "models/format/architecture_format.h"
 #include "models/format/checkpoint.h"
 
 namespace troupe {
 
-std::unique_ptr<Checkpoint> open_hf_checkpoint(const std::string& dir);
+std::unique_ptr<Checkpoint> open_hf_checkpoint(const std::string& dir, const ArchitectureCatalog& catalog);
 
 }  // namespace troupe

@@ -2,24 +2,17 @@
 
 namespace troupe {
 
-void write_config_metadata(GgufWriter& w, const ModelConfig& c) {
-  const std::string arch = to_string(c.arch), p = arch + ".";
-  w.set_string("general.architecture", arch);
-  w.set_string("general.name", c.name.empty() ? arch : c.name);
+void write_config_metadata(GgufWriter& w, const ModelConfig& c, const ArchitectureFormat& arch) {
+  const std::string p = arch.name + ".";
+  w.set_string("general.architecture", arch.name);
+  w.set_string("general.name", c.name.empty() ? arch.name : c.name);
   w.set_u32(p + "context_length", static_cast<uint32_t>(c.n_ctx));
   w.set_u32(p + "embedding_length", static_cast<uint32_t>(c.n_embd));
   w.set_u32(p + "feed_forward_length", static_cast<uint32_t>(c.n_ff));
   w.set_u32(p + "block_count", static_cast<uint32_t>(c.n_layer));
   w.set_u32(p + "attention.head_count", static_cast<uint32_t>(c.n_head));
   w.set_u32(p + "vocab_size", static_cast<uint32_t>(c.n_vocab));
-  if (c.arch == Architecture::llama) {
-    w.set_u32(p + "attention.head_count_kv", static_cast<uint32_t>(c.n_head_kv));
-    w.set_u32(p + "rope.dimension_count", static_cast<uint32_t>(c.head_dim()));
-    w.set_f32(p + "attention.layer_norm_rms_epsilon", static_cast<float>(c.norm_eps));
-    w.set_f32(p + "rope.freq_base", static_cast<float>(c.rope_theta));
-  } else {
-    w.set_f32(p + "attention.layer_norm_epsilon", static_cast<float>(c.norm_eps));
-  }
+  arch.write_gguf(w, p, c);
 }
 
 void write_vocab_metadata(GgufWriter& w, const Vocab& v) {

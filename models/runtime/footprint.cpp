@@ -3,6 +3,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "models/arch/architecture.h"
 #include "models/format/checkpoint.h"
 
 namespace troupe {
@@ -18,14 +19,6 @@ bool layer_of(const std::string& name, int64_t& layer) {
   if (i == 4 || i >= name.size() || name[i] != '.') return false;
   layer = value;
   return true;
-}
-
-double matmul_params_per_layer(const ModelConfig& c) {
-  const double d = static_cast<double>(c.n_embd);
-  const double kv = static_cast<double>(c.n_head_kv * c.head_dim());
-  const double ff = static_cast<double>(c.n_ff);
-  if (c.arch == Architecture::gpt2) return 4 * d * d + 2 * d * ff;  // qkv, attn output; ffn up, down
-  return d * (2 * d + 2 * kv) + 3 * d * ff;                          // q, o, k, v; ffn gate, up, down
 }
 
 }  // namespace
@@ -44,7 +37,7 @@ ModelFootprint footprint_of(const Checkpoint& ckpt) {
   f.n_layer = c.n_layer;
   f.n_ctx = c.n_ctx;
   f.layer_bytes.assign(static_cast<size_t>(c.n_layer), 0);
-  f.layer_flops.assign(static_cast<size_t>(c.n_layer), 2 * matmul_params_per_layer(c));
+  f.layer_flops.assign(static_cast<size_t>(c.n_layer), 2 * architecture(c.arch).matmul_params_per_layer(c));
   f.head_flops = 2.0 * static_cast<double>(c.n_embd) * static_cast<double>(c.n_vocab);
   f.kv_bytes_per_position = 2 * static_cast<uint64_t>(c.n_head_kv * c.head_dim()) * sizeof(float);
   f.attention_flops_per_position = 4.0 * static_cast<double>(c.n_head * c.head_dim());
@@ -58,12 +51,12 @@ ModelFootprint footprint_of(const Checkpoint& ckpt) {
       if (layer >= 0 && layer < c.n_layer) f.layer_bytes[static_cast<size_t>(layer)] += bytes;
       continue;  // a block beyond n_layer is never loaded
     }
-    if (stage_needs_tensor(name, neither, c.tied_head)) {
+    if (stage_needs_tensor(c, name, neither)) {
       f.shared_bytes += bytes;
       continue;
     }
-    const bool first = stage_needs_tensor(name, first_only, c.tied_head);
-    const bool last = stage_needs_tensor(name, last_only, c.tied_head);
+    const bool first = stage_needs_tensor(c, name, first_only);
+    const bool last = stage_needs_tensor(c, name, last_only);
     if (first) f.embedding_bytes += bytes;
     if (last) f.head_bytes += bytes;
     if (first && last) f.tied_bytes += bytes;

@@ -1,0 +1,52 @@
+#include "models/format/architecture_format.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "models/format/checkpoint.h"
+
+namespace troupe {
+namespace {
+
+template <class Match>
+const ArchitectureFormat& find(const ArchitectureCatalog& catalog, const std::string& what, const std::string& name,
+                               const std::string& where, Match&& match) {
+  std::string known;
+  for (const auto* f : catalog.formats) {
+    if (match(*f)) return *f;
+    known += (known.empty() ? "" : ", ") + f->name;
+  }
+  throw CheckpointError(where + ": unsupported " + what + " '" + name + "' (known architectures: " + known + ")");
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+}  // namespace
+
+const ArchitectureFormat& ArchitectureCatalog::by_gguf_name(const std::string& name, const std::string& where) const {
+  return find(*this, "architecture", name, where,
+              [&](const ArchitectureFormat& f) { return f.name == name || contains(f.gguf_aliases, name); });
+}
+
+const ArchitectureFormat& ArchitectureCatalog::by_hf_model_type(const std::string& type, const std::string& where) const {
+  return find(*this, "model_type", type, where,
+              [&](const ArchitectureFormat& f) { return contains(f.hf_model_types, type); });
+}
+
+int64_t hf_int(const nlohmann::json& cfg, const std::string& path, const char* key, int64_t fallback) {
+  if (cfg.contains(key) && cfg[key].is_number_integer()) return cfg[key].get<int64_t>();
+  if (fallback >= 0) return fallback;
+  throw CheckpointError(path + ": config.json lacks integer '" + key + "'");
+}
+
+double hf_float(const nlohmann::json& cfg, const char* key, double fallback) {
+  return cfg.contains(key) && cfg[key].is_number() ? cfg[key].get<double>() : fallback;
+}
+
+bool hf_bool(const nlohmann::json& cfg, const char* key, bool fallback) {
+  return cfg.contains(key) && cfg[key].is_boolean() ? cfg[key].get<bool>() : fallback;
+}
+
+}  // namespace troupe
