@@ -33,8 +33,7 @@ struct SupervisorState {
 
   void report(size_t stage, FailureKind kind, const std::string& cause) {
     if (reported) return;
-    reported = true;
-    on_failure(stage, kind, cause, epoch);
+    reported = on_failure(stage, kind, cause, epoch);
   }
 };
 

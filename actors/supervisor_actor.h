@@ -23,8 +23,10 @@ enum class FailureKind {
 
 const char* to_string(FailureKind kind);
 
-// Called from the supervisor actor's thread; must not block.
-using FailureHandler = std::function<void(size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch)>;
+// Called from the supervisor actor's thread; must not block. Returns false when the failure
+// could not be taken up now (a repair is under way): it is reported again on a later
+// heartbeat round.
+using FailureHandler = std::function<bool(size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch)>;
 // Called after every heartbeat round (the supervisor's clock for healing); must not block.
 using TickHandler = std::function<void()>;
 

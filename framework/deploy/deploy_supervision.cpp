@@ -62,7 +62,8 @@ void Supervisor::start() {
   watcher_ = spawn_supervisor_actor(
     sys_, HeartbeatTimes{options_.heartbeat_interval, options_.heartbeat_timeout, options_.stage_stall_timeout},
     [weak](size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch) {
-      if (auto self = weak.lock()) self->report_failure(stage, kind, cause, epoch);
+      auto self = weak.lock();
+      return !self || self->report_failure(stage, kind, cause, epoch);
     },
     [weak] {
       if (auto self = weak.lock()) self->on_tick();
@@ -143,10 +144,11 @@ void Supervisor::close_session() {
   --active_sessions_;
 }
 
-void Supervisor::report_failure(size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch) {
+bool Supervisor::report_failure(size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch) {
   const auto detected_at = Clock::now();
   std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_ || recovering_ || !broken_.empty() || epoch != epoch_ || stage >= stages_.size()) return;
+  if (stopping_ || !broken_.empty() || epoch != epoch_ || stage >= stages_.size()) return true;  // nothing to do
+  if (recovering_) return false;  // a repair or a move is under way: report it again later
   recovering_ = true;
   broken_stage_ = stage;
   const std::string why = label(stage) + " " + cause;
@@ -156,6 +158,7 @@ void Supervisor::report_failure(size_t stage, FailureKind kind, const std::strin
   // The previous recovery has finished (recovering_ was false) and no longer needs the lock.
   if (worker_.joinable()) worker_.join();
   worker_ = std::thread([this, stage, kind, cause, detected_at] { recover(stage, kind, cause, detected_at); });
+  return true;
 }
 
 void Supervisor::on_tick() {
@@ -353,8 +356,6 @@ std::string Supervisor::swap_in(caf::scoped_actor& self, size_t index, const Pla
   }
   self->request(client_, options_.connect_timeout, proto::watch_atom::value, actors, labels)
     .receive([](caf::ok_atom) {}, [](caf::error&) {});
-  self->request(watcher_, options_.connect_timeout, proto::watch_atom::value, actors, nodes, new_epoch)
-    .receive([](caf::ok_atom) {}, [](caf::error&) {});
   // The old stage, if it still runs somewhere (an exception, a hung node that wakes up: it
   // drops its stale stage when it reads this).
   self->send_exit(old.actor, caf::exit_reason::user_shutdown);
@@ -373,6 +374,10 @@ std::string Supervisor::swap_in(caf::scoped_actor& self, size_t index, const Pla
     broken_.clear();
   }
   cv_.notify_all();
+  // Watched only now that the epoch has moved on: a neighbour that is dead too (monitoring
+  // it reports it at once) starts the next repair.
+  self->request(watcher_, options_.connect_timeout, proto::watch_atom::value, actors, nodes, new_epoch)
+    .receive([](caf::ok_atom) {}, [](caf::error&) {});
   return {};
 }
 

@@ -78,7 +78,8 @@ class Supervisor : public std::enable_shared_from_this<Supervisor> {
 
   // From the supervisor actor or a generating thread; starts a recovery unless one is under
   // way or the failure is about an epoch already repaired. Never blocks for long.
-  void report_failure(size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch);
+  // Returns false when it could not be taken up now (another repair or a move is under way).
+  bool report_failure(size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch);
 
  private:
   // Where a stage could run: a node actor and its endpoint ("" : this process).
