@@ -393,5 +393,25 @@ TEST_F(ServeFailover, NodeStoppedFiveSecondsWithRequestsInFlightAndArrivingAllCo
   EXPECT_NE(status.out.find("layers 2-3"), std::string::npos) << status.out;
 }
 
+TEST_F(ServeFailover, WithEveryNodeGoneHealthSays503AndServingResumesOnceTheyAreBack) {
+  const std::string expected = complete(kPrompts[0], 40);
+  std::vector<uint16_t> ports;
+  for (auto& n : nodes_) {
+    ports.push_back(n->port());
+    kill(n->pid(), SIGKILL);
+    n->stop();  // reaps it
+  }
+  EXPECT_TRUE(eventually([&] { return health().first == 503; }, 60s)) << health().second.dump();
+  EXPECT_EQ(health().second.value("status", ""), "unavailable");
+  EXPECT_EQ(complete(kPrompts[0], 40).rfind("HTTP 5", 0), 0u);  // fails now, with a 5xx
+  // The daemons come back on their ports: the repair is tried again and the pipeline serves.
+  nodes_.clear();
+  for (size_t i = 0; i < ports.size(); ++i)
+    nodes_.push_back(std::make_unique<NodeProcess>(test::models_dir(), 1, "back" + std::to_string(i), ports[i]));
+  for (auto& n : nodes_) n->wait_ready();
+  EXPECT_TRUE(eventually([&] { return health().second.value("status", "") == "ok"; }, 120s)) << health().second.dump();
+  EXPECT_EQ(complete(kPrompts[0], 40), expected);
+}
+
 }  // namespace
 }  // namespace troupe
