@@ -9,6 +9,7 @@
 #include <deque>
 #include <memory>
 #include <sstream>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -57,6 +58,7 @@ struct StageState {
     while (!recent.empty() && now - recent.front().first > kRecentWindow) recent.pop_front();
   }
   int64_t fault_at_step = -1;  // fault injection (tests): throw inside compute when stats.steps reaches it
+  uint32_t fault_stall_ms = 0;  // ... or, when set, freeze the compute thread that long (a stuck stage)
 
   // Activations received and not yet computed. They are run by flush_atom, which the stage
   // sends itself when the first one arrives: every activation that reaches the mailbox
@@ -226,7 +228,13 @@ void run_batch(StageActor* self) {
       const auto t0 = Clock::now();
       if (st.fault_at_step >= 0 && static_cast<uint64_t>(st.fault_at_step) < st.stats.steps + runnable.size()) {
         st.fault_at_step = -1;
-        throw std::runtime_error("injected fault at step " + std::to_string(st.stats.steps));
+        if (st.fault_stall_ms > 0) {
+          spdlog::warn("{}: injected stall of {} ms at step {}", st.label(), st.fault_stall_ms, st.stats.steps);
+          std::this_thread::sleep_for(std::chrono::milliseconds(st.fault_stall_ms));
+          st.fault_stall_ms = 0;
+        } else {
+          throw std::runtime_error("injected fault at step " + std::to_string(st.stats.steps));
+        }
       }
       const std::vector<at::Tensor> outs = st.model->forward_batch(steps);
       const auto t1 = Clock::now();
@@ -325,6 +333,13 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
     },
     [self](proto::fault_atom, uint64_t at_step) {
       self->state.fault_at_step = static_cast<int64_t>(at_step);
+      self->state.fault_stall_ms = 0;
+      return caf::ok_atom::value;
+    },
+    // (fault_atom, at_step, stall_ms): instead of throwing, the compute thread freezes.
+    [self](proto::fault_atom, uint64_t at_step, uint32_t stall_ms) {
+      self->state.fault_at_step = static_cast<int64_t>(at_step);
+      self->state.fault_stall_ms = stall_ms;
       return caf::ok_atom::value;
     },
     [self](proto::stats_atom) { return current_stats(self->state); },

@@ -22,8 +22,10 @@ namespace {
 struct SupervisorState {
   HeartbeatTimes times;
   FailureHandler on_failure;
+  TickHandler on_tick;
   std::vector<caf::actor> stages;
   std::vector<caf::actor> nodes;  // per stage; invalid for in-process stages
+  std::vector<bool> probing;      // per stage: a stats request (progress probe) is out
   uint64_t epoch = 0;
   bool reported = false;  // one report per epoch: the next watch brings the repaired topology
 
@@ -31,8 +33,7 @@ struct SupervisorState {
 
   void report(size_t stage, FailureKind kind, const std::string& cause) {
     if (reported) return;
-    reported = true;
-    on_failure(stage, kind, cause, epoch);
+    reported = on_failure(stage, kind, cause, epoch);
   }
 };
 
@@ -59,11 +60,34 @@ void heartbeat(SupervisorActor* self) {
                 self->state.report(i, FailureKind::down, "went down with its node (" + proto::error_text(err) + ")");
             });
   }
+  // Progress probes: one stats request per stage at a time, each with the stall deadline.
+  if (st.times.stall.count() <= 0) return;
+  for (size_t i = 0; i < st.stages.size(); ++i) {
+    if (!st.stages[i] || st.probing[i]) continue;
+    st.probing[i] = true;
+    const uint64_t epoch = st.epoch;
+    const auto stall = st.times.stall;
+    self->request(st.stages[i], stall, proto::stats_atom::value)
+      .then(
+        [self, i, epoch](const proto::StageStats&) {
+          if (self->state.epoch == epoch) self->state.probing[i] = false;
+        },
+        [self, i, epoch, stall](caf::error& err) {
+          if (self->state.epoch != epoch) return;
+          self->state.probing[i] = false;
+          if (err == caf::sec::request_timeout)
+            self->state.report(i, FailureKind::hang,
+                               "made no progress for " + std::to_string(stall.count()) +
+                                 " ms (no answer between forward passes; the stage is stuck)");
+        });
+  }
 }
 
-caf::behavior supervisor_behavior(SupervisorActor* self, HeartbeatTimes times, FailureHandler on_failure) {
+caf::behavior supervisor_behavior(SupervisorActor* self, HeartbeatTimes times, FailureHandler on_failure,
+                                  TickHandler on_tick) {
   self->state.times = times;
   self->state.on_failure = std::move(on_failure);
+  self->state.on_tick = std::move(on_tick);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     for (size_t i = 0; i < st.stages.size(); ++i) {
@@ -87,6 +111,7 @@ caf::behavior supervisor_behavior(SupervisorActor* self, HeartbeatTimes times, F
       st.stages = std::move(stages);
       st.nodes = std::move(nodes);
       st.nodes.resize(st.stages.size());
+      st.probing.assign(st.stages.size(), false);
       st.epoch = epoch;
       st.reported = false;
       // Monitoring an actor that is already gone reports it at once: a second failure during
@@ -98,6 +123,7 @@ caf::behavior supervisor_behavior(SupervisorActor* self, HeartbeatTimes times, F
     },
     [self](proto::tick_atom) {
       heartbeat(self);
+      if (self->state.on_tick) self->state.on_tick();
       self->delayed_send(self, self->state.times.interval, proto::tick_atom::value);
     },
   };
@@ -105,8 +131,9 @@ caf::behavior supervisor_behavior(SupervisorActor* self, HeartbeatTimes times, F
 
 }  // namespace
 
-caf::actor spawn_supervisor_actor(caf::actor_system& sys, HeartbeatTimes times, FailureHandler on_failure) {
-  return sys.spawn(supervisor_behavior, times, std::move(on_failure));
+caf::actor spawn_supervisor_actor(caf::actor_system& sys, HeartbeatTimes times, FailureHandler on_failure,
+                                  TickHandler on_tick) {
+  return sys.spawn(supervisor_behavior, times, std::move(on_failure), std::move(on_tick));
 }
 
 }  // namespace troupe

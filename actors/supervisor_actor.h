@@ -23,17 +23,26 @@ enum class FailureKind {
 
 const char* to_string(FailureKind kind);
 
-// Called from the supervisor actor's thread; must not block.
-using FailureHandler = std::function<void(size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch)>;
+// Called from the supervisor actor's thread; must not block. Returns false when the failure
+// could not be taken up now (a repair is under way): it is reported again on a later
+// heartbeat round.
+using FailureHandler = std::function<bool(size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch)>;
+// Called after every heartbeat round (the supervisor's clock for healing); must not block.
+using TickHandler = std::function<void()>;
 
 struct HeartbeatTimes {
   std::chrono::milliseconds interval{250};
   std::chrono::milliseconds timeout{1000};
+  // A stage answers stats_atom between forward passes: one that does not within `stall`
+  // while its node answers pings is stuck (a frozen compute thread, a swapping machine).
+  // 0: not watched.
+  std::chrono::milliseconds stall{0};
 };
 
 // Handles (watch_atom, std::vector<caf::actor> stages, std::vector<caf::actor> nodes,
 // uint64_t epoch) -> ok_atom: `nodes[i]` is the node actor holding stage i (invalid for a
 // stage in this process, which needs no heartbeat). Replaces what it watched before.
-caf::actor spawn_supervisor_actor(caf::actor_system& sys, HeartbeatTimes times, FailureHandler on_failure);
+caf::actor spawn_supervisor_actor(caf::actor_system& sys, HeartbeatTimes times, FailureHandler on_failure,
+                                  TickHandler on_tick = {});
 
 }  // namespace troupe

@@ -1,8 +1,11 @@
 #pragma once
 // Shared helpers for tests: where the real model files and our binaries are, and the
 // reference outputs in ../shared/models/expected.
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -76,6 +79,17 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Polls `condition` (every 20 ms) until it holds or `deadline` has passed; returns whether
+// it held. The one wait loop of the tests: correctness never depends on how fast.
+inline bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds deadline) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  for (;;) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
 
 // Writes the first `n` bytes of `from` to `to` (a truncated copy).
 void copy_prefix(const std::string& from, const std::string& to, size_t n);

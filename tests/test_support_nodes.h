@@ -34,7 +34,8 @@ class NodeProcess {
   NodeProcess& operator=(const NodeProcess&) = delete;
 
   // Waits (at most `ready_within`) until the node listens; throws with its log otherwise.
-  void wait_ready(std::chrono::milliseconds ready_within = std::chrono::seconds(20)) {
+  // (Generous: a daemon loads LibTorch and measures its speed, which takes long on a loaded machine.)
+  void wait_ready(std::chrono::milliseconds ready_within = std::chrono::seconds(90)) {
     if (port_ != 0) return;
     try {
       const int ready_ms = static_cast<int>(ready_within.count());

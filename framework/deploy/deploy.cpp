@@ -154,12 +154,27 @@ std::vector<Recovery> Pipeline::recoveries() const {
   return impl_->supervisor ? impl_->supervisor->recoveries() : std::vector<Recovery>{};
 }
 
+PipelineHealth Pipeline::health() const {
+  if (!impl_->supervisor) return {PipelineHealth::State::unavailable, "the pipeline was shut down"};
+  return impl_->supervisor->health();
+}
+
 void Pipeline::inject_fault(size_t index, uint64_t at_step) const {
   const auto stages = impl_->current_stages();
   if (index >= stages.size()) throw std::out_of_range("no stage " + std::to_string(index));
   caf::scoped_actor self{*impl_->sys};
   std::string failure;
   self->request(stages[index].actor, impl_->options.connect_timeout, proto::fault_atom::value, at_step)
+    .receive([](caf::ok_atom) {}, [&](caf::error& e) { failure = proto::error_text(e); });
+  if (!failure.empty()) throw PipelineError("stage " + stages[index].describe + ": " + failure);
+}
+
+void Pipeline::inject_stall(size_t index, uint64_t at_step, uint32_t stall_ms) const {
+  const auto stages = impl_->current_stages();
+  if (index >= stages.size()) throw std::out_of_range("no stage " + std::to_string(index));
+  caf::scoped_actor self{*impl_->sys};
+  std::string failure;
+  self->request(stages[index].actor, impl_->options.connect_timeout, proto::fault_atom::value, at_step, stall_ms)
     .receive([](caf::ok_atom) {}, [&](caf::error& e) { failure = proto::error_text(e); });
   if (!failure.empty()) throw PipelineError("stage " + stages[index].describe + ": " + failure);
 }
@@ -192,6 +207,10 @@ Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t
   int64_t pos = 0;
   std::string failure;
   Supervisor::Session record = I.supervisor->open_session(session);  // replayed after a stage failure
+  struct Closer {  // healing waits for a moment when no generation runs
+    Supervisor& s;
+    ~Closer() { s.close_session(); }
+  } closer{*I.supervisor};
   for (int64_t step = 0; step < n_tokens && pos + static_cast<int64_t>(input.size()) <= I.max_positions; ++step) {
     TensorMessage m;
     m.session_id = session;

@@ -55,9 +55,30 @@ struct DeployOptions {
   std::vector<std::string> standby_nodes;            // "host:port" daemons that may take over a stage
   std::chrono::milliseconds heartbeat_interval{kHeartbeatInterval};  // the supervisor pings every node this often
   std::chrono::milliseconds heartbeat_timeout{kHeartbeatTimeout};    // a node that does not answer within it is hung
+  // A stage that does not answer between forward passes within this, while its node answers
+  // pings, is stuck (frozen compute thread, swapping) and replaced like a hung one. Raise it
+  // where one forward pass (a long prompt on a slow machine) can take longer; 0: not watched.
+  std::chrono::milliseconds stage_stall_timeout{std::chrono::seconds(5)};
   std::chrono::milliseconds replacement_wait{1500};   // how long to keep looking for a node to restart on
-  int32_t max_recoveries_per_step = 3;               // then the generation fails with the last error
+  int32_t max_recoveries_per_step = 5;               // then the generation fails with the last error
+  // A lost stage may move onto the pipeline's other nodes (after the standbys), which then
+  // hold two stages, if their memory allows it.
+  bool survivors_take_over = true;
+  // A step (or a new generation) that finds a repair under way waits this long for it, then
+  // fails (`--repair-wait`).
+  std::chrono::milliseconds repair_wait{std::chrono::seconds(60)};
+  // How often to look whether a node that left is back (its stage then moves home when no
+  // generation runs), and to try again to repair a pipeline that could not be repaired.
+  std::chrono::milliseconds heal_interval{2000};
 };
+
+// What the pipeline can do now, for /health.
+struct PipelineHealth {
+  enum class State { ok, degraded, unavailable };
+  State state = State::ok;
+  std::string detail;  // degraded: which stage runs away from its node, or what is being repaired; unavailable: why
+};
+const char* to_string(PipelineHealth::State state);
 
 // One stage failure and its repair, as Pipeline::recoveries() reports it.
 struct Recovery {
@@ -65,7 +86,7 @@ struct Recovery {
   std::string stage;      // "layers 2-3"
   std::string from_node;  // where it ran ("" in this process)
   std::string to_node;    // where it runs now
-  std::string kind;       // "down", "hung" or "exception"
+  std::string kind;       // "down", "hung", "exception", or "returned" (a stage moved back to its node)
   std::string cause;      // "went down (...)", "its node did not answer a heartbeat within 1000 ms ..."
   std::chrono::steady_clock::time_point detected_at;  // when the supervisor learnt of the failure
   std::chrono::steady_clock::time_point restored_at;  // replacement loaded and wired
@@ -141,9 +162,12 @@ class Pipeline {
   const std::vector<DeployedStage>& stages() const;
   std::vector<proto::StageStats> stats() const;  // asks every stage
   std::vector<Recovery> recoveries() const;      // every stage failure repaired so far, oldest first
+  PipelineHealth health() const;
   // Fault injection for tests: stage `index` throws inside compute when it has handled
   // `at_step` activations (counting from its start), which the supervisor repairs.
   void inject_fault(size_t index, uint64_t at_step) const;
+  // ... or its compute thread freezes for `stall_ms` there (a stuck stage on a live node).
+  void inject_stall(size_t index, uint64_t at_step, uint32_t stall_ms) const;
   const SamplingOptions& sampling() const;       // the description's sampler options
   int64_t n_vocab() const;
   int64_t max_positions() const;

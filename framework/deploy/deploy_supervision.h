@@ -8,9 +8,14 @@
 //                    nodes, heartbeats to nodes; the generating thread for an exception that
 //                    a stage returns.
 //   who repairs      Supervisor::recover, on its own thread, one failure at a time: spawns the
-//                    stage again (same node if alive, else a standby), peers and wires its
-//                    neighbours to it, tells the client actor and the supervisor actor, and
-//                    moves the topology to the next epoch.
+//                    stage again (its own node if alive, a standby, or a surviving node of
+//                    the pipeline with room for it), peers and wires its live neighbours to
+//                    it (a dead neighbour is repaired next, in the new epoch), tells the
+//                    client actor and the supervisor actor, and moves the topology to the
+//                    next epoch.
+//   who heals        Supervisor::on_tick, after each heartbeat round: when no generation
+//                    runs, a stage away from its own node moves back once that node answers
+//                    again; a pipeline that could not be repaired is tried again.
 //   who replays      each generating thread, for its own session, when it sees a new epoch:
 //                    ends the session on every stage, then resends the session's steps
 //                    exactly as first sent (the prompt as one chunk, then one token per
@@ -21,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +38,8 @@ namespace troupe {
 
 class Supervisor : public std::enable_shared_from_this<Supervisor> {
  public:
+  using Clock = std::chrono::steady_clock;
+
   // `stages` is the Pipeline's list, which recoveries update in place (under the lock);
   // `spawns[i]` is what stage i was spawned with.
   Supervisor(caf::actor_system& sys, const DeployOptions& options, caf::actor client, caf::actor local_node,
@@ -55,7 +63,9 @@ class Supervisor : public std::enable_shared_from_this<Supervisor> {
     int32_t recoveries = 0;
     int64_t tokens_replayed = 0;
   };
-  Session open_session(uint64_t id) const;
+  // Opens a generation (counted: healing waits until none runs); close it when it ends.
+  Session open_session(uint64_t id);
+  void close_session();
 
   // One step through the pipeline (`bytes`: an encoded Activation of `n_inputs` tokens).
   // Survives stage failures: waits for the repair, replays the session, tries again. Throws
@@ -64,25 +74,41 @@ class Supervisor : public std::enable_shared_from_this<Supervisor> {
 
   std::vector<DeployedStage> stages() const;
   std::vector<Recovery> recoveries() const;
+  PipelineHealth health() const;
 
   // From the supervisor actor or a generating thread; starts a recovery unless one is under
   // way or the failure is about an epoch already repaired. Never blocks for long.
-  void report_failure(size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch);
+  // Returns false when it could not be taken up now (another repair or a move is under way).
+  bool report_failure(size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch);
 
  private:
-  struct Candidate {
+  // Where a stage could run: a node actor and its endpoint ("" : this process).
+  struct Placement {
     std::string endpoint;
-    caf::actor node;  // known already (the same node, alive), else connected to by endpoint
+    caf::actor node;
   };
 
-  void recover(size_t index, FailureKind kind, std::string cause, uint64_t epoch,
-               std::chrono::steady_clock::time_point detected_at);
+  void recover(size_t index, FailureKind kind, std::string cause, Clock::time_point detected_at);
+  // Spawns stage `index` on the first candidate that loads it, trying again until `deadline`;
+  // `reasons` says why each candidate could not.
+  std::optional<Placement> place(caf::scoped_actor& self, size_t index, FailureKind kind, Clock::time_point deadline,
+                                 proto::StageReady& ready, std::string& reasons);
+  std::vector<std::string> candidates(size_t index, FailureKind kind) const;
+  // Reaches `endpoint` and checks it answers a ping within the heartbeat timeout.
+  caf::actor reach(caf::scoped_actor& self, const std::string& endpoint, std::chrono::milliseconds timeout);
+  bool answers(caf::scoped_actor& self, const caf::actor& node);
+  // Puts `ready` in place of stage `index` (running on `to`): re-wires the live neighbours,
+  // publishes the new topology and moves to the next epoch. Returns "" or why it could not.
+  std::string swap_in(caf::scoped_actor& self, size_t index, const Placement& to, const proto::StageReady& ready,
+                      Recovery r);
+  void heal();  // on the healer thread
   std::string label(size_t index) const;  // "stage layers 2-3 on node host:port"
   caf::actor node_for(const std::string& endpoint) const;
   uint64_t wait_until_serving(Session& session);  // the epoch to run in; throws when broken
   bool wait_for_news(uint64_t epoch, std::chrono::milliseconds window);
   std::string replay(caf::scoped_actor& self, Session& session, uint64_t epoch);  // "" or the failure
-  void fail_for_good(const std::string& why);
+  void fail_for_good(size_t index, const std::string& cause, const std::string& why);
+  void on_tick();  // from the supervisor actor; never blocks
 
   caf::actor_system& sys_;
   DeployOptions options_;
@@ -99,8 +125,15 @@ class Supervisor : public std::enable_shared_from_this<Supervisor> {
   bool recovering_ = false;
   bool stopping_ = false;
   std::string broken_;  // set when a stage could not be restarted: the pipeline cannot serve
+  size_t broken_stage_ = 0;   // the stage being repaired, or that could not be
+  std::string broken_cause_;  // what happened to it ("went down (...)")
+  Clock::time_point last_heal_;  // the last look for returned nodes (or retry of a broken pipeline)
+  std::vector<std::string> homes_;  // the node each stage was deployed on
+  int32_t active_sessions_ = 0;
+  bool healing_ = false;  // the healer thread runs
   std::vector<Recovery> recoveries_;
   std::thread worker_;
+  std::thread healer_;
 };
 
 }  // namespace troupe

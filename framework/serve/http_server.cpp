@@ -244,7 +244,12 @@ struct HttpServer::Impl {
                 {{"object", "list"},
                  {"data", json::array({{{"id", opt.model_name}, {"object", "model"}, {"owned_by", "troupe"}}})}});
     });
-    server.Get("/health", [](const httplib::Request&, httplib::Response& s) { send_json(s, 200, {{"status", "ok"}}); });
+    server.Get("/health", [this](const httplib::Request&, httplib::Response& s) {
+      const ServiceHealth h = gen.health();
+      json body{{"status", h.status}};
+      if (!h.detail.empty()) body["detail"] = h.detail;
+      send_json(s, h.status == "unavailable" ? 503 : 200, body);
+    });
     server.Get("/metrics", [this](const httplib::Request&, httplib::Response& s) {
       s.set_content(metrics(), "text/plain; version=0.0.4");
     });

@@ -1,5 +1,6 @@
 #include "framework/serve/pipeline_generator.h"
 
+#include <map>
 #include <sstream>
 
 namespace troupe {
@@ -31,9 +32,36 @@ GenerationOutcome PipelineGenerator::generate(const std::vector<int32_t>& prompt
   return outcome;
 }
 
+ServiceHealth PipelineGenerator::health() const {
+  const PipelineHealth h = pipeline_.health();
+  return ServiceHealth{to_string(h.state), h.detail};
+}
+
 std::string PipelineGenerator::stage_metrics() const {
   std::ostringstream m;
-  const auto stats = pipeline_.stats();
+  // Recoveries first: they are known even while a stage cannot answer.
+  std::map<std::string, std::pair<int, double>> by_kind{{"down", {0, 0.0}}, {"hung", {0, 0.0}},
+                                                        {"exception", {0, 0.0}}, {"returned", {0, 0.0}}};
+  for (const auto& r : pipeline_.recoveries()) {
+    auto& k = by_kind[r.kind];
+    ++k.first;
+    k.second += (r.restore_ms + r.replay_ms) / 1e3;
+  }
+  m << "# HELP troupe_recoveries_total stage failures repaired (returned: a stage moved back to its node)\n"
+    << "# TYPE troupe_recoveries_total counter\n";
+  for (const auto& [kind, v] : by_kind) m << "troupe_recoveries_total{kind=\"" << kind << "\"} " << v.first << "\n";
+  m << "# HELP troupe_recovery_seconds_total time from detection to the stage wired in, plus the longest replay\n"
+    << "# TYPE troupe_recovery_seconds_total counter\n";
+  for (const auto& [kind, v] : by_kind) m << "troupe_recovery_seconds_total{kind=\"" << kind << "\"} " << v.second << "\n";
+  const PipelineHealth h = pipeline_.health();
+  m << "# HELP troupe_pipeline_degraded 1 while a stage runs away from its node or is being repaired, 2 when unavailable\n"
+    << "# TYPE troupe_pipeline_degraded gauge\ntroupe_pipeline_degraded " << static_cast<int>(h.state) << "\n";
+  std::vector<proto::StageStats> stats;
+  try {
+    stats = pipeline_.stats();
+  } catch (const std::exception&) {
+    return m.str();  // a stage is down: its statistics come back with its repair
+  }
   auto family = [&](const char* name, const char* type, const char* help, auto value) {
     m << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
     for (size_t i = 0; i < stats.size(); ++i)

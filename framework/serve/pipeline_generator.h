@@ -16,7 +16,9 @@ class PipelineGenerator : public TextGenerator {
   GenerationOutcome generate(const std::vector<int32_t>& prompt, int64_t max_tokens, const SamplingOptions& sampling,
                              const PieceHandler& on_piece) override;
   // troupe_stage_compute_seconds_total, troupe_stage_bytes_sent_total, ... per stage.
+  // and troupe_recoveries_total / troupe_recovery_seconds per kind of failure.
   std::string stage_metrics() const override;
+  ServiceHealth health() const override;
 
  private:
   const Pipeline& pipeline_;

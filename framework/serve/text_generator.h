@@ -22,6 +22,13 @@ struct GenerationOutcome {
 // (the session is then ended and its KV caches freed on every stage).
 using PieceHandler = std::function<bool(const std::string& piece)>;
 
+// What /health reports: "ok", "degraded" (serving, with something missing: `detail`), or
+// "unavailable" (requests fail now: 503).
+struct ServiceHealth {
+  std::string status = "ok";
+  std::string detail;
+};
+
 class TextGenerator {
  public:
   virtual ~TextGenerator() = default;
@@ -32,6 +39,7 @@ class TextGenerator {
                                      const SamplingOptions& sampling, const PieceHandler& on_piece) = 0;
   // Extra Prometheus lines (per-stage compute time, per-hop bytes and latency).
   virtual std::string stage_metrics() const { return {}; }
+  virtual ServiceHealth health() const { return {}; }
 };
 
 }  // namespace troupe

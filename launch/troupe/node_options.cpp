@@ -17,6 +17,12 @@ void NodeOptions::add_to(CLI::App* cmd) {
   cmd->add_option("--max-batch", max_batch,
                   "sessions a stage runs in one forward pass (default 16; 1: no batching)")
     ->check(CLI::Range(1, 1024));
+  cmd->add_option("--standby", standby,
+                  "caf-node daemons host:port,... that may take over a failed stage (else the surviving nodes do)");
+  cmd->add_option("--repair-wait", repair_wait_s,
+                  "seconds a request waits for a failed stage to be repaired before it fails")
+    ->capture_default_str()
+    ->check(CLI::Range(0.0, 3600.0));
 }
 
 ClientActorSystem::ClientActorSystem() {
@@ -42,6 +48,8 @@ Pipeline deploy_on_nodes(caf::actor_system& sys, const NodeOptions& o, const std
       : describe_pipeline(request, ckpt.config().n_layer);
   DeployOptions options;
   options.max_batch = o.max_batch;
+  if (!o.standby.empty()) options.standby_nodes = split_node_list(o.standby);
+  options.repair_wait = std::chrono::milliseconds(static_cast<int64_t>(o.repair_wait_s * 1000));
   options.on_load_progress = [](const std::string& node, const std::string& stage, uint64_t done, uint64_t total) {
     spdlog::info("loading {} on {}: {} of {} ({:.0f}%)", stage, node.empty() ? "this process" : node,
                  format_size(done), format_size(total), total ? 100.0 * done / total : 100.0);

@@ -16,6 +16,8 @@ namespace troupe::cli {
 struct NodeOptions {
   std::string nodes, layers, wire = "f32";
   int32_t max_batch = 0;  // sessions per forward pass in each stage; 0: the stage default
+  std::string standby;     // host:port,... daemons that may take over a failed stage
+  double repair_wait_s = 60;  // a request waits this long for a repair under way
 
   void add_to(CLI::App* cmd);
   bool used() const { return !nodes.empty(); }
