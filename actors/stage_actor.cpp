@@ -80,6 +80,9 @@ struct StageState {
       if (pos != 0)
         throw std::runtime_error("unknown session " + std::to_string(session) + " at position " +
                                  std::to_string(pos) + " (ended, or this stage restarted)");
+      if (cfg.max_sessions > 0 && static_cast<int32_t>(caches.size()) >= cfg.max_sessions)
+        throw std::runtime_error("holds " + std::to_string(caches.size()) +
+                                 " sessions, the node's --max-sessions; refusing session " + std::to_string(session));
       it = caches.emplace(session, model->new_cache(max_positions)).first;
     }
     KvCache& cache = *it->second;
@@ -275,6 +278,23 @@ proto::StageStats current_stats(StageState& st) {
   return stats;
 }
 
+// Whether the message being handled comes from the process of the client that owns this
+// stage (or from this node itself): orders that change a stage (its successor, its sessions,
+// fault injection) are taken from nobody else, so one client cannot disturb another's stages.
+bool from_owner(StageActor* self) {
+  const auto& owner = self->state.owner;
+  if (!owner) return true;  // an in-process stage, not reachable from the network
+  const auto& sender = self->current_sender();
+  return sender != nullptr && (sender->node() == owner.node() || sender->node() == self->node());
+}
+
+caf::error not_owner(StageActor* self, const char* what) {
+  const auto& sender = self->current_sender();
+  spdlog::warn("{}: refused {} from {}, not its owner's process", self->state.label(), what,
+               sender ? caf::to_string(sender->node()) : std::string("an anonymous sender"));
+  return stage_error(self->state, std::string("refused ") + what + ": only the client that deployed this stage may send it");
+}
+
 caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner) {
   self->state.cfg = std::move(cfg);
   self->state.owner = owner;
@@ -297,7 +317,8 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
                                                             self->state.cfg.model_path + ": " + e.what());
       }
     },
-    [self](proto::next_atom, caf::actor next) {
+    [self](proto::next_atom, caf::actor next) -> caf::result<caf::ok_atom> {
+      if (!from_owner(self)) return not_owner(self, "setnext");
       const bool first = !self->state.next;
       self->state.next = std::move(next);
       if (first) ping_next(self);  // measure the hop once now; the node's ticks do it again
@@ -318,11 +339,13 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
       }
     },
     [self](proto::flush_atom) { run_batch(self); },
-    [self](proto::end_session_atom, uint64_t session) {
+    [self](proto::end_session_atom, uint64_t session) -> caf::result<caf::ok_atom> {
+      if (!from_owner(self)) return not_owner(self, "endsession");
       self->state.caches.erase(session);
       return caf::ok_atom::value;
     },
-    [self](proto::fault_atom, uint64_t at_step) {
+    [self](proto::fault_atom, uint64_t at_step) -> caf::result<caf::ok_atom> {
+      if (!from_owner(self)) return not_owner(self, "fault");
       self->state.fault_at_step = static_cast<int64_t>(at_step);
       return caf::ok_atom::value;
     },

@@ -12,6 +12,9 @@
 #include <cstring>
 #include <memory>
 
+#include "actors/protocol/actor_system.h"
+#include "actors/protocol/cluster_key.h"
+
 namespace troupe {
 
 using Clock = std::chrono::steady_clock;
@@ -82,6 +85,21 @@ void probe_tcp(const Endpoint& ep, std::chrono::milliseconds timeout) {
   throw NodeUnreachable("cannot reach node " + ep.str() + ": " + reason);
 }
 
+namespace {
+
+// A connection CAF could not complete, said in terms of the cluster key: with a key, what a
+// TLS handshake of our own tells (a node with another key, or one without TLS); without one,
+// that the node may want a key.
+std::string explain_refusal(caf::actor_system& sys, const Endpoint& ep, const std::string& failure) {
+  if (!uses_tls(sys))
+    return failure + " (if the node runs with --cluster-key, give this client the same key file: --cluster-key FILE or $" +
+           kClusterKeyEnv + ")";
+  const std::string tls = tls_handshake_failure(ep.host, ep.port, sys.config().openssl_cafile, std::chrono::seconds(3));
+  return tls.empty() ? failure : tls;
+}
+
+}  // namespace
+
 ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   probe_tcp(ep, timeout);
@@ -93,7 +111,7 @@ ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chro
   std::string failure;
   caf::scoped_actor self{sys};
   // The middleman's own connect, but awaited for a bounded time (remote_actor waits forever).
-  self->request(sys.middleman().actor_handle(), left(), caf::connect_atom::value, ep.host, ep.port)
+  self->request(connection_manager(sys), left(), caf::connect_atom::value, ep.host, ep.port)
     .receive(
       [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
         if (ptr == nullptr)
@@ -105,7 +123,7 @@ ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chro
         failure = err == caf::sec::request_timeout ? "no handshake within " + std::to_string(timeout.count()) + " ms"
                                                    : proto::error_text(err);
       });
-  if (!failure.empty()) throw NodeUnreachable("cannot connect to node " + ep.str() + ": " + failure);
+  if (!failure.empty()) throw NodeUnreachable("cannot connect to node " + ep.str() + ": " + explain_refusal(sys, ep, failure));
   auto answer_failure = [&](caf::error& err) {
     failure = err == caf::sec::request_timeout ? "no answer within " + std::to_string(timeout.count()) + " ms"
                                                : proto::error_text(err);
