@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -40,6 +41,8 @@ constexpr auto kHopPingInterval = std::chrono::seconds(5);
 struct NodeState {
   NodeConfig cfg;
   std::set<caf::actor> stages;
+  // Peers connected to, by "host:port": connected once and reused (see connect_peer).
+  std::map<std::string, std::pair<caf::node_id, caf::actor>> peers;
   static inline const char* name = "troupe.node";
 };
 
@@ -155,16 +158,29 @@ caf::result<caf::ok_atom> connect_peer(NodeActor* self, const std::string& host,
   auto rp = self->make_response_promise<caf::ok_atom>();
   const std::string peer = host + ":" + std::to_string(port);
   const std::string me = self->state.cfg.name;
+  // Already connected to that node (an earlier pipeline): keep that connection. Asking CAF's
+  // OpenSSL middleman to connect again would open a second one, and the BASP broker would
+  // drop the first, taking down the stages that use it.
+  if (auto it = self->state.peers.find(peer); it != self->state.peers.end() && it->second.first == expected) {
+    self->request(it->second.second, kPeerTimeout, proto::ping_atom::value)
+      .then([rp](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); },
+            [self, rp, host, port, expected, peer](caf::error&) mutable {
+              self->state.peers.erase(peer);
+              rp.delegate(caf::actor_cast<caf::actor>(self), proto::peer_atom::value, host, port, expected);
+            });
+    return rp;
+  }
   self->request(connection_manager(self->system()), kPeerTimeout, caf::connect_atom::value, host, port)
     .then(
-      [rp, peer, me, expected](const caf::node_id& nid, caf::strong_actor_ptr&,
-                               const std::set<std::string>&) mutable {
+      [self, rp, peer, me, expected](const caf::node_id& nid, caf::strong_actor_ptr& published,
+                                     const std::set<std::string>&) mutable {
         if (nid != expected) {
           rp.deliver(caf::make_error(caf::sec::runtime_error,
                                      "node " + me + " reached a different node at " + peer +
                                        " than the client did (name nodes by addresses every node can reach)"));
           return;
         }
+        if (published) self->state.peers[peer] = {nid, caf::actor_cast<caf::actor>(published)};
         spdlog::debug("node {}: connected to peer {}", me, peer);
         rp.deliver(caf::ok_atom::value);
       },

@@ -80,9 +80,6 @@ struct StageState {
       if (pos != 0)
         throw std::runtime_error("unknown session " + std::to_string(session) + " at position " +
                                  std::to_string(pos) + " (ended, or this stage restarted)");
-      if (cfg.max_sessions > 0 && static_cast<int32_t>(caches.size()) >= cfg.max_sessions)
-        throw std::runtime_error("holds " + std::to_string(caches.size()) +
-                                 " sessions, the node's --max-sessions; refusing session " + std::to_string(session));
       it = caches.emplace(session, model->new_cache(max_positions)).first;
     }
     KvCache& cache = *it->second;
@@ -157,6 +154,11 @@ caf::error stage_error(const StageState& st, const std::string& what) {
   return caf::make_error(caf::sec::runtime_error, st.label() + ": " + what);
 }
 
+// A request refused as a whole (not a failure of the stage): its text goes back unchanged.
+struct SessionRefused : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Checks one hop's activation and queues it for the next forward pass.
 void enqueue(StageActor* self, const proto::Activation& in, caf::response_promise rp) {
   auto& st = self->state;
@@ -166,6 +168,18 @@ void enqueue(StageActor* self, const proto::Activation& in, caf::response_promis
   st.stats.bytes_in += in.bytes.size();
   at::Tensor input = from_wire(m.tensor);
   st.check_input(input, m.pos);
+  if (st.cfg.max_sessions > 0 && !st.caches.count(m.session_id)) {
+    // A new session: refused for this request only (worded so that the client does not take
+    // it for a failed stage to restart) when those held and those about to start fill the cap.
+    std::unordered_set<uint64_t> starting;
+    for (const auto& p : st.pending)
+      if (!st.caches.count(p.msg.session_id)) starting.insert(p.msg.session_id);
+    const size_t held = st.caches.size() + starting.size() - starting.count(m.session_id);
+    if (static_cast<int32_t>(held) >= st.cfg.max_sessions)
+      throw SessionRefused("node " + st.cfg.node + ": refusing session " + std::to_string(m.session_id) + ": " +
+                           std::to_string(held) + " sessions already held by its stage " + st.cfg.spec.describe() +
+                           ", the node's --max-sessions");
+  }
   st.pending.push_back(PendingStep{std::move(m), std::move(input), std::move(rp)});
   if (!st.flush_sent) {
     st.flush_sent = true;
@@ -333,6 +347,9 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
       auto rp = self->make_response_promise();
       try {
         enqueue(self, in, rp);
+      } catch (const SessionRefused& e) {
+        spdlog::warn("{}: {}", self->state.label(), e.what());
+        rp.deliver(caf::make_error(caf::sec::runtime_error, e.what()));
       } catch (const std::exception& e) {
         spdlog::error("{}: {}", self->state.label(), e.what());
         rp.deliver(stage_error(self->state, e.what()));

@@ -185,6 +185,14 @@ TEST(SecureNode, ServesAClientHoldingTheSameKey) {
   EXPECT_GT(n.info.memory_limit, 0u) << "--memory-limit defaults to the available memory less a margin";
 }
 
+TEST(SecureNode, AConnectionLeftIdleStillCarriesRequests) {
+  auto node = keyed_node("keyed");
+  KeyedSystem client(keys().ours);
+  connect_node(client.get(), parse_endpoint(node->endpoint()), 5s);
+  std::this_thread::sleep_for(5s);  // heartbeats only, over TLS
+  EXPECT_EQ(connect_node(client.get(), parse_endpoint(node->endpoint()), 5s).info.stages, 0);
+}
+
 TEST(SecureNode, RefusesAClientWithoutAKeyAndTheClientSaysWhy) {
   auto node = keyed_node("keyed");
   const std::string error =
@@ -225,8 +233,10 @@ TEST(SecureNode, WithoutAKeyANodeListensOnlyOnLoopbackUnlessToldInsecure) {
 
 TEST(SecureNode, HostileBytesLeaveItAliveServingAndAtItsOldMemory) {
   auto node = keyed_node("keyed");
-  KeyedSystem client(keys().ours);
-  connect_node(client.get(), parse_endpoint(node->endpoint()), 5s);  // warm: TLS and CAF allocations made once
+  {
+    KeyedSystem warm(keys().ours);
+    connect_node(warm.get(), parse_endpoint(node->endpoint()), 5s);  // TLS and CAF allocations made once
+  }
   const size_t rss_before = rss_of(node->pid());
 
   std::string r1(32, '\0');
@@ -247,6 +257,7 @@ TEST(SecureNode, HostileBytesLeaveItAliveServingAndAtItsOldMemory) {
   std::printf("node RSS before %zu KiB, after %zu KiB\n", rss_before / 1024, rss_after / 1024);
   EXPECT_LT(rss_after, rss_before + (8u << 20)) << "RSS grew from " << rss_before << " to " << rss_after;
   // Still serving: a member connects and runs a stage.
+  KeyedSystem client(keys().ours);
   const ConnectedNode n = connect_node(client.get(), parse_endpoint(node->endpoint()), 5s);
   EXPECT_EQ(n.info.stages, 0);
   dsl::PipelineDesc desc = dsl::tokenizer(kModel) >>
@@ -264,7 +275,7 @@ TEST(SecureNode, ThreeKeyedNodesGiveBitwiseTheSameOutputAsOneProcess) {
     nodes.push_back(std::make_unique<NodeProcess>(test::models_dir(), test::kPipelineThreads,
                                                   "keyed" + std::to_string(i), 0,
                                                   std::vector<std::string>{"--cluster-key", keys().ours}));
-  for (auto& n : nodes) n->wait_ready();
+  for (auto& n : nodes) n->wait_ready(60s);  // three start at once, each measuring its speed
   const int64_t n_layer = test::n_layer_of(kModel);
   dsl::PipelineDesc desc;
   desc.tokenizer = dsl::tokenizer(kModel);

@@ -10,7 +10,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 
 #include "actors/protocol/actor_system.h"
 #include "actors/protocol/cluster_key.h"
@@ -100,8 +102,33 @@ std::string explain_refusal(caf::actor_system& sys, const Endpoint& ep, const st
 
 }  // namespace
 
+// The node actors this process has reached, by actor system and endpoint. CAF's plain
+// middleman reuses a connection when asked to connect to the same host:port again; its OpenSSL
+// one (0.17.6) opens a second TLS connection to the same node, and the BASP broker then drops
+// the first one (every stage of a pipeline on it goes down). So a process connects to a node
+// once and reuses the actor while it answers.
+static std::mutex reached_mutex;
+static std::map<std::pair<std::string, std::string>, caf::actor> reached;  // (this node id, endpoint)
+
 ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
+  const auto key = std::make_pair(caf::to_string(sys.node()), ep.str());
+  caf::actor known;
+  {
+    std::lock_guard<std::mutex> lock(reached_mutex);
+    if (auto it = reached.find(key); it != reached.end()) known = it->second;
+  }
+  if (known) {
+    ConnectedNode node{known, {}};
+    bool answered = false;
+    caf::scoped_actor self{sys};
+    // Half the time at most: a connection that went bad leaves the other half to reconnect.
+    self->request(known, timeout / 2, proto::info_atom::value)
+      .receive([&](proto::NodeInfo& info) { node.info = std::move(info), answered = true; }, [](caf::error&) {});
+    if (answered) return node;
+    std::lock_guard<std::mutex> lock(reached_mutex);
+    reached.erase(key);  // gone (or restarted): connect anew
+  }
   probe_tcp(ep, timeout);
   auto left = [&] {
     return std::max(std::chrono::milliseconds(1),
@@ -140,6 +167,10 @@ ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chro
   self->request(node.actor, left(), proto::info_atom::value)
     .receive([&](proto::NodeInfo& info) { node.info = std::move(info); }, answer_failure);
   if (!failure.empty()) throw NodeUnreachable("node " + ep.str() + " does not answer: " + failure);
+  if (uses_tls(sys)) {
+    std::lock_guard<std::mutex> lock(reached_mutex);
+    reached[key] = node.actor;
+  }
   return node;
 }
 
