@@ -149,10 +149,9 @@ caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage re
 }
 
 // Connects this node directly to the node at host:port (expected to be `expected`), so that
-// the stage here can send to the stage there without going through the client. Done before
-// the stages are wired: CAF would otherwise learn of the other node through the client and
-// connect on its own (automatic connections), possibly from both sides at once while
-// traffic is already flowing, which CAF 0.17 does not always survive.
+// the stage here can send to the stage there without going through the client (automatic
+// connections are off: see actor_system.h). Done before the stages are wired, over TLS when
+// the node has a cluster key.
 caf::result<caf::ok_atom> connect_peer(NodeActor* self, const std::string& host, uint16_t port,
                                        const caf::node_id& expected) {
   auto rp = self->make_response_promise<caf::ok_atom>();
