@@ -8,12 +8,14 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
 #include <tuple>
 
+#include "actors/protocol/actor_system.h"
 #include "actors/stage_actor.h"
 #include "models/runtime/byte_size.h"
 #include "models/format/checkpoint.h"
@@ -40,6 +42,8 @@ constexpr auto kHopPingInterval = std::chrono::seconds(5);
 struct NodeState {
   NodeConfig cfg;
   std::set<caf::actor> stages;
+  // Peers connected to, by "host:port": connected once and reused (see connect_peer).
+  std::map<std::string, std::pair<caf::node_id, caf::actor>> peers;
   static inline const char* name = "troupe.node";
 };
 
@@ -109,18 +113,23 @@ caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage re
   StageConfig cfg;
   cfg.node = st.cfg.name;
   cfg.model = req.model;
-  cfg.model_path = resolve_model_path(st.cfg.models_dir, req.model);
+  const std::optional<std::string> path = model_path_inside(st.cfg.models_dir, req.model);
+  // One answer for missing and outside alike; the path shown is the request joined as text,
+  // never resolved, so it says nothing about what exists outside the models dir.
+  if (!path)
+    return node_error(st, "model not found: " + st.cfg.models_dir + "/" + req.model + " ('" + req.model +
+                            "' under the node's models dir; nothing outside it is served)");
+  if (st.cfg.max_stages > 0 && static_cast<int32_t>(st.stages.size()) >= st.cfg.max_stages)
+    return node_error(st, "already hosts " + std::to_string(st.stages.size()) + " stages, its --max-stages");
+  cfg.model_path = *path;
   cfg.spec = req.spec;
   cfg.wire_dtype = static_cast<WireDType>(req.wire_dtype);
   cfg.threads = req.threads > 0 ? req.threads : st.cfg.threads;
   cfg.max_positions = req.max_positions;
   cfg.with_sampler = req.with_sampler;
   if (req.max_batch > 0) cfg.max_batch = req.max_batch;
+  cfg.max_sessions = st.cfg.max_sessions;
   cfg.progress = req.progress;
-  std::error_code ec;
-  if (!fs::exists(cfg.model_path, ec))
-    return node_error(st, "model not found: " + cfg.model_path + " ('" + req.model + "' under models dir '" +
-                              st.cfg.models_dir + "')");
   if (st.cfg.memory_limit > 0) {
     if (auto refusal = exceeds_memory_limit(st.cfg, cfg)) return node_error(st, *refusal);
   }
@@ -141,25 +150,37 @@ caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage re
 }
 
 // Connects this node directly to the node at host:port (expected to be `expected`), so that
-// the stage here can send to the stage there without going through the client. Done before
-// the stages are wired: CAF would otherwise learn of the other node through the client and
-// connect on its own (automatic connections), possibly from both sides at once while
-// traffic is already flowing, which CAF 0.17 does not always survive.
+// the stage here can send to the stage there without going through the client (automatic
+// connections are off: see actor_system.h). Done before the stages are wired, over TLS when
+// the node has a cluster key.
 caf::result<caf::ok_atom> connect_peer(NodeActor* self, const std::string& host, uint16_t port,
                                        const caf::node_id& expected) {
   auto rp = self->make_response_promise<caf::ok_atom>();
   const std::string peer = host + ":" + std::to_string(port);
   const std::string me = self->state.cfg.name;
-  self->request(self->system().middleman().actor_handle(), kPeerTimeout, caf::connect_atom::value, host, port)
+  // Already connected to that node (an earlier pipeline): keep that connection. Asking CAF's
+  // OpenSSL middleman to connect again would open a second one, and the BASP broker would
+  // drop the first, taking down the stages that use it.
+  if (auto it = self->state.peers.find(peer); it != self->state.peers.end() && it->second.first == expected) {
+    self->request(it->second.second, kPeerTimeout, proto::ping_atom::value)
+      .then([rp](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); },
+            [self, rp, host, port, expected, peer](caf::error&) mutable {
+              self->state.peers.erase(peer);
+              rp.delegate(caf::actor_cast<caf::actor>(self), proto::peer_atom::value, host, port, expected);
+            });
+    return rp;
+  }
+  self->request(connection_manager(self->system()), kPeerTimeout, caf::connect_atom::value, host, port)
     .then(
-      [rp, peer, me, expected](const caf::node_id& nid, caf::strong_actor_ptr&,
-                               const std::set<std::string>&) mutable {
+      [self, rp, peer, me, expected](const caf::node_id& nid, caf::strong_actor_ptr& published,
+                                     const std::set<std::string>&) mutable {
         if (nid != expected) {
           rp.deliver(caf::make_error(caf::sec::runtime_error,
                                      "node " + me + " reached a different node at " + peer +
                                        " than the client did (name nodes by addresses every node can reach)"));
           return;
         }
+        if (published) self->state.peers[peer] = {nid, caf::actor_cast<caf::actor>(published)};
         spdlog::debug("node {}: connected to peer {}", me, peer);
         rp.deliver(caf::ok_atom::value);
       },
@@ -232,6 +253,32 @@ std::string resolve_model_path(const std::string& models_dir, const std::string&
   const fs::path p(model);
   if (p.is_absolute() || models_dir.empty()) return p.lexically_normal().string();
   return (fs::path(models_dir) / p).lexically_normal().string();
+}
+
+std::optional<std::string> model_path_inside(const std::string& models_dir, const std::string& model) {
+  const fs::path p(model);
+  if (models_dir.empty() || model.empty()) return std::nullopt;
+  for (const auto& part : p)
+    if (part == "..") return std::nullopt;
+  std::error_code ec;
+  const fs::path root = fs::canonical(models_dir, ec);
+  if (ec) return std::nullopt;
+  // An absolute path is taken as it is (scripts pass one with --models /); like every other
+  // path it is served only if it really lies inside.
+  const fs::path real = fs::canonical(p.is_absolute() ? p : root / p, ec);  // follows every link; fails if missing
+  if (ec) return std::nullopt;
+  // Inside: `root` is a prefix of `real`, component by component (not as text: /models2).
+  auto r = real.begin();
+  for (auto it = root.begin(); it != root.end(); ++it, ++r)
+    if (r == real.end() || *r != *it) return std::nullopt;
+  return real.string();
+}
+
+uint64_t default_memory_limit() {
+  const uint64_t total = meminfo_bytes("MemTotal");
+  const uint64_t available = meminfo_bytes("MemAvailable");
+  const uint64_t margin = std::max<uint64_t>(total / 10, uint64_t(512) << 20);
+  return available > margin ? available - margin : available / 2;
 }
 
 proto::NodeInfo describe_node(const NodeConfig& cfg) {

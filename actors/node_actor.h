@@ -4,6 +4,7 @@
 // one) on request. A client also runs one in-process for stages placed without .on().
 #include <caf/fwd.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "actors/protocol/messages.h"
@@ -15,6 +16,8 @@ struct NodeConfig {
   std::string models_dir;  // model paths in SpawnStage are relative to it
   int32_t threads = 1;     // LibTorch threads per stage unless the request says otherwise
   uint64_t memory_limit = 0;  // bytes troupe may use on this machine (0: none); stages that would exceed it are refused
+  int32_t max_stages = 0;     // stages hosted at once, all clients together (0: no cap)
+  int32_t max_sessions = 0;   // sessions each stage holds at once (0: no cap)
   double gflops = 0;          // measured when the daemon starts, reported to planners
   double mem_gbps = 0;
 };
@@ -26,7 +29,18 @@ caf::actor spawn_node_actor(caf::actor_system& sys, NodeConfig cfg);
 // What info_atom answers, minus the live stage count.
 proto::NodeInfo describe_node(const NodeConfig& cfg);
 
-// `model` relative to `models_dir` unless absolute.
+// `model` relative to `models_dir` unless absolute (a client naming its own files).
 std::string resolve_model_path(const std::string& models_dir, const std::string& model);
+
+// What a node serves: the file or directory `model` names inside `models_dir`, or nothing
+// when it does not exist or lies outside. `..` components, and absolute paths and symbolic
+// links leading out of the models dir are refused (the real path must lie under the real
+// models dir, compared component by component), and
+// the caller gives one answer for every refusal, so a client learns nothing about files outside.
+std::optional<std::string> model_path_inside(const std::string& models_dir, const std::string& model);
+
+// What --memory-limit defaults to: the memory available now, less a margin for the rest of
+// the machine (10% of the total, at least 512 MiB).
+uint64_t default_memory_limit();
 
 }  // namespace troupe

@@ -157,6 +157,11 @@ caf::error stage_error(const StageState& st, const std::string& what) {
   return caf::make_error(caf::sec::runtime_error, st.label() + ": " + what);
 }
 
+// A request refused as a whole (not a failure of the stage): its text goes back unchanged.
+struct SessionRefused : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Checks one hop's activation and queues it for the next forward pass.
 void enqueue(StageActor* self, const proto::Activation& in, caf::response_promise rp) {
   auto& st = self->state;
@@ -166,6 +171,18 @@ void enqueue(StageActor* self, const proto::Activation& in, caf::response_promis
   st.stats.bytes_in += in.bytes.size();
   at::Tensor input = from_wire(m.tensor);
   st.check_input(input, m.pos);
+  if (st.cfg.max_sessions > 0 && !st.caches.count(m.session_id)) {
+    // A new session: refused for this request only (worded so that the client does not take
+    // it for a failed stage to restart) when those held and those about to start fill the cap.
+    std::unordered_set<uint64_t> starting;
+    for (const auto& p : st.pending)
+      if (!st.caches.count(p.msg.session_id)) starting.insert(p.msg.session_id);
+    const size_t held = st.caches.size() + starting.size() - starting.count(m.session_id);
+    if (static_cast<int32_t>(held) >= st.cfg.max_sessions)
+      throw SessionRefused("node " + st.cfg.node + ": refusing session " + std::to_string(m.session_id) + ": " +
+                           std::to_string(held) + " sessions already held by its stage " + st.cfg.spec.describe() +
+                           ", the node's --max-sessions");
+  }
   st.pending.push_back(PendingStep{std::move(m), std::move(input), std::move(rp)});
   if (!st.flush_sent) {
     st.flush_sent = true;
@@ -284,6 +301,23 @@ proto::StageStats current_stats(StageState& st) {
   return stats;
 }
 
+// Whether the message being handled comes from the process of the client that owns this
+// stage (or from this node itself): orders that change a stage (its successor, its sessions,
+// fault injection) are taken from nobody else, so one client cannot disturb another's stages.
+bool from_owner(StageActor* self) {
+  const auto& owner = self->state.owner;
+  if (!owner) return true;  // an in-process stage, not reachable from the network
+  const auto& sender = self->current_sender();
+  return sender != nullptr && (sender->node() == owner.node() || sender->node() == self->node());
+}
+
+caf::error not_owner(StageActor* self, const char* what) {
+  const auto& sender = self->current_sender();
+  spdlog::warn("{}: refused {} from {}, not its owner's process", self->state.label(), what,
+               sender ? caf::to_string(sender->node()) : std::string("an anonymous sender"));
+  return stage_error(self->state, std::string("refused ") + what + ": only the client that deployed this stage may send it");
+}
+
 caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner) {
   self->state.cfg = std::move(cfg);
   self->state.owner = owner;
@@ -306,7 +340,8 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
                                                             self->state.cfg.model_path + ": " + e.what());
       }
     },
-    [self](proto::next_atom, caf::actor next) {
+    [self](proto::next_atom, caf::actor next) -> caf::result<caf::ok_atom> {
+      if (!from_owner(self)) return not_owner(self, "setnext");
       const bool first = !self->state.next;
       self->state.next = std::move(next);
       if (first) ping_next(self);  // measure the hop once now; the node's ticks do it again
@@ -321,17 +356,22 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
       auto rp = self->make_response_promise();
       try {
         enqueue(self, in, rp);
+      } catch (const SessionRefused& e) {
+        spdlog::warn("{}: {}", self->state.label(), e.what());
+        rp.deliver(caf::make_error(caf::sec::runtime_error, e.what()));
       } catch (const std::exception& e) {
         spdlog::error("{}: {}", self->state.label(), e.what());
         rp.deliver(stage_error(self->state, e.what()));
       }
     },
     [self](proto::flush_atom) { run_batch(self); },
-    [self](proto::end_session_atom, uint64_t session) {
+    [self](proto::end_session_atom, uint64_t session) -> caf::result<caf::ok_atom> {
+      if (!from_owner(self)) return not_owner(self, "endsession");
       self->state.caches.erase(session);
       return caf::ok_atom::value;
     },
-    [self](proto::fault_atom, uint64_t at_step) {
+    [self](proto::fault_atom, uint64_t at_step) -> caf::result<caf::ok_atom> {
+      if (!from_owner(self)) return not_owner(self, "fault");
       self->state.fault_at_step = static_cast<int64_t>(at_step);
       self->state.fault_stall_ms = 0;
       return caf::ok_atom::value;

@@ -29,6 +29,7 @@ struct StageConfig {
   int64_t max_positions = 0;  // per-session KV cache length; 0: the model's context
   bool with_sampler = false;  // spawn a sampler beside it and make it the successor
   int32_t max_batch = kDefaultMaxBatch;  // sessions per forward pass (1: one at a time)
+  int32_t max_sessions = 0;   // sessions held at once (the node's --max-sessions; 0: no cap)
   caf::actor progress;        // gets proto::LoadProgress while the weights load (may be invalid)
 };
 

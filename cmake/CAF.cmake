@@ -13,3 +13,11 @@ add_library(caf::io SHARED IMPORTED)
 set_target_properties(caf::io PROPERTIES
   IMPORTED_LOCATION "${CAF_IO_LIBRARY}"
   INTERFACE_LINK_LIBRARIES caf::core)
+
+# CAF's OpenSSL module (libcaf-openssl0.17): TLS under BASP, peers checked against a CA file.
+find_package(OpenSSL REQUIRED)
+find_library(CAF_OPENSSL_LIBRARY caf_openssl REQUIRED)
+add_library(caf::openssl SHARED IMPORTED)
+set_target_properties(caf::openssl PROPERTIES
+  IMPORTED_LOCATION "${CAF_OPENSSL_LIBRARY}"
+  INTERFACE_LINK_LIBRARIES "caf::io;OpenSSL::SSL;OpenSSL::Crypto")

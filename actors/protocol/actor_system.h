@@ -2,6 +2,7 @@
 // One CAF configuration for every troupe process (caf-node daemons and clients alike), so
 // that all of them speak the same protocol and agree on how nodes connect.
 #include <caf/fwd.hpp>
+#include <caf/io/middleman_actor.hpp>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -16,20 +17,24 @@ constexpr std::chrono::milliseconds kHeartbeatInterval{250};
 constexpr std::chrono::milliseconds kHeartbeatTimeout{1000};
 
 // Loads the middleman (CAF's network layer), registers the protocol's message types and sets:
-//  - middleman.enable-automatic-connections = true: when a node learns of an actor on a
-//    third node (stage 1 learns of stage 2 from the client that wired them), it connects to
-//    that node directly instead of routing every message through the client;
+//  - with a `cluster_key` (a file from create_cluster_key, see cluster_key.h): CAF's OpenSSL
+//    module, with that file as certificate, private key and only trusted CA, so that every
+//    connection this process opens or accepts is mutually authenticated TLS;
+//  - middleman.enable-automatic-connections = false: CAF's automatic connections open an
+//    extra plain-TCP port on every interface in every process (clients included) and connect
+//    to it without TLS. troupe connects nodes itself instead (peer_atom, see deploy), so no
+//    process listens anywhere but where a daemon publishes its node;
 //  - scheduler.max-threads = `scheduler_threads`: compute runs in detached stage actors with
 //    their own threads, so the shared scheduler only moves messages;
 //  - middleman.heartbeat-interval = kHeartbeatInterval.
-void configure_actor_system(caf::actor_system_config& cfg, int scheduler_threads = 2);
+void configure_actor_system(caf::actor_system_config& cfg, int scheduler_threads = 2,
+                            const std::string& cluster_key = "");
 
-// For a daemon that published its node actor on `listen`:`port`: tells peers that connect to
-// it directly (automatic connections) to use exactly that address and port, and closes the
-// extra port CAF opens on every interface for that purpose. Without this, a daemon started
-// with --listen 127.0.0.1 would still accept connections on all interfaces, and peers
-// would reach it through whatever interface addresses it has. With "0.0.0.0" (or "::"),
-// peers are told the machine's non-loopback addresses.
-void advertise_direct_route(caf::actor_system& sys, const std::string& listen, uint16_t port);
+// Whether `sys` runs its links over TLS (configured with a cluster key).
+bool uses_tls(caf::actor_system& sys);
+
+// The actor that opens and publishes connections for `sys`: CAF's OpenSSL one when the system
+// has a cluster key, else the plain middleman's. Every connect and publish goes through it.
+caf::io::middleman_actor connection_manager(caf::actor_system& sys);
 
 }  // namespace troupe

@@ -95,7 +95,7 @@ using hop_pong_atom = caf::atom_constant<caf::atom("hoppong")>;  // next stage -
 // -- node: spawning a stage -----------------------------------------------------------------
 
 struct SpawnStage {
-  std::string model;         // relative to the node's --models dir (or absolute)
+  std::string model;         // relative to the node's --models dir (nothing outside it is served)
   StageSpec spec;
   uint8_t wire_dtype = static_cast<uint8_t>(WireDType::f32);  // for the activations this stage sends
   int32_t threads = 0;       // 0: the node's default

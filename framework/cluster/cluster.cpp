@@ -10,7 +10,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
+
+#include "actors/protocol/actor_system.h"
+#include "actors/protocol/cluster_key.h"
 
 namespace troupe {
 
@@ -82,8 +87,48 @@ void probe_tcp(const Endpoint& ep, std::chrono::milliseconds timeout) {
   throw NodeUnreachable("cannot reach node " + ep.str() + ": " + reason);
 }
 
+namespace {
+
+// A connection CAF could not complete, said in terms of the cluster key: with a key, what a
+// TLS handshake of our own tells (a node with another key, or one without TLS); without one,
+// that the node may want a key.
+std::string explain_refusal(caf::actor_system& sys, const Endpoint& ep, const std::string& failure) {
+  if (!uses_tls(sys))
+    return failure + " (if the node runs with --cluster-key, give this client the same key file: --cluster-key FILE or $" +
+           kClusterKeyEnv + ")";
+  const std::string tls = tls_handshake_failure(ep.host, ep.port, sys.config().openssl_cafile, std::chrono::seconds(3));
+  return tls.empty() ? failure : tls;
+}
+
+}  // namespace
+
+// The node actors this process has reached, by actor system and endpoint. CAF's plain
+// middleman reuses a connection when asked to connect to the same host:port again; its OpenSSL
+// one (0.17.6) opens a second TLS connection to the same node, and the BASP broker then drops
+// the first one (every stage of a pipeline on it goes down). So a process connects to a node
+// once and reuses the actor while it answers.
+static std::mutex reached_mutex;
+static std::map<std::pair<std::string, std::string>, caf::actor> reached;  // (this node id, endpoint)
+
 ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
+  const auto key = std::make_pair(caf::to_string(sys.node()), ep.str());
+  caf::actor known;
+  {
+    std::lock_guard<std::mutex> lock(reached_mutex);
+    if (auto it = reached.find(key); it != reached.end()) known = it->second;
+  }
+  if (known) {
+    ConnectedNode node{known, {}};
+    bool answered = false;
+    caf::scoped_actor self{sys};
+    // Half the time at most: a connection that went bad leaves the other half to reconnect.
+    self->request(known, timeout / 2, proto::info_atom::value)
+      .receive([&](proto::NodeInfo& info) { node.info = std::move(info), answered = true; }, [](caf::error&) {});
+    if (answered) return node;
+    std::lock_guard<std::mutex> lock(reached_mutex);
+    reached.erase(key);  // gone (or restarted): connect anew
+  }
   probe_tcp(ep, timeout);
   auto left = [&] {
     return std::max(std::chrono::milliseconds(1),
@@ -93,7 +138,7 @@ ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chro
   std::string failure;
   caf::scoped_actor self{sys};
   // The middleman's own connect, but awaited for a bounded time (remote_actor waits forever).
-  self->request(sys.middleman().actor_handle(), left(), caf::connect_atom::value, ep.host, ep.port)
+  self->request(connection_manager(sys), left(), caf::connect_atom::value, ep.host, ep.port)
     .receive(
       [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
         if (ptr == nullptr)
@@ -105,7 +150,7 @@ ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chro
         failure = err == caf::sec::request_timeout ? "no handshake within " + std::to_string(timeout.count()) + " ms"
                                                    : proto::error_text(err);
       });
-  if (!failure.empty()) throw NodeUnreachable("cannot connect to node " + ep.str() + ": " + failure);
+  if (!failure.empty()) throw NodeUnreachable("cannot connect to node " + ep.str() + ": " + explain_refusal(sys, ep, failure));
   auto answer_failure = [&](caf::error& err) {
     failure = err == caf::sec::request_timeout ? "no answer within " + std::to_string(timeout.count()) + " ms"
                                                : proto::error_text(err);
@@ -122,6 +167,10 @@ ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chro
   self->request(node.actor, left(), proto::info_atom::value)
     .receive([&](proto::NodeInfo& info) { node.info = std::move(info); }, answer_failure);
   if (!failure.empty()) throw NodeUnreachable("node " + ep.str() + " does not answer: " + failure);
+  if (uses_tls(sys)) {
+    std::lock_guard<std::mutex> lock(reached_mutex);
+    reached[key] = node.actor;
+  }
   return node;
 }
 

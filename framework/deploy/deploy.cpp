@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <future>
 #include <map>
+#include <optional>
+#include <set>
 
 #include "actors/client_actor.h"
 #include "actors/node_actor.h"
@@ -93,7 +96,9 @@ struct Pipeline::Impl {
   std::vector<DeployedStage> current_stages() const { return supervisor ? supervisor->stages() : stages; }
 
   void end_session(uint64_t session) const {
-    for (const auto& s : current_stages()) caf::anon_send(s.actor, proto::end_session_atom::value, session);
+    // Sent from this process (not anonymously): a stage takes such orders only from its owner's process.
+    caf::scoped_actor self{*sys};
+    for (const auto& s : current_stages()) self->send(s.actor, proto::end_session_atom::value, session);
   }
 };
 
@@ -298,9 +303,7 @@ std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::
     progress = self->spawn([cb = options.on_load_progress]() -> caf::behavior {
       return {[cb](const proto::LoadProgress& p) { cb(p.node, p.describe, p.bytes_done, p.bytes_total); }};
     });
-  using Handle = decltype(self->request(caf::actor{}, options.spawn_timeout, proto::spawn_atom::value,
-                                        proto::SpawnStage{}));
-  std::vector<Handle> pending;
+  std::vector<proto::SpawnStage> requests;
   for (size_t i = 0; i < desc.stages.size(); ++i) {
     const dsl::StageDesc& s = desc.stages[i];
     proto::SpawnStage req;
@@ -317,23 +320,60 @@ std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::
     req.max_batch = options.max_batch;
     req.progress = progress;
     I.spawns.push_back(req);
-    pending.push_back(self->request(nodes.at(s.endpoint), options.spawn_timeout, proto::spawn_atom::value, req));
+    requests.push_back(req);
   }
+  // The requests go out from a helper that also monitors the nodes: a node that dies while
+  // loading (its connection drops) fails its stages at once, instead of after spawn_timeout
+  // (CAF does not answer a request whose remote receiver's node is lost).
+  struct Outcome {
+    std::vector<std::optional<proto::StageReady>> ready;
+    std::vector<std::string> errors;
+    size_t left = 0;
+    std::promise<void> done;
+  };
+  auto outcome = std::make_shared<Outcome>();
+  outcome->ready.resize(requests.size());
+  outcome->errors.resize(requests.size());
+  outcome->left = requests.size();
+  std::vector<caf::actor> stage_nodes;
+  for (const auto& s : desc.stages) stage_nodes.push_back(nodes.at(s.endpoint));
+  const auto timeout = options.spawn_timeout;
+  auto settle = [outcome](size_t i, std::optional<proto::StageReady> r, std::string error) {
+    if (outcome->ready[i] || !outcome->errors[i].empty()) return;  // settled already (down, then answer)
+    outcome->ready[i] = std::move(r);
+    outcome->errors[i] = std::move(error);
+    if (--outcome->left == 0) outcome->done.set_value();
+  };
+  auto requester = self->spawn([=](caf::event_based_actor* helper) -> caf::behavior {
+    helper->set_down_handler([=](caf::down_msg& dm) {
+      for (size_t i = 0; i < stage_nodes.size(); ++i)
+        if (stage_nodes[i].address() == dm.source)
+          settle(i, std::nullopt, "its node went down while loading (" + proto::error_text(dm.reason) + ")");
+    });
+    std::set<caf::actor> watched;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      if (watched.insert(stage_nodes[i]).second) helper->monitor(stage_nodes[i]);
+      helper->request(stage_nodes[i], timeout, proto::spawn_atom::value, requests[i])
+        .then([=](proto::StageReady& r) { settle(i, std::move(r), ""); },
+              [=](caf::error& e) { settle(i, std::nullopt, timeout_or_text(e, "not loaded", timeout)); });
+    }
+    return {[](caf::ok_atom) {}};
+  });
+  outcome->done.get_future().wait();
+  self->send_exit(requester, caf::exit_reason::user_shutdown);
   std::string failures;
   std::vector<proto::StageReady> ready(desc.stages.size());
-  for (size_t i = 0; i < pending.size(); ++i) {
+  for (size_t i = 0; i < requests.size(); ++i) {
     const std::string& ep = desc.stages[i].endpoint;
-    pending[i].receive(
-      [&](proto::StageReady& r) {
-        ready[i] = std::move(r);
-        // Kept even if another stage fails, so that ~Impl stops it.
-        I.stages.push_back(DeployedStage{ep, ready[i].describe, ready[i].stage, ready[i].weight_bytes,
-                                         ready[i].load_ms, ready[i].threads});
-      },
-      [&](caf::error& e) {
-        add_failure(failures, "stage " + std::to_string(i) + (ep.empty() ? " in this process" : " on " + ep) + ": " +
-                                timeout_or_text(e, "not loaded", options.spawn_timeout));
-      });
+    if (outcome->ready[i]) {
+      ready[i] = std::move(*outcome->ready[i]);
+      // Kept even if another stage fails, so that ~Impl stops it.
+      I.stages.push_back(DeployedStage{ep, ready[i].describe, ready[i].stage, ready[i].weight_bytes, ready[i].load_ms,
+                                       ready[i].threads});
+    } else {
+      add_failure(failures, "stage " + std::to_string(i) + (ep.empty() ? " in this process" : " on " + ep) + ": " +
+                              outcome->errors[i]);
+    }
   }
   if (progress) self->send_exit(progress, caf::exit_reason::user_shutdown);
   if (!failures.empty()) throw DeployError(failures);

@@ -1,12 +1,15 @@
 // caf-node: the daemon each laptop of the cluster runs. Publishes a node actor on a TCP
 // port; clients connect, ask what the machine has and have it load pipeline stages.
 //
-//   caf-node --port 7000 --listen 0.0.0.0 --models ~/models --threads 4
+//   caf-node --port 7000 --listen 0.0.0.0 --models ~/models --threads 4 --cluster-key ~/cluster.pem
 //
+// With a cluster key (troupe keys init) every link is mutually authenticated TLS; without
+// one the daemon listens only on loopback, unless --insecure says otherwise.
 // Stops cleanly (its stages first) on SIGINT/SIGTERM.
 #include <ATen/Parallel.h>
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/publish.hpp>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -25,6 +28,7 @@
 
 #include "actors/node_actor.h"
 #include "actors/protocol/actor_system.h"
+#include "actors/protocol/cluster_key.h"
 #include "models/runtime/byte_size.h"
 #include "models/machine/compute_speed.h"
 #include "models/machine/memory_bandwidth.h"
@@ -83,7 +87,22 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   std::string memory_limit;
   app.add_option("--memory-limit", memory_limit,
-                 "memory troupe may use on this machine, e.g. 6G; stages that would exceed it are refused");
+                 "memory troupe may use on this machine, e.g. 6G; stages that would exceed it are refused "
+                 "(default: the memory available when the daemon starts, less 10% of the total, at least 512M)");
+  std::string cluster_key;
+  bool insecure = false;
+  app.add_option("--cluster-key", cluster_key,
+                 "cluster key file (troupe keys init): only processes holding the same file may connect, over TLS "
+                 "(default: $TROUPE_CLUSTER_KEY, else ~/.config/troupe/cluster.pem if it exists)");
+  app.add_flag("--insecure", insecure,
+               "allow listening beyond loopback without a cluster key: anyone who can reach the port can then use "
+               "this node, read and change what it computes, and see prompts and activations in clear text");
+  int max_stages = 16;
+  int max_sessions = 256;
+  app.add_option("--max-stages", max_stages, "stages this node hosts at once, for all clients together")
+    ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--max-sessions", max_sessions, "sessions each stage on this node holds at once")
+    ->capture_default_str()->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   std::error_code ec;
   models_dir = std::filesystem::absolute(models_dir, ec).lexically_normal().string();
@@ -103,8 +122,31 @@ int main(int argc, char** argv) {
 
   at::set_num_threads(threads);
 
+  cluster_key = troupe::find_cluster_key(cluster_key);
+  if (!cluster_key.empty()) {
+    try {
+      const troupe::ClusterKeyInfo key = troupe::check_cluster_key(cluster_key);
+      spdlog::info("cluster key {} ({}, SHA-256 {}): links are mutually authenticated TLS", cluster_key, key.subject,
+                   key.fingerprint);
+    } catch (const std::exception& e) {
+      spdlog::error("{}", e.what());
+      return 2;
+    }
+  } else if (!troupe::is_loopback_address(listen)) {
+    if (!insecure) {
+      spdlog::error("refusing to listen on {} without a cluster key: anyone who can reach it could use this node. "
+                    "Make a key once with `troupe keys init`, copy it to every laptop and pass --cluster-key FILE "
+                    "(or pass --insecure to accept that risk on a network you trust)",
+                    listen);
+      return 2;
+    }
+    spdlog::warn("--insecure: listening on {} without a cluster key; anyone who can reach this port can use this "
+                 "node, and prompts and activations cross the network in clear text",
+                 listen);
+  }
+
   caf::actor_system_config cfg;
-  troupe::configure_actor_system(cfg);
+  troupe::configure_actor_system(cfg, 2, cluster_key);
   caf::actor_system sys{cfg};
 
   if (port == 0) port = free_port(listen);
@@ -119,8 +161,10 @@ int main(int argc, char** argv) {
   node_cfg.name = host + ":" + std::to_string(port);
   node_cfg.models_dir = models_dir;
   node_cfg.threads = threads;
+  node_cfg.max_stages = max_stages;
+  node_cfg.max_sessions = max_sessions;
   try {
-    node_cfg.memory_limit = memory_limit.empty() ? 0 : troupe::parse_size(memory_limit);
+    node_cfg.memory_limit = memory_limit.empty() ? troupe::default_memory_limit() : troupe::parse_size(memory_limit);
   } catch (const std::exception& e) {
     spdlog::error("--memory-limit: {}", e.what());
     return 2;
@@ -129,17 +173,19 @@ int main(int argc, char** argv) {
   node_cfg.gflops = troupe::measure_matmul_gflops(threads);
   node_cfg.mem_gbps = troupe::measure_memory_bandwidth(threads, size_t(64) << 20).read_bytes_per_s / 1e9;
   auto node = troupe::spawn_node_actor(sys, node_cfg);
-  auto bound = sys.middleman().publish(node, static_cast<uint16_t>(port), listen.c_str(), /*reuse_addr=*/true);
+  auto bound = cluster_key.empty()
+                 ? sys.middleman().publish(node, static_cast<uint16_t>(port), listen.c_str(), /*reuse_addr=*/true)
+                 : caf::openssl::publish(node, static_cast<uint16_t>(port), listen.c_str(), /*reuse=*/true);
   if (!bound) {
     spdlog::error("cannot listen on {}:{}: {}", listen, port, sys.render(bound.error()));
     caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
     return 1;
   }
-  troupe::advertise_direct_route(sys, listen, static_cast<uint16_t>(*bound));
   if (!std::filesystem::is_directory(models_dir, ec)) spdlog::warn("models dir '{}' does not exist", models_dir);
-  spdlog::info("node {} listening (models dir '{}', {} threads per stage, {:.0f} GFLOP/s, {:.1f} GB/s{})", node_cfg.name,
-               models_dir, threads, node_cfg.gflops, node_cfg.mem_gbps,
-               node_cfg.memory_limit ? ", memory limit " + troupe::format_size(node_cfg.memory_limit) : std::string());
+  spdlog::info("node {} listening{} (models dir '{}', {} threads per stage, {:.0f} GFLOP/s, {:.1f} GB/s, memory limit {}, "
+               "at most {} stages of {} sessions)",
+               node_cfg.name, cluster_key.empty() ? " without TLS" : " with TLS", models_dir, threads, node_cfg.gflops,
+               node_cfg.mem_gbps, troupe::format_size(node_cfg.memory_limit), max_stages, max_sessions);
   if (!port_file.empty()) {
     const std::string tmp = port_file + ".tmp";
     std::ofstream(tmp) << *bound << "\n";
@@ -149,7 +195,8 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("node {}: {} received, stopping", node_cfg.name, strsignal(sig));
-  sys.middleman().unpublish(node, *bound);
+  caf::anon_send(troupe::connection_manager(sys), caf::unpublish_atom::value, node.address(),
+                 static_cast<uint16_t>(*bound));
   caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
   // ~actor_system waits for the node and its stages to finish. It also waits for every
   // detached stage to be destroyed, which a reference CAF keeps can delay for ever (seen when

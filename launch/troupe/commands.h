@@ -5,6 +5,7 @@
 
 namespace troupe::cli {
 
+void add_keys_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_perplexity_command(CLI::App& app);

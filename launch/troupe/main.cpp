@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "launch/troupe/commands.h"
+#include "launch/troupe/node_options.h"
 
 int main(int argc, char** argv) {
   // Logs go to stderr so that stdout carries only the generated text or the requested output.
@@ -14,6 +15,11 @@ int main(int argc, char** argv) {
   CLI::App app{"troupe: run a language model split across several machines"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "show help for every command");
+  app.add_option("--cluster-key", troupe::cli::cluster_key_flag(),
+                 "cluster key file for TLS to the nodes (default: $TROUPE_CLUSTER_KEY, else "
+                 "~/.config/troupe/cluster.pem if it exists)");
+  app.fallthrough();  // so that it may also follow the command: troupe generate ... --cluster-key FILE
+  troupe::cli::add_keys_command(app);
   troupe::cli::add_generate_command(app);
   troupe::cli::add_tokenize_command(app);
   troupe::cli::add_perplexity_command(app);

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/protocol/actor_system.h"
+#include "actors/protocol/cluster_key.h"
 #include "models/runtime/byte_size.h"
 #include "framework/deploy/deploy_planning.h"
 #include "framework/deploy/pipeline_plan.h"
@@ -25,8 +26,18 @@ void NodeOptions::add_to(CLI::App* cmd) {
     ->check(CLI::Range(0.0, 3600.0));
 }
 
+std::string& cluster_key_flag() {
+  static std::string flag;
+  return flag;
+}
+
 ClientActorSystem::ClientActorSystem() {
-  configure_actor_system(cfg_);
+  const std::string key = find_cluster_key(cluster_key_flag());
+  if (!key.empty()) {
+    const ClusterKeyInfo info = check_cluster_key(key);
+    spdlog::debug("cluster key {} ({}): TLS to every node", key, info.subject);
+  }
+  configure_actor_system(cfg_, 2, key);
   sys_ = std::make_unique<caf::actor_system>(cfg_);
 }
 

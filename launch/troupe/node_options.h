@@ -23,7 +23,13 @@ struct NodeOptions {
   bool used() const { return !nodes.empty(); }
 };
 
-// A CAF actor system configured as every troupe process is (framework/actor_system.h).
+// The --cluster-key given to the troupe command (any subcommand), "" when none.
+std::string& cluster_key_flag();
+
+// A CAF actor system configured as every troupe process is (actors/protocol/actor_system.h),
+// with the cluster key of --cluster-key, $TROUPE_CLUSTER_KEY or the default path (TLS on
+// every link), or none (plain links, for nodes that run without a key). Throws when the key
+// file is unusable.
 class ClientActorSystem {
  public:
   ClientActorSystem();
