@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "models/format/config_checks.h"
 #include "models/format/fingerprint.h"
 #include "models/format/hf_tokenizer_files.h"
 #include "models/format/safetensors_file.h"
@@ -88,12 +89,37 @@ const std::map<std::string, HfName>& gpt2_global_names() {
 
 int64_t int_field(const json& cfg, const std::string& path, const char* key, int64_t fallback = -1) {
   if (cfg.contains(key) && cfg[key].is_number_integer()) return cfg[key].get<int64_t>();
+  if (cfg.contains(key) && !cfg[key].is_null())
+    throw CheckpointError(path + ": '" + key + "' is " + cfg[key].dump() + ", expected an integer");
   if (fallback >= 0) return fallback;
   throw CheckpointError(path + ": config.json lacks integer '" + key + "'");
 }
 
+// config.json's name for each field, for error messages.
+ConfigKeys config_keys(Architecture arch) {
+  if (arch == Architecture::llama)
+    return {"hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+            "vocab_size", "max_position_embeddings", "rms_norm_eps", "rope_theta"};
+  return {"n_embd", "n_layer", "n_head", "n_head", "n_inner", "vocab_size", "n_positions", "layer_norm_epsilon", "-"};
+}
+
+double number_field(const json& cfg, const std::string& path, const char* key, double fallback) {
+  if (!cfg.contains(key) || cfg[key].is_null()) return fallback;
+  if (!cfg[key].is_number()) throw CheckpointError(path + ": '" + key + "' is " + cfg[key].dump() + ", expected a number");
+  return cfg[key].get<double>();
+}
+
+bool bool_field(const json& cfg, const std::string& path, const char* key, bool fallback) {
+  if (!cfg.contains(key) || cfg[key].is_null()) return fallback;
+  if (!cfg[key].is_boolean()) throw CheckpointError(path + ": '" + key + "' is " + cfg[key].dump() + ", expected true or false");
+  return cfg[key].get<bool>();
+}
+
 ModelConfig read_hf_config(const std::string& path) {
   const json cfg = read_json(path);
+  if (!cfg.is_object()) throw CheckpointError(path + ": expected a JSON object");
+  if (cfg.contains("model_type") && !cfg["model_type"].is_string())
+    throw CheckpointError(path + ": 'model_type' is " + cfg["model_type"].dump() + ", expected a string");
   const std::string type = cfg.value("model_type", "");
   ModelConfig c;
   try {
@@ -110,9 +136,9 @@ ModelConfig read_hf_config(const std::string& path) {
     c.n_ff = int_field(cfg, path, "intermediate_size");
     c.n_vocab = int_field(cfg, path, "vocab_size");
     c.n_ctx = int_field(cfg, path, "max_position_embeddings", 2048);
-    c.norm_eps = cfg.value("rms_norm_eps", 1e-6);
-    c.rope_theta = cfg.value("rope_theta", 10000.0);
-    c.tied_head = cfg.value("tie_word_embeddings", false);
+    c.norm_eps = number_field(cfg, path, "rms_norm_eps", 1e-6);
+    c.rope_theta = number_field(cfg, path, "rope_theta", 10000.0);
+    c.tied_head = bool_field(cfg, path, "tie_word_embeddings", false);
     if (cfg.contains("rope_scaling") && !cfg["rope_scaling"].is_null())
       throw CheckpointError(path + ": rope_scaling is not supported");
   } else {
@@ -123,12 +149,17 @@ ModelConfig read_hf_config(const std::string& path) {
     c.n_ff = int_field(cfg, path, "n_inner", 4 * c.n_embd);
     c.n_vocab = int_field(cfg, path, "vocab_size");
     c.n_ctx = int_field(cfg, path, "n_positions", int_field(cfg, path, "n_ctx", 1024));
-    c.norm_eps = cfg.value("layer_norm_epsilon", 1e-5);
+    c.norm_eps = number_field(cfg, path, "layer_norm_epsilon", 1e-5);
     c.tied_head = true;
   }
-  if (c.n_embd <= 0 || c.n_head <= 0 || c.n_embd % c.n_head != 0 || c.n_head_kv <= 0 || c.n_head % c.n_head_kv != 0)
-    throw CheckpointError(path + ": inconsistent model shape");
+  check_model_config(c, path, config_keys(c.arch));
   return c;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
 // GGUF keeps each head's rotary rows as interleaved pairs (x0,y0,x1,y1,...); Hugging
@@ -169,6 +200,10 @@ class HfCheckpoint : public Checkpoint {
     if (config_.arch == Architecture::gpt2 && !find_hf("wte.weight") && find_hf("transformer.wte.weight"))
       prefix_ = "transformer.";
     if (config_.arch == Architecture::llama && !config_.tied_head && !find_hf("lm_head.weight")) config_.tied_head = true;
+    HfName embd;
+    if (resolve("token_embd.weight", &embd))
+      if (const SafetensorsEntry* e = find_hf(embd.hf_suffix); e && !e->shape.empty())
+        check_embedding_rows(config_, e->shape[0], dir_ + "/config.json", config_keys(config_.arch), embd.hf_suffix);
   }
 
   const std::string& path() const override { return dir_; }
@@ -211,6 +246,10 @@ class HfCheckpoint : public Checkpoint {
     v.nbytes = e->nbytes;
     if (hf.layout == Layout::rotary_halves) {
       const bool is_k = name.find("attn_k") != std::string::npos;
+      const int64_t heads = is_k ? config_.n_head_kv : config_.n_head;
+      if (e->shape.size() != 2 || e->shape[0] != heads * config_.head_dim())
+        throw CheckpointError(dir_ + ": tensor '" + hf.hf_suffix + "' has shape " + shape_text(e->shape) + ", expected [" +
+                              std::to_string(heads * config_.head_dim()) + ", " + std::to_string(config_.n_embd) + "]");
       auto bytes = rotary_halves_to_pairs(*e, is_k ? config_.n_head_kv : config_.n_head);
       v.data = bytes->data();
       v.owner = bytes;
