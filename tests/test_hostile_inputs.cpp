@@ -202,6 +202,17 @@ TEST(HostileGguf, NonFiniteOrAbsurdHyperparametersNameTheKey) {
   }
 }
 
+TEST(HostileGguf, TokenTypesOutsideTheirRangeAreRefused) {
+  // Found by fuzz_gguf: converting 1e30 to an integer type is undefined behaviour.
+  test::TempDir dir;
+  TinyGguf g;
+  g.w.set_string("tokenizer.ggml.model", "llama");
+  g.w.set_strings("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>"});
+  g.w.set_f32s("tokenizer.ggml.token_type", {1.0f, 1e30f, 3.0f});
+  g.add_tensors();
+  expect_checkpoint_error(g.write(dir, "types.gguf"), {"tokenizer.ggml.token_type[1]", "expected a token type from 0 to 6"});
+}
+
 // A Hugging Face directory copied from stories260K, with one file replaced.
 struct HfDir {
   test::TempDir dir;

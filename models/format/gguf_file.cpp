@@ -63,6 +63,14 @@ uint64_t min_encoded_bytes(GgufType t) {
   }
 }
 
+// A float's integer part, clamped to int64 (NaN -> 0): converting an out-of-range float is undefined.
+int64_t saturating_int(double v) {
+  if (!(v == v)) return 0;
+  if (v >= 9.2e18) return INT64_MAX;
+  if (v <= -9.2e18) return INT64_MIN;
+  return static_cast<int64_t>(v);
+}
+
 double read_scalar(Cursor& c, GgufType t, int64_t* integer) {
   switch (t) {
     case GgufType::u8: return double(*integer = c.read<uint8_t>());
@@ -73,8 +81,8 @@ double read_scalar(Cursor& c, GgufType t, int64_t* integer) {
     case GgufType::i32: return double(*integer = c.read<int32_t>());
     case GgufType::u64: { auto v = c.read<uint64_t>(); *integer = static_cast<int64_t>(v); return double(v); }
     case GgufType::i64: return double(*integer = c.read<int64_t>());
-    case GgufType::f32: { auto v = c.read<float>(); *integer = static_cast<int64_t>(v); return v; }
-    case GgufType::f64: { auto v = c.read<double>(); *integer = static_cast<int64_t>(v); return v; }
+    case GgufType::f32: { const double v = c.read<float>(); *integer = saturating_int(v); return v; }
+    case GgufType::f64: { const double v = c.read<double>(); *integer = saturating_int(v); return v; }
     case GgufType::boolean: return double(*integer = c.read<uint8_t>() != 0);
     default: c.fail("value type " + std::to_string(static_cast<uint32_t>(t)) + " is not a scalar");
   }
@@ -122,10 +130,11 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_shared<MappedFile>
   const auto n_tensors = c.read<uint64_t>();
   const auto n_kv = c.read<uint64_t>();
   // A metadata entry takes at least 8 + 4 + 1 bytes and a tensor entry 8 + 4 + 8 + 4 + 8.
-  if (n_tensors > kMaxArrayElems || n_kv > kMaxArrayElems || n_kv > c.remaining() / 13 ||
-      n_tensors > c.remaining() / 32)
-    c.fail("implausible counts: " + std::to_string(n_tensors) + " tensors and " + std::to_string(n_kv) +
-           " metadata entries in a file of " + std::to_string(file_->size()) + " bytes");
+  if (n_tensors > kMaxArrayElems || n_kv > kMaxArrayElems) c.fail("implausible tensor/metadata counts");
+  if (n_kv > c.remaining() / 13 || n_tensors > c.remaining() / 32)
+    throw CheckpointError(path + ": truncated GGUF: the header lists " + std::to_string(n_tensors) + " tensors and " +
+                          std::to_string(n_kv) + " metadata entries, more than the file's " +
+                          std::to_string(file_->size()) + " bytes can hold");
 
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key = c.read_string();
