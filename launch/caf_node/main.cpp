@@ -23,6 +23,7 @@
 #include <fstream>
 #include <thread>
 
+#include "launch/troupe/cli_checks.h"
 #include "actors/node_actor.h"
 #include "actors/protocol/actor_system.h"
 #include "models/runtime/byte_size.h"
@@ -75,15 +76,16 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string port_file;
   std::string log_level = "info";
-  app.add_option("--port", port, "TCP port to listen on (0: any free port)")->required()->check(CLI::Range(0, 65535));
+  app.add_option("--port", port, "TCP port to listen on (0: any free port)")->required()->check(troupe::cli::between(0, 65535));
   app.add_option("--listen", listen, "address to listen on (0.0.0.0 for every interface)")->capture_default_str();
   app.add_option("--models", models_dir, "directory that model paths are relative to")->capture_default_str();
-  app.add_option("--threads", threads, "LibTorch threads per stage")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "LibTorch threads per stage")->capture_default_str()->check(troupe::cli::positive());
   app.add_option("--port-file", port_file, "write the port actually bound to this file once listening");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   std::string memory_limit;
   app.add_option("--memory-limit", memory_limit,
                  "memory troupe may use on this machine, e.g. 6G; stages that would exceed it are refused");
+  app.set_version_flag("--version", troupe::cli::version_text("caf-node"));
   CLI11_PARSE(app, argc, argv);
   std::error_code ec;
   models_dir = std::filesystem::absolute(models_dir, ec).lexically_normal().string();
@@ -131,7 +133,10 @@ int main(int argc, char** argv) {
   auto node = troupe::spawn_node_actor(sys, node_cfg);
   auto bound = sys.middleman().publish(node, static_cast<uint16_t>(port), listen.c_str(), /*reuse_addr=*/true);
   if (!bound) {
-    spdlog::error("cannot listen on {}:{}: {}", listen, port, sys.render(bound.error()));
+    spdlog::error("cannot listen on {}:{}: the port is taken by another program (another caf-node?) or the address "
+                  "is not this machine's; choose another with --port (0: any free port)",
+                  listen, port);
+    spdlog::debug("CAF said: {}", sys.render(bound.error()));
     caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
     return 1;
   }
