@@ -16,6 +16,7 @@ namespace troupe::cli {
 struct NodeOptions {
   std::string nodes, layers, wire = "f32";
   int32_t max_batch = 0;  // sessions per forward pass in each stage; 0: the stage default
+  int64_t ctx = 0;        // --ctx: positions per session; 0: the model's (no longer over nodes)
 
   void add_to(CLI::App* cmd);
   bool used() const { return !nodes.empty(); }
@@ -31,6 +32,10 @@ class ClientActorSystem {
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
 };
+
+// `--ctx N` for a model run in this process: the checkpoint seen with N positions; longer
+// than the model declares only with a warning (rotary models) or not at all (GPT-2).
+std::shared_ptr<const Checkpoint> apply_context(std::shared_ptr<const Checkpoint> ckpt, int64_t ctx);
 
 // Deploys `model` (a path the nodes resolve, and readable here for the tokenizer and
 // shape) on the nodes; logs the loading progress and where each stage went.

@@ -1,10 +1,11 @@
 #include "models/convert/synthetic_model.h"
-#include "models/runtime/splitmix.h"
 
 #include <ATen/Parallel.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cmath>
+#include <memory>
 #include <cstring>
 #include <stdexcept>
 
@@ -12,6 +13,7 @@
 #include "models/format/gguf_writer.h"
 #include "models/format/model_metadata.h"
 #include "models/quant/quant_formats.h"
+#include "models/runtime/splitmix.h"
 
 namespace troupe {
 
@@ -103,11 +105,25 @@ uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
   }
   w.set_u32("general.file_type", static_cast<uint32_t>(o.type));
 
+  // Every tensor's fill counts its bytes towards on_progress.
+  uint64_t total_bytes = 0;
+  auto done_bytes = std::make_shared<std::atomic<uint64_t>>(0);
+  auto add_tensor = [&](const std::string& name, DType type, std::vector<int64_t> shape,
+                        std::function<void(uint8_t*, size_t)> fill) {
+    int64_t rows = 1;  // the last dimension is the row
+    for (size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
+    total_bytes += dtype_row_bytes(type, shape.back()) * static_cast<uint64_t>(rows);
+    w.add_tensor(name, type, shape, [fill, done_bytes, &total_bytes, &o](uint8_t* out, size_t nbytes) {
+      fill(out, nbytes);
+      const uint64_t done = *done_bytes += nbytes;
+      if (o.on_progress) o.on_progress(done, total_bytes);
+    });
+  };
   // A matrix [rows, cols] of the requested type, generated and converted row by row.
   auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, DType type, float stddev) {
     const uint64_t seed = splitmix64(o.seed ^ hash_name(name));
     const size_t row_bytes = dtype_row_bytes(type, cols);
-    w.add_tensor(name, type, {rows, cols}, [=](uint8_t* out, size_t) {
+    add_tensor(name, type, {rows, cols}, [=](uint8_t* out, size_t) {
       at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
         std::vector<float> row(static_cast<size_t>(cols));
         for (int64_t r = begin; r < end; ++r) {
@@ -118,12 +134,12 @@ uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
     });
   };
   auto ones = [&](const std::string& name, int64_t n) {
-    w.add_tensor(name, DType::F32, {n}, [](uint8_t* out, size_t nbytes) {
+    add_tensor(name, DType::F32, {n}, [](uint8_t* out, size_t nbytes) {
       const float one = 1.0f;
       for (size_t i = 0; i < nbytes; i += 4) std::memcpy(out + i, &one, 4);
     });
   };
-  auto zeros = [&](const std::string& name, int64_t n) { w.add_tensor(name, DType::F32, {n}, [](uint8_t*, size_t) {}); };
+  auto zeros = [&](const std::string& name, int64_t n) { add_tensor(name, DType::F32, {n}, [](uint8_t*, size_t) {}); };
 
   const int64_t d = c.n_embd, kv = c.n_head_kv * c.head_dim();
   const float std_in = 1.0f / std::sqrt(static_cast<float>(d)), std_ff = 1.0f / std::sqrt(static_cast<float>(c.n_ff));
