@@ -62,20 +62,32 @@ class Terminal {
     buffer_.erase(0, end);
     return out;
   }
+  // At least `n` more bytes of output (waits up to `seconds`).
+  std::string read_bytes(size_t n, int seconds = 120) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (buffer_.size() < n) {
+      if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("no output after: " + buffer_);
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      char chunk[4096];
+      const ssize_t got = read(fd_, chunk, sizeof(chunk));
+      if (got <= 0) throw std::runtime_error("the program closed the terminal; output: " + buffer_);
+      buffer_.append(chunk, static_cast<size_t>(got));
+    }
+    std::string out = buffer_;
+    buffer_.clear();
+    return out;
+  }
   // The exit status once the program has exited (waits up to `seconds`), -1 if it has not.
-  int wait_exit(int seconds = 20) {
-    for (int i = 0; i < seconds * 10; ++i) {
+  int wait_exit(int seconds = 60) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (std::chrono::steady_clock::now() < deadline) {
       int status = 0;
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         exited_ = true;
         return status;
       }
-      std::string ignored;
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 100) > 0) {
-        char chunk[4096];
-        (void)!read(fd_, chunk, sizeof(chunk));
-      }
+      usleep(50 * 1000);
     }
     return -1;
   }
@@ -138,11 +150,12 @@ TEST(Chat, CtrlCStopsTheAnswerNotTheProgram) {
                                         "f16", "--vocab-from", test::model_path("gpt2-tiny/gpt2-tiny.gguf"), "--out",
                                         dir.file("slow.gguf")});
   ASSERT_EQ(synth.exit_code, 0) << synth.err;
-  Terminal term({test::bin_path("troupe"), "chat", "-m", dir.file("slow.gguf"), "--temp", "0.8", "-n", "100000",
+  Terminal term({test::bin_path("troupe"), "chat", "-m", dir.file("slow.gguf"), "--temp", "0", "-n", "100000",
                  "--threads", "1"});
   term.read_until("\n> ");
   term.type("Hello\n");
-  term.read_until(" ");  // the answer has started
+  const std::string started = term.read_bytes(3);  // the answer has started
+  ASSERT_EQ(started.find("\n> "), std::string::npos) << "the answer ended at once: " << started;
   term.type("\x03");
   const std::string rest = term.read_until("\n> ");
   EXPECT_NE(rest.find(" [stopped]\n> "), std::string::npos) << rest;

@@ -62,7 +62,7 @@ TEST(CliPolish, CafNodeOnATakenPortSaysSoAndUsesEveryCoreByDefault) {
   test::TempDir dir;
   test::ChildProcess first({test::bin_path("caf-node"), "--port", "0", "--port-file", dir.file("port"), "--models",
                             dir.path()});
-  const int port = first.wait_for_port_file(dir.file("port"));
+  const int port = first.wait_for_port_file(dir.file("port"), 120000);  // it measures its speed first
   const auto second = test::run_command({test::bin_path("caf-node"), "--port", std::to_string(port), "--models", dir.path()});
   EXPECT_NE(second.exit_code, 0);
   EXPECT_NE(second.err.find("cannot listen on 127.0.0.1:" + std::to_string(port) + ": the port is taken"),

@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
   help->add_option("command", help_topic, "the command");
   help->callback([&] {
     if (help_topic.empty()) {
-      std::cout << app.help();
+      // app.help() would show the selected command's (help's own) text.
+      std::cout << app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal);
       return;
     }
     for (auto* sub : app.get_subcommands({}))
