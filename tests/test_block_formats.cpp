@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "models/arch/stage_model.h"
+#include "models/arch/open_checkpoint.h"
 #include "models/format/checkpoint.h"
 #include "models/quant/block_layouts.h"
 #include "models/quant/quant_formats.h"

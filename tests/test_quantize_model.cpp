@@ -18,6 +18,7 @@
 #include "models/convert/quant_recipe.h"
 #include "models/convert/quantize_model.h"
 #include "models/convert/synthetic_model.h"
+#include "models/arch/open_checkpoint.h"
 #include "models/format/checkpoint.h"
 #include "models/format/gguf_file.h"
 #include "models/quant/quantizers.h"

@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "models/arch/architecture.h"
+#include "models/arch/open_checkpoint.h"
 #include "models/format/gguf_file.h"
 #include "models/format/model_metadata.h"
 #include "models/quant/quant_formats.h"
@@ -92,7 +94,7 @@ QuantizeSummary quantize_model(const std::string& model_path, const QuantRecipe&
   if (::stat(model_path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
     w.copy_metadata(GgufFile(model_path));  // keeps chat templates and all
   } else {
-    write_config_metadata(w, ckpt->config());
+    write_config_metadata(w, ckpt->config(), architecture(ckpt->config().arch).format);
     if (ckpt->has_vocab()) write_vocab_metadata(w, ckpt->vocab());
   }
   w.set_u32("general.file_type", recipe.file_type);
