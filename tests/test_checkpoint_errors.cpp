@@ -73,8 +73,9 @@ TEST(GgufReader, WrongMagicIsNotAModel) {
 std::string write_one_tensor_gguf(const test::TempDir& dir, const std::string& arch, uint32_t patched_type) {
   GgufWriter w;
   w.set_string("general.architecture", arch);
-  for (const char* k : {"embedding_length", "block_count", "attention.head_count", "feed_forward_length", "context_length"})
+  for (const char* k : {"embedding_length", "block_count", "feed_forward_length", "context_length", "vocab_size"})
     w.set_u32(arch + "." + k, 32);
+  w.set_u32(arch + ".attention.head_count", 4);
   const std::vector<float> data(32 * 32, 0.5f);
   w.add_tensor_copy("blk.0.attn_q.weight", DType::F32, {32, 32}, reinterpret_cast<const uint8_t*>(data.data()));
   const std::string path = dir.file(arch + ".gguf");

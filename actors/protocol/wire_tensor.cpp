@@ -75,9 +75,15 @@ void check_tensor(const WireTensor& w) {
   if (w.shape.size() > kMaxRank)
     throw WireError("wire message: tensor of rank " + std::to_string(w.shape.size()) + " (at most " +
                     std::to_string(kMaxRank) + " expected)");
-  for (int64_t d : w.shape)
+  // The product is checked as it grows: [2^62, 4] would otherwise wrap to 0 elements and
+  // pass with an empty payload.
+  uint64_t numel = 1;
+  for (int64_t d : w.shape) {
     if (d < 0) throw WireError("wire message: negative dimension " + std::to_string(d) + " in tensor shape");
-  const size_t expected = static_cast<size_t>(w.numel()) * wire_dtype_size(w.dtype);
+    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel) || numel > (uint64_t{1} << 40))
+      throw WireError("wire message: tensor shape has more than 2^40 elements");
+  }
+  const size_t expected = static_cast<size_t>(numel) * wire_dtype_size(w.dtype);
   if (w.data.size() != expected)
     throw WireError("wire message: tensor of " + std::to_string(w.numel()) + " " + to_string(w.dtype) +
                     " elements needs " + std::to_string(expected) + " bytes, message has " +

@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "framework/serve/connection_guard.h"
 #include "framework/serve/openai_api.h"
 #include "framework/serve/stop_sequences.h"
 
@@ -29,7 +30,18 @@ void send_json(httplib::Response& res, int status, const json& body) {
   res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
+// Compares without an early exit, so response time does not reveal how much of a key matched.
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.size() ? b.size() : 1)]);
+  return diff == 0 && !b.empty();
+}
+
 }  // namespace
+
+bool is_loopback_address(const std::string& listen) {
+  return listen == "localhost" || listen == "::1" || listen == "[::1]" || listen.rfind("127.", 0) == 0;
+}
 
 struct HttpServer::Impl {
   TextGenerator& gen;
@@ -110,10 +122,16 @@ struct HttpServer::Impl {
     std::string id;
   };
 
-  Prepared prepare(const std::string& body, bool chat) {
+  // Parsing the JSON is cheap and bounded by max_body_bytes; tokenizing is not, so it waits
+  // until the request holds a generation slot (tokenize()).
+  Prepared parse(const std::string& body, bool chat) {
     Prepared p;
     p.request = parse_completion_request(body, chat, default_seed());
     if (p.request.model.empty()) p.request.model = opt.model_name;
+    return p;
+  }
+
+  void tokenize(Prepared& p, bool chat) {
     const std::string prompt = chat ? render_chat(gen.chat_template(), p.request.messages) : p.request.prompt;
     p.prompt = gen.encode(prompt);
     const int64_t context = gen.max_positions();
@@ -126,7 +144,6 @@ struct HttpServer::Impl {
     if (chat) p.stops.push_back(end_of_turn(gen.chat_template().format));
     p.id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(unix_time()) + "-" + std::to_string(++id_counter);
     prompt_tokens += p.prompt.size();
-    return p;
   }
 
   static std::string finish_reason(const GenerationOutcome& o, const StopSequences& stops) {
@@ -136,8 +153,9 @@ struct HttpServer::Impl {
   void complete(const httplib::Request& req, httplib::Response& res, bool chat) {
     ++requests;
     try {
-      auto p = std::make_shared<Prepared>(prepare(req.body, chat));
+      auto p = std::make_shared<Prepared>(parse(req.body, chat));
       auto slot = acquire_slot();
+      tokenize(*p, chat);
       if (p->request.stream) {
         stream(res, p, slot);
         return;
@@ -232,34 +250,124 @@ struct HttpServer::Impl {
     gauge("troupe_tokens_per_second", "tokens generated per second over the last 10 s", tokens_per_second());
     gauge("troupe_sessions_in_flight", "generations running through the pipeline", in_flight);
     gauge("troupe_sessions_queued", "generations waiting for a slot", queued);
+    {
+      std::lock_guard<std::mutex> lock(guard_mutex);
+      if (guard) {
+        gauge("troupe_http_connections", "HTTP connections open", guard->open_connections());
+        gauge("troupe_http_connections_refused_total", "connections refused past --max-connections",
+              static_cast<double>(guard->refused()), "counter");
+        gauge("troupe_http_connections_timed_out_total", "connections closed for slow headers or body",
+              static_cast<double>(guard->timed_out()), "counter");
+      }
+    }
     m << gen.stage_metrics();
     return m.str();
   }
 
+  ConnectionGuard* guard = nullptr;  // set while listening (httplib owns the task queue)
+  std::mutex guard_mutex;
+
+  // Runs before the body is read: an oversized body is refused without reading it. (The
+  // connection stays open, so the client reads the 413 before the socket is closed; httplib
+  // drops the connection when the unread body does not parse as a request.)
+  httplib::Server::HandlerResponse admit(const httplib::Request& q, httplib::Response& s) {
+    ConnectionGuard::headers_received();
+    if (q.has_header("Transfer-Encoding")) {
+      // httplib 0.11 reads a chunked body whole without applying the size limit.
+      send_json(s, 411, ApiError(411, "invalid_request_error",
+                                 "chunked request bodies are not accepted: send a Content-Length of at most " +
+                                     std::to_string(opt.max_body_bytes) + " bytes")
+                            .body());
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    const std::string length = q.get_header_value("Content-Length");
+    const bool digits = !length.empty() && length.find_first_not_of("0123456789") == std::string::npos;
+    if (!length.empty() && (!digits || length.size() > 18 || std::stoull(length) > opt.max_body_bytes)) {
+      send_json(s, 413, too_large(length + " bytes"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  }
+
+  // With an API key, every route but /health wants "Authorization: Bearer KEY"; a 401 in
+  // OpenAI's shape otherwise.
+  bool authorized(const httplib::Request& q, httplib::Response& s) const {
+    if (opt.api_key.empty()) return true;
+    const std::string auth = q.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (auth.rfind(prefix, 0) == 0 && same_secret(auth.substr(prefix.size()), opt.api_key)) return true;
+    s.set_header("WWW-Authenticate", "Bearer");
+    json body = ApiError(401, "invalid_request_error",
+                         auth.empty() ? "missing API key: send the header 'Authorization: Bearer <key>'"
+                                      : "incorrect API key provided")
+                    .body();
+    body["error"]["code"] = "invalid_api_key";
+    body["error"]["param"] = nullptr;
+    send_json(s, 401, body);
+    return false;
+  }
+
+  json too_large(const std::string& size) const {
+    return ApiError(413, "invalid_request_error",
+                    "request body of " + size + " is too large: the limit is " + std::to_string(opt.max_body_bytes) +
+                        " bytes (serve --max-body)")
+        .body();
+  }
+
+  // Wraps a route: the connection guard learns the request is being handled, and the key is
+  // checked unless the route is open (/health).
+  template <typename F>
+  httplib::Server::Handler route(F f, bool open = false) {
+    return [this, f, open](const httplib::Request& q, httplib::Response& s) {
+      ConnectionGuard::request_started();
+      if (open || authorized(q, s)) f(q, s);
+    };
+  }
+
   void routes() {
-    server.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& s) { complete(q, s, false); });
-    server.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) { complete(q, s, true); });
-    server.Get("/v1/models", [this](const httplib::Request&, httplib::Response& s) {
+    server.Post("/v1/completions", route([this](const httplib::Request& q, httplib::Response& s) { complete(q, s, false); }));
+    server.Post("/v1/chat/completions", route([this](const httplib::Request& q, httplib::Response& s) { complete(q, s, true); }));
+    server.Get("/v1/models", route([this](const httplib::Request&, httplib::Response& s) {
       send_json(s, 200,
                 {{"object", "list"},
                  {"data", json::array({{{"id", opt.model_name}, {"object", "model"}, {"owned_by", "troupe"}}})}});
-    });
-    server.Get("/health", [this](const httplib::Request&, httplib::Response& s) {
-      const ServiceHealth h = gen.health();
-      json body{{"status", h.status}};
-      if (!h.detail.empty()) body["detail"] = h.detail;
-      send_json(s, h.status == "unavailable" ? 503 : 200, body);
-    });
-    server.Get("/metrics", [this](const httplib::Request&, httplib::Response& s) {
+    }));
+    server.Get("/health", route(
+                              [this](const httplib::Request&, httplib::Response& s) {
+                                const ServiceHealth h = gen.health();
+                                json body{{"status", h.status}};
+                                if (!h.detail.empty()) body["detail"] = h.detail;
+                                send_json(s, h.status == "unavailable" ? 503 : 200, body);
+                              },
+                              /*open=*/true));
+    server.Get("/metrics", route([this](const httplib::Request&, httplib::Response& s) {
       s.set_content(metrics(), "text/plain; version=0.0.4");
-    });
-    server.set_error_handler([](const httplib::Request& q, httplib::Response& s) {
-      if (s.body.empty())
+    }));
+    server.set_pre_routing_handler([this](const httplib::Request& q, httplib::Response& s) { return admit(q, s); });
+    server.set_logger([](const httplib::Request&, const httplib::Response&) { ConnectionGuard::response_sent(); });
+    server.set_error_handler([this](const httplib::Request& q, httplib::Response& s) {
+      if (!s.body.empty()) return;
+      if (s.status == 413)
+        send_json(s, 413, too_large("more than " + std::to_string(opt.max_body_bytes) + " bytes"));
+      else
         send_json(s, s.status, ApiError(s.status, "invalid_request_error", "no route for " + q.method + " " + q.path).body());
     });
-    const size_t threads = static_cast<size_t>(opt.max_in_flight + opt.max_queue + 4);
-    server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    server.set_payload_max_length(8 << 20);
+    server.new_task_queue = [this] {
+      ConnectionLimits limits;
+      limits.max_connections = opt.max_connections;
+      limits.header_timeout = std::chrono::milliseconds(opt.header_timeout_ms);
+      limits.body_timeout = std::chrono::milliseconds(opt.body_timeout_ms);
+      auto* g = new ConnectionGuard(limits, bound_port);
+      std::lock_guard<std::mutex> lock(guard_mutex);
+      guard = g;
+      return g;
+    };
+    server.set_payload_max_length(opt.max_body_bytes);
+    // httplib's own per-read timeout is only a fallback: the guard's deadlines bound the whole
+    // header and body. Were it shorter, a read timing out would answer 400 and keep the
+    // connection alive, and a slow client's next line would start a new "request".
+    const int read_ms = opt.header_timeout_ms + 1000;
+    server.set_read_timeout(read_ms / 1000, (read_ms % 1000) * 1000);
   }
 };
 
@@ -283,6 +391,10 @@ void HttpServer::start() {
 void HttpServer::stop() {
   if (!impl_) return;
   impl_->server.stop();
+  {
+    std::lock_guard<std::mutex> lock(impl_->guard_mutex);
+    impl_->guard = nullptr;  // httplib deletes its task queue when listening ends
+  }
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 

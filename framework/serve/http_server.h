@@ -4,7 +4,8 @@
 //   GET  /v1/models, /health, /metrics (Prometheus text)
 // Admission is bounded: at most `max_in_flight` generations run at once (they share the
 // pipeline, which keeps its stages busy with several sessions) and at most `max_queue`
-// wait; past that a request gets 429 with a JSON error. A client that disconnects
+// wait; past that a request gets 429 with a JSON error, decided before the prompt is
+// tokenized. A client that disconnects
 // cancels its generation, which frees its KV cache on every stage.
 #include <atomic>
 #include <cstdint>
@@ -22,7 +23,17 @@ struct ServeOptions {
   int max_in_flight = 4;
   int max_queue = 16;
   std::string model_name = "troupe";
+  // Hardening (see connection_guard.h). An empty key leaves the API open, which `serve`
+  // allows only on loopback; with a key every route but /health wants "Authorization: Bearer KEY".
+  std::string api_key;
+  size_t max_body_bytes = 4 << 20;  // larger bodies get 413 before they are read
+  int max_connections = 64;
+  int header_timeout_ms = 10000;
+  int body_timeout_ms = 30000;
 };
+
+// Whether `listen` only accepts connections from this machine (127.0.0.0/8, ::1, localhost).
+bool is_loopback_address(const std::string& listen);
 
 class HttpServer {
  public:

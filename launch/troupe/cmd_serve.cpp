@@ -19,6 +19,7 @@ namespace {
 
 struct ServeCliOptions {
   std::string model;
+  std::string api_key_file;
   std::string port_file;
   NodeOptions distributed;
   ServeOptions serve;
@@ -43,7 +44,27 @@ void serve_until_signal(TextGenerator& generator, const ServeCliOptions& o) {
   server.stop();
 }
 
+// The key from --api-key or --api-key-file (its first line, without surrounding blanks); a
+// server reachable beyond this machine must have one.
+void resolve_api_key(ServeCliOptions& o) {
+  if (!o.api_key_file.empty()) {
+    if (!o.serve.api_key.empty()) throw std::runtime_error("give --api-key or --api-key-file, not both");
+    std::ifstream in(o.api_key_file);
+    if (!in) throw std::runtime_error(o.api_key_file + ": cannot read the API key file");
+    std::getline(in, o.serve.api_key);
+    const auto first = o.serve.api_key.find_first_not_of(" \t\r");
+    const auto last = o.serve.api_key.find_last_not_of(" \t\r");
+    o.serve.api_key = first == std::string::npos ? "" : o.serve.api_key.substr(first, last - first + 1);
+    if (o.serve.api_key.empty()) throw std::runtime_error(o.api_key_file + ": the API key file is empty");
+  }
+  if (o.serve.api_key.empty() && !is_loopback_address(o.serve.listen))
+    throw std::runtime_error("serve --listen " + o.serve.listen +
+                             " needs --api-key KEY or --api-key-file FILE: without one anyone who can reach the "
+                             "port can use the model (only loopback addresses may run without a key)");
+}
+
 void run_serve(ServeCliOptions o) {
+  resolve_api_key(o);
   set_compute_threads(o.threads);
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
   if (o.serve.model_name.empty()) o.serve.model_name = ckpt->config().name;
@@ -71,6 +92,16 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-queue", o->serve.max_queue, "requests waiting beyond those (then 429)")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--name", o->serve.model_name, "model name reported by /v1/models (default: the model's)");
   cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");
+  cmd->add_option("--api-key", o->serve.api_key,
+                  "require 'Authorization: Bearer KEY' on every route but /health (needed beyond loopback)");
+  cmd->add_option("--api-key-file", o->api_key_file, "read the API key from the first line of this file");
+  cmd->add_option("--max-body", o->serve.max_body_bytes, "largest request body in bytes (then 413)")->capture_default_str();
+  cmd->add_option("--max-connections", o->serve.max_connections, "HTTP connections at once (then 503)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--header-timeout-ms", o->serve.header_timeout_ms, "time a client has to send its request headers")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--body-timeout-ms", o->serve.body_timeout_ms, "time a client has to send its request body")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   o->distributed.add_to(cmd);
   cmd->add_option("--port-file", o->port_file, "write the bound port to this file once listening (for scripts)");
   cmd->callback([o] { run_reporting_errors([&] { run_serve(*o); }); });

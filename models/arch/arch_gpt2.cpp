@@ -111,7 +111,7 @@ void read_hf(const nlohmann::json& cfg, const std::string& path, ModelConfig& c)
   c.n_ff = hf_int(cfg, path, "n_inner", 4 * c.n_embd);
   c.n_vocab = hf_int(cfg, path, "vocab_size");
   c.n_ctx = hf_int(cfg, path, "n_positions", hf_int(cfg, path, "n_ctx", 1024));
-  c.norm_eps = hf_float(cfg, "layer_norm_epsilon", 1e-5);
+  c.norm_eps = hf_float(cfg, path, "layer_norm_epsilon", 1e-5);
   c.tied_head = true;
 }
 
@@ -151,6 +151,7 @@ Architecture describe() {
   Architecture a;
   a.format.name = "gpt2";
   a.format.hf_model_types = {"gpt2"};
+  a.format.rotary = false;
   a.format.read_gguf = read_gguf;
   a.format.write_gguf = write_gguf;
   a.format.read_hf = read_hf;

@@ -27,8 +27,8 @@ void read_hf(const nlohmann::json& cfg, const std::string& path, ModelConfig& c)
   c.n_vocab = hf_int(cfg, path, "vocab_size");
   c.n_ctx = hf_int(cfg, path, "n_positions", 2048);
   c.n_rot = hf_int(cfg, path, "rotary_dim", 0);
-  c.norm_eps = hf_float(cfg, "layer_norm_epsilon", 1e-5);
-  c.tied_head = hf_bool(cfg, "tie_word_embeddings", false);
+  c.norm_eps = hf_float(cfg, path, "layer_norm_epsilon", 1e-5);
+  c.tied_head = hf_bool(cfg, path, "tie_word_embeddings", false);
 }
 
 void write_gguf(GgufWriter& w, const std::string& p, const ModelConfig& c) {

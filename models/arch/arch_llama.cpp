@@ -180,9 +180,9 @@ void read_hf(const nlohmann::json& cfg, const std::string& path, ModelConfig& c)
   c.n_ff = hf_int(cfg, path, "intermediate_size");
   c.n_vocab = hf_int(cfg, path, "vocab_size");
   c.n_ctx = hf_int(cfg, path, "max_position_embeddings", 2048);
-  c.norm_eps = hf_float(cfg, "rms_norm_eps", 1e-6);
-  c.rope_theta = hf_float(cfg, "rope_theta", 10000.0);
-  c.tied_head = hf_bool(cfg, "tie_word_embeddings", false);
+  c.norm_eps = hf_float(cfg, path, "rms_norm_eps", 1e-6);
+  c.rope_theta = hf_float(cfg, path, "rope_theta", 10000.0);
+  c.tied_head = hf_bool(cfg, path, "tie_word_embeddings", false);
   if (c.n_head > 0 && hf_int(cfg, path, "head_dim", c.n_embd / c.n_head) != c.n_embd / c.n_head)
     throw CheckpointError(path + ": head_dim differs from hidden_size / num_attention_heads, which troupe does not support");
   if (cfg.contains("sliding_window") && cfg["sliding_window"].is_number_integer())
@@ -193,9 +193,9 @@ void read_hf(const nlohmann::json& cfg, const std::string& path, ModelConfig& c)
     if (type != "llama3")
       throw CheckpointError(path + ": rope_scaling type '" + type + "' is not supported (supported: llama3)");
     c.rope_llama3 = true;
-    c.rope_factor = hf_float(s, "factor", 8.0);
-    c.rope_low_freq_factor = hf_float(s, "low_freq_factor", 1.0);
-    c.rope_high_freq_factor = hf_float(s, "high_freq_factor", 4.0);
+    c.rope_factor = hf_float(s, path, "factor", 8.0);
+    c.rope_low_freq_factor = hf_float(s, path, "low_freq_factor", 1.0);
+    c.rope_high_freq_factor = hf_float(s, path, "high_freq_factor", 4.0);
     c.rope_original_context = hf_int(s, path, "original_max_position_embeddings", 8192);
   }
 }

@@ -113,12 +113,12 @@ void read_hf(const nlohmann::json& cfg, const std::string& path, ModelConfig& c)
   c.n_ff = hf_int(cfg, path, "intermediate_size");
   c.n_vocab = hf_int(cfg, path, "vocab_size");
   c.n_ctx = hf_int(cfg, path, "max_position_embeddings", 2048);
-  c.norm_eps = hf_float(cfg, "layer_norm_eps", 1e-5);
-  c.rope_theta = hf_float(cfg, "rope_theta", 10000.0);
+  c.norm_eps = hf_float(cfg, path, "layer_norm_eps", 1e-5);
+  c.rope_theta = hf_float(cfg, path, "rope_theta", 10000.0);
   if (c.n_head > 0)
-    c.n_rot = static_cast<int64_t>(hf_float(cfg, "partial_rotary_factor", 0.5) * static_cast<double>(c.n_embd / c.n_head));
-  c.tied_head = hf_bool(cfg, "tie_word_embeddings", false);
-  if (hf_bool(cfg, "qk_layernorm", false))
+    c.n_rot = static_cast<int64_t>(hf_float(cfg, path, "partial_rotary_factor", 0.5) * static_cast<double>(c.n_embd / c.n_head));
+  c.tied_head = hf_bool(cfg, path, "tie_word_embeddings", false);
+  if (hf_bool(cfg, path, "qk_layernorm", false))
     throw CheckpointError(path + ": qk_layernorm is not supported (Phi-2 has none)");
 }
 

@@ -39,9 +39,9 @@ void read_hf(const nlohmann::json& cfg, const std::string& path, ModelConfig& c)
   c.n_ff = hf_int(cfg, path, "intermediate_size");
   c.n_vocab = hf_int(cfg, path, "vocab_size");
   c.n_ctx = hf_int(cfg, path, "max_position_embeddings", 4096);
-  c.norm_eps = hf_float(cfg, "rms_norm_eps", 1e-5);
-  c.rope_theta = hf_float(cfg, "rope_theta", 10000.0);
-  c.tied_head = hf_bool(cfg, "tie_word_embeddings", false);
+  c.norm_eps = hf_float(cfg, path, "rms_norm_eps", 1e-5);
+  c.rope_theta = hf_float(cfg, path, "rope_theta", 10000.0);
+  c.tied_head = hf_bool(cfg, path, "tie_word_embeddings", false);
   if (cfg.contains("sliding_window") && cfg["sliding_window"].is_number_integer())
     c.sliding_window = cfg["sliding_window"].get<int64_t>();
   if (cfg.contains("rope_scaling") && !cfg["rope_scaling"].is_null())

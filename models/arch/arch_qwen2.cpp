@@ -32,10 +32,10 @@ void read_hf(const nlohmann::json& cfg, const std::string& path, ModelConfig& c)
   c.n_ff = hf_int(cfg, path, "intermediate_size");
   c.n_vocab = hf_int(cfg, path, "vocab_size");
   c.n_ctx = hf_int(cfg, path, "max_position_embeddings", 32768);
-  c.norm_eps = hf_float(cfg, "rms_norm_eps", 1e-6);
-  c.rope_theta = hf_float(cfg, "rope_theta", 1000000.0);
-  c.tied_head = hf_bool(cfg, "tie_word_embeddings", false);
-  if (hf_bool(cfg, "use_sliding_window", false)) c.sliding_window = hf_int(cfg, path, "sliding_window");
+  c.norm_eps = hf_float(cfg, path, "rms_norm_eps", 1e-6);
+  c.rope_theta = hf_float(cfg, path, "rope_theta", 1000000.0);
+  c.tied_head = hf_bool(cfg, path, "tie_word_embeddings", false);
+  if (hf_bool(cfg, path, "use_sliding_window", false)) c.sliding_window = hf_int(cfg, path, "sliding_window");
   if (cfg.contains("rope_scaling") && !cfg["rope_scaling"].is_null())
     throw CheckpointError(path + ": rope_scaling is not supported for Qwen2 (YaRN long-context variants)");
 }

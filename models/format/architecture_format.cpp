@@ -37,16 +37,23 @@ const ArchitectureFormat& ArchitectureCatalog::by_hf_model_type(const std::strin
 
 int64_t hf_int(const nlohmann::json& cfg, const std::string& path, const char* key, int64_t fallback) {
   if (cfg.contains(key) && cfg[key].is_number_integer()) return cfg[key].get<int64_t>();
+  if (cfg.contains(key) && !cfg[key].is_null())
+    throw CheckpointError(path + ": '" + key + "' is " + cfg[key].dump() + ", expected an integer");
   if (fallback >= 0) return fallback;
   throw CheckpointError(path + ": config.json lacks integer '" + key + "'");
 }
 
-double hf_float(const nlohmann::json& cfg, const char* key, double fallback) {
-  return cfg.contains(key) && cfg[key].is_number() ? cfg[key].get<double>() : fallback;
+double hf_float(const nlohmann::json& cfg, const std::string& path, const char* key, double fallback) {
+  if (!cfg.contains(key) || cfg[key].is_null()) return fallback;
+  if (!cfg[key].is_number()) throw CheckpointError(path + ": '" + key + "' is " + cfg[key].dump() + ", expected a number");
+  return cfg[key].get<double>();
 }
 
-bool hf_bool(const nlohmann::json& cfg, const char* key, bool fallback) {
-  return cfg.contains(key) && cfg[key].is_boolean() ? cfg[key].get<bool>() : fallback;
+bool hf_bool(const nlohmann::json& cfg, const std::string& path, const char* key, bool fallback) {
+  if (!cfg.contains(key) || cfg[key].is_null()) return fallback;
+  if (!cfg[key].is_boolean())
+    throw CheckpointError(path + ": '" + key + "' is " + cfg[key].dump() + ", expected true or false");
+  return cfg[key].get<bool>();
 }
 
 }  // namespace troupe

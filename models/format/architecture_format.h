@@ -32,6 +32,7 @@ struct ArchitectureFormat {
   std::string name;                         // general.architecture in GGUF
   std::vector<std::string> gguf_aliases;    // other general.architecture values read as this one
   std::vector<std::string> hf_model_types;  // config.json "model_type" values
+  bool rotary = true;                        // rotary position embeddings (GPT-2 learns positions instead)
   // Reads the keys particular to the architecture under `prefix` ("<arch>."); the shared
   // ones (embedding_length, block_count, head counts, feed_forward_length, context_length)
   // are read before.
@@ -58,7 +59,8 @@ struct ArchitectureCatalog {
 // config.json helpers for read_hf: an integer field (or `fallback` when >= 0 and the field
 // is absent or null), else CheckpointError naming the file and key.
 int64_t hf_int(const nlohmann::json& cfg, const std::string& path, const char* key, int64_t fallback = -1);
-double hf_float(const nlohmann::json& cfg, const char* key, double fallback);
-bool hf_bool(const nlohmann::json& cfg, const char* key, bool fallback);
+// A field of another type than expected is refused the same way.
+double hf_float(const nlohmann::json& cfg, const std::string& path, const char* key, double fallback);
+bool hf_bool(const nlohmann::json& cfg, const std::string& path, const char* key, bool fallback);
 
 }  // namespace troupe

@@ -1,5 +1,6 @@
 #include "models/format/gguf_checkpoint.h"
 
+#include "models/format/config_checks.h"
 #include "models/format/fingerprint.h"
 #include "models/format/gguf_file.h"
 #include "models/format/gguf_vocab.h"
@@ -32,11 +33,16 @@ ModelConfig read_config(const GgufFile& f, const ArchitectureCatalog& catalog) {
   // A shard records whether the full model ties its head; a whole file shows it by the missing tensor.
   c.tied_head = f.has("troupe.tied_head") ? f.get_bool("troupe.tied_head", false) : f.find_tensor("output.weight") == nullptr;
 
-  if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 || c.n_embd % c.n_head != 0 ||
-      c.n_head % c.n_head_kv != 0 || c.n_ff <= 0 || c.n_ctx <= 0)
-    throw CheckpointError(f.path() + ": inconsistent model shape in metadata (embd " + std::to_string(c.n_embd) +
-                          ", heads " + std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + ", layers " +
-                          std::to_string(c.n_layer) + ")");
+  const ConfigKeys keys{p + "embedding_length", p + "block_count", p + "attention.head_count",
+                        p + "attention.head_count_kv", p + "feed_forward_length",
+                        f.has(p + "vocab_size") ? p + "vocab_size" : "the vocabulary size (tokenizer.ggml.tokens)",
+                        p + "context_length",
+                        p + (f.has(p + "attention.layer_norm_rms_epsilon") ? "attention.layer_norm_rms_epsilon"
+                                                                            : "attention.layer_norm_epsilon"),
+                        p + "rope.freq_base", arch.rotary};
+  check_model_config(c, f.path(), keys);
+  if (const auto* t = f.find_tensor("token_embd.weight"); t && t->ne.size() == 2)
+    check_embedding_rows(c, t->ne[1], f.path(), keys, "token_embd.weight");
   return c;
 }
 

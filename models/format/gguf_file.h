@@ -60,6 +60,8 @@ class GgufFile {
   const GgufValue& get_array(const std::string& key) const;
 
  private:
+  void check_tensor_regions(size_t alignment) const;
+
   std::shared_ptr<MappedFile> file_;
   uint32_t version_ = 0;
   size_t data_offset_ = 0;

@@ -49,7 +49,12 @@ Vocab read_gguf_vocab(const GgufFile& f) {
   if (f.has("tokenizer.ggml.token_type")) {
     const auto& t = f.get_array("tokenizer.ggml.token_type").numbers;
     if (t.size() != n) throw CheckpointError(f.path() + ": tokenizer.ggml.token_type has a different length than tokens");
-    for (double x : t) v.types.push_back(static_cast<TokenType>(static_cast<int32_t>(x)));
+    for (size_t i = 0; i < t.size(); ++i) {
+      if (!(t[i] >= 0 && t[i] <= 6))  // llama.cpp's token types are 0..6 (also refuses NaN)
+        throw CheckpointError(f.path() + ": tokenizer.ggml.token_type[" + std::to_string(i) + "] is " +
+                              std::to_string(t[i]) + ", expected a token type from 0 to 6");
+      v.types.push_back(static_cast<TokenType>(static_cast<int32_t>(t[i])));
+    }
   }
   if (f.has("tokenizer.ggml.merges")) v.merges = f.get_array("tokenizer.ggml.merges").strings;
   if (v.kind == VocabKind::bpe && v.merges.empty()) throw CheckpointError(f.path() + ": GPT-2 tokenizer without merges");

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "models/format/config_checks.h"
 #include "models/format/fingerprint.h"
 #include "models/format/hf_tokenizer_files.h"
 #include "models/format/safetensors_file.h"
@@ -31,14 +32,41 @@ json read_json(const std::string& path) {
   }
 }
 
+// config.json's name for each field, for error messages: the first of the spellings the
+// architectures use that this file has.
+ConfigKeys config_keys(const json& cfg, const ArchitectureFormat& arch) {
+  auto first_present = [&](std::initializer_list<const char*> names) {
+    for (const char* n : names)
+      if (cfg.contains(n)) return std::string(n);
+    return std::string(*names.begin());
+  };
+  ConfigKeys k;
+  k.n_embd = first_present({"hidden_size", "n_embd"});
+  k.n_layer = first_present({"num_hidden_layers", "n_layer"});
+  k.n_head = first_present({"num_attention_heads", "n_head"});
+  k.n_head_kv = cfg.contains("num_key_value_heads") ? "num_key_value_heads" : k.n_head;
+  k.n_ff = first_present({"intermediate_size", "n_inner"});
+  k.n_vocab = "vocab_size";
+  k.n_ctx = first_present({"max_position_embeddings", "n_positions", "n_ctx"});
+  k.norm_eps = first_present({"rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps"});
+  k.rope_theta = "rope_theta";
+  k.rotary = arch.rotary;
+  return k;
+}
+
 ModelConfig read_hf_config(const std::string& path, const ArchitectureFormat& arch, const json& cfg) {
   ModelConfig c;
   c.arch = arch.name;
   c.name = cfg.value("model_type", arch.name);
   arch.read_hf(cfg, path, c);
-  if (c.n_embd <= 0 || c.n_head <= 0 || c.n_embd % c.n_head != 0 || c.n_head_kv <= 0 || c.n_head % c.n_head_kv != 0)
-    throw CheckpointError(path + ": inconsistent model shape");
+  check_model_config(c, path, config_keys(cfg, arch));
   return c;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
 // GGUF keeps each head's rotary rows as interleaved pairs (x0,y0,x1,y1,...); Hugging
@@ -73,12 +101,19 @@ class HfCheckpoint : public Checkpoint {
     const std::string config_path = dir + "/config.json";
     if (!file_exists(config_path)) throw CheckpointError(dir + ": not a Hugging Face model directory (no config.json)");
     const json cfg = read_json(config_path);
+    if (!cfg.is_object()) throw CheckpointError(config_path + ": expected a JSON object");
+    if (cfg.contains("model_type") && !cfg["model_type"].is_string())
+      throw CheckpointError(config_path + ": 'model_type' is " + cfg["model_type"].dump() + ", expected a string");
     arch_ = &catalog.by_hf_model_type(cfg.value("model_type", ""), config_path);
     config_ = read_hf_config(config_path, *arch_, cfg);
     open_weights();
     read_tokenizer();
     // A checkpoint without its own classifier ties it to the embedding.
     if (!config_.tied_head && !has_tensor("output.weight")) config_.tied_head = true;
+    HfTensor embd;
+    if (resolve("token_embd.weight", &embd))
+      if (const SafetensorsEntry* e = find_hf(embd.hf); e && !e->shape.empty())
+        check_embedding_rows(config_, e->shape[0], config_path, config_keys(cfg, *arch_), embd.hf);
   }
 
   const std::string& path() const override { return dir_; }
@@ -120,6 +155,10 @@ class HfCheckpoint : public Checkpoint {
     v.nbytes = e->nbytes;
     if (hf.layout == HfLayout::rotary_halves) {
       const bool is_k = name.find("attn_k") != std::string::npos;
+      const int64_t heads = is_k ? config_.n_head_kv : config_.n_head;
+      if (e->shape.size() != 2 || e->shape[0] != heads * config_.head_dim())
+        throw CheckpointError(dir_ + ": tensor '" + hf.hf + "' has shape " + shape_text(e->shape) + ", expected [" +
+                              std::to_string(heads * config_.head_dim()) + ", " + std::to_string(config_.n_embd) + "]");
       auto bytes = rotary_halves_to_pairs(*e, is_k ? config_.n_head_kv : config_.n_head);
       v.data = bytes->data();
       v.owner = bytes;
