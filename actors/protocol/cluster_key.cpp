@@ -283,7 +283,7 @@ std::string tls_handshake_failure(const std::string& host, uint16_t port, const 
 }
 
 bool is_loopback_address(const std::string& address) {
-  if (address == "localhost" || address == "::1") return true;
+  if (address == "localhost" || address == "::1" || address == "[::1]") return true;
   in_addr v4{};
   return inet_pton(AF_INET, address.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
 }

@@ -39,10 +39,6 @@ bool same_secret(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-bool is_loopback_address(const std::string& listen) {
-  return listen == "localhost" || listen == "::1" || listen == "[::1]" || listen.rfind("127.", 0) == 0;
-}
-
 struct HttpServer::Impl {
   TextGenerator& gen;
   ServeOptions opt;

@@ -32,9 +32,6 @@ struct ServeOptions {
   int body_timeout_ms = 30000;
 };
 
-// Whether `listen` only accepts connections from this machine (127.0.0.0/8, ::1, localhost).
-bool is_loopback_address(const std::string& listen);
-
 class HttpServer {
  public:
   HttpServer(TextGenerator& generator, ServeOptions options);

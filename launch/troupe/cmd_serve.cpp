@@ -6,6 +6,7 @@
 #include <thread>
 
 
+#include "actors/protocol/cluster_key.h"
 #include "framework/serve/http_server.h"
 #include "framework/serve/pipeline_generator.h"
 #include "framework/serve/local_generator.h"
