@@ -65,10 +65,12 @@ for t in "${targets[@]}"; do
   echo "== fuzz_$t: building"
   build_target "$t"
   mkdir -p "$out/corpus/$t" "$out/crashes/$t"
+  regressions=()
+  [ -d "tests/fuzz/regressions/$t" ] && regressions=("tests/fuzz/regressions/$t")
   echo "== fuzz_$t: running $seconds s"
   if ! TROUPE_MODELS_DIR="$models" ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
       "$out/fuzz_$t" -max_total_time="$seconds" -max_len=16384 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-      -artifact_prefix="$out/crashes/$t/" "$out/corpus/$t" "$out/seeds/$t" tests/fuzz/regressions/$t \
+      -artifact_prefix="$out/crashes/$t/" "$out/corpus/$t" "$out/seeds/$t" "${regressions[@]}" \
       > "$out/fuzz_$t.log" 2>&1; then
     status=1
     echo "fuzz_$t FOUND A CRASH: see $out/fuzz_$t.log and $out/crashes/$t/"
