@@ -184,10 +184,11 @@ TEST_P(SurvivorsTakeOver, NodeKilledForGoodDuringGenerationAndTheTextIsUnchanged
   const PipelineHealth h = p.health();
   EXPECT_EQ(h.state, PipelineHealth::State::degraded);
   EXPECT_NE(h.detail.find(gone), std::string::npos) << h.detail;
-  print_recoveries(victim == 0 ? "kill -9 of the first node" : victim == 1 ? "kill -9 of the middle node"
-                                                                            : "kill -9 of the last node",
-                   fault_at, p);
-  print_client_stall("kill -9", results);
+  const char* what = victim == 0 ? "kill -9 of the first node"
+                     : victim == 1 ? "kill -9 of the middle node"
+                                   : "kill -9 of the last node";
+  print_recoveries(what, fault_at, p);
+  print_client_stall(what, results);
   // And it goes on serving with the same text.
   EXPECT_EQ(p.generate_tokens(prompts()[0], 40, dsl::greedy()).tokens,
             std::vector<int32_t>(expected[0].tokens.begin(), expected[0].tokens.begin() + 40));
