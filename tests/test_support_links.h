@@ -68,7 +68,7 @@ class Laptops {
   static std::string unavailable_reason() {
     for (const char* tool : {"ip", "tc", "nft"})
       if (system_tool(tool).empty()) return std::string("`") + tool + "` is not installed (iproute2, nftables)";
-    const std::string probe = "troupe-wl-probe-" + std::to_string(::getpid());
+    const std::string probe = "troupe-wl-" + std::to_string(::getpid()) + "-probe";
     const CommandResult r = run_command({system_tool("ip"), "netns", "add", probe}, 20);
     if (r.exit_code != 0) return "cannot create a network namespace (needs root or CAP_NET_ADMIN): " + r.err;
     run_command({system_tool("ip"), "netns", "del", probe}, 20);

@@ -214,7 +214,9 @@ class WifiLinksOwnLan : public WifiLinks {
   std::unique_ptr<Lan> own_;
 };
 
-TEST_F(WifiLinks, TextOverTenAndFortyMsLinksWithJitterLossAndACapIsTheLoopbackText) {
+// (One test, not two: under ctest each test is a process of its own, and starting the nodes
+// is most of a test's time.)
+TEST_F(WifiLinks, LoopbackTextOverTenAndFortyMsLinksAndNeitherJitterNorAHalfSecondStallIsAFailure) {
   Pipeline p = deploy_on_laptops();
   for (const auto& [name, delay] : {std::pair{"10 ms RTT", kTenMs}, std::pair{"40 ms RTT", kFortyMs}}) {
     set_links(delay);
@@ -224,14 +226,8 @@ TEST_F(WifiLinks, TextOverTenAndFortyMsLinksWithJitterLossAndACapIsTheLoopbackTe
     std::printf("[ wifi ] %s +- jitter, 1 %% loss each way, 30 Mbit/s: %zu tokens, %.1f ms/token (median)\n", name,
                 r.tokens.size(), r.ms_per_token);
   }
-  // Jitter and lost packets are not failures.
-  EXPECT_TRUE(p.recoveries().empty()) << p.recoveries()[0].cause;
   for (size_t i = 0; i < 3; ++i) EXPECT_GT(relay(i).connections(), 0u) << "nothing went through relay " << i;
-}
-
-TEST_F(WifiLinks, AHalfSecondStallOfANodeOnFortyMsLinksIsNotTakenForAFailure) {
-  Pipeline p = deploy_on_laptops();
-  set_links(kFortyMs);
+  // The middle node pauses for half a second (a busy laptop, a Wi-Fi hiccup) at 40 ms RTT.
   const Outcome r = generate(p, 20, [&] {
     kill(node(1).pid(), SIGSTOP);
     std::this_thread::sleep_for(500ms);
@@ -239,10 +235,11 @@ TEST_F(WifiLinks, AHalfSecondStallOfANodeOnFortyMsLinksIsNotTakenForAFailure) {
   });
   EXPECT_TRUE(r.error.empty()) << r.error;
   EXPECT_EQ(r.tokens, expected());
-  EXPECT_TRUE(p.recoveries().empty()) << p.recoveries()[0].cause;
-  EXPECT_EQ(p.health().state, PipelineHealth::State::ok) << p.health().detail;
   std::printf("[ wifi ] SIGSTOP of the middle node for 500 ms: longest wait between two tokens %.0f ms\n",
               r.longest_gap_ms);
+  // Jitter, lost packets and the pause were no failures.
+  EXPECT_TRUE(p.recoveries().empty()) << p.recoveries()[0].cause;
+  EXPECT_EQ(p.health().state, PipelineHealth::State::ok) << p.health().detail;
 }
 
 TEST_F(WifiLinks, ThreeSecondOutageOfOneLinkIsRiddenThroughWithTheSameText) {
