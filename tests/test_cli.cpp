@@ -100,5 +100,21 @@ TEST(CliErrors, FileThatIsNotAModelIsNamed) {
   EXPECT_NE(r.err.find("GPL-3: not a model troupe can read"), std::string::npos) << r.err;
 }
 
+TEST(CliErrors, StallTimeoutOutOfRangeIsRefusedByNameOnGenerateAndServe) {
+  for (const auto& [cmd, bad] : std::vector<std::pair<std::string, std::string>>{
+         {"generate", "0.2"}, {"generate", "soon"}, {"serve", "-1"}, {"serve", "5000"}}) {
+    const auto r = test::run_command(
+      {troupe_bin(), cmd, "-m", test::model_path("stories260K/stories260K.gguf"), "--stall-timeout", bad});
+    EXPECT_NE(r.exit_code, 0) << cmd << " " << bad;
+    EXPECT_NE(r.err.find("--stall-timeout: must be 0 (not watched) or from 1 to 3600 seconds, got " + bad),
+              std::string::npos)
+      << cmd << " " << bad << ": " << r.err;
+  }
+  // In range it is taken (here by a local run, which has no stages to watch).
+  const auto r = test::run_command({troupe_bin(), "generate", "-m", test::model_path("stories260K/stories260K.gguf"), "-p",
+                                    "Once", "-n", "4", "--stall-timeout", "2.5"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 }  // namespace
 }  // namespace troupe

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -68,6 +69,7 @@ SamplingOptions sampling_of(size_t session) {
 struct Result {
   Generation g;
   std::string error;
+  double longest_gap_ms = 0;  // the longest wait between two tokens the client saw (printed, not asserted)
 };
 
 // Runs every session at once; once each has `fault_after` tokens, calls `fault`.
@@ -82,7 +84,14 @@ std::vector<Result> run_sessions(const Pipeline& p, int fault_after, const std::
     running.push_back(std::async(std::launch::async, [&, i] {
       Result r;
       try {
-        r.g = p.generate_tokens(ps[i], kTokens, sampling_of(i), go, [&](int32_t, const std::string&) { ++produced[i]; });
+        auto last = Clock::now();
+        r.g = p.generate_tokens(ps[i], kTokens, sampling_of(i), go, [&](int32_t, const std::string&) {
+          const auto now = Clock::now();
+          if (produced[i] > 0)
+            r.longest_gap_ms = std::max(r.longest_gap_ms, std::chrono::duration<double, std::milli>(now - last).count());
+          last = now;
+          ++produced[i];
+        });
         r.g.text = p.decode(r.g.tokens);
       } catch (const std::exception& e) {
         r.error = e.what();
@@ -138,6 +147,13 @@ void print_recoveries(const char* what, Clock::time_point fault_at, const Pipeli
       r.restore_ms, r.sessions_replayed, static_cast<long long>(r.tokens_replayed), r.replay_ms);
 }
 
+// The stall each client saw: the longest wait between two of its tokens.
+void print_client_stall(const char* what, const std::vector<Result>& results) {
+  std::printf("[ failover ] %s: longest wait between two tokens seen by a client:", what);
+  for (const auto& r : results) std::printf(" %.0f ms", r.longest_gap_ms);
+  std::printf("\n");
+}
+
 bool all_stages_on(const Pipeline& p, const std::string& endpoint) {
   for (const auto& s : p.stages())
     if (s.endpoint != endpoint) return false;
@@ -168,9 +184,11 @@ TEST_P(SurvivorsTakeOver, NodeKilledForGoodDuringGenerationAndTheTextIsUnchanged
   const PipelineHealth h = p.health();
   EXPECT_EQ(h.state, PipelineHealth::State::degraded);
   EXPECT_NE(h.detail.find(gone), std::string::npos) << h.detail;
-  print_recoveries(victim == 0 ? "kill -9 of the first node" : victim == 1 ? "kill -9 of the middle node"
-                                                                            : "kill -9 of the last node",
-                   fault_at, p);
+  const char* what = victim == 0 ? "kill -9 of the first node"
+                     : victim == 1 ? "kill -9 of the middle node"
+                                   : "kill -9 of the last node";
+  print_recoveries(what, fault_at, p);
+  print_client_stall(what, results);
   // And it goes on serving with the same text.
   EXPECT_EQ(p.generate_tokens(prompts()[0], 40, dsl::greedy()).tokens,
             std::vector<int32_t>(expected[0].tokens.begin(), expected[0].tokens.begin() + 40));
@@ -195,6 +213,7 @@ TEST(Failover, TwoNodesKilledAtOnceLeaveEveryStageOnTheSurvivor) {
   EXPECT_TRUE(all_stages_on(p, nodes[1]->endpoint()));
   EXPECT_EQ(p.recoveries().size(), 2u);
   print_recoveries("kill -9 of the first and the last node at once", fault_at, p);
+  print_client_stall("kill -9 of the first and the last node at once", results);
 }
 
 TEST(Failover, NodesLostOneAfterAnotherEvenDuringARepair) {
@@ -214,6 +233,7 @@ TEST(Failover, NodesLostOneAfterAnotherEvenDuringARepair) {
   EXPECT_TRUE(eventually([&] { return all_stages_on(p, nodes[0]->endpoint()); }, 30s));
   EXPECT_GE(p.recoveries().size(), 2u);
   print_recoveries("kill -9 of the last node, then of the middle one", fault_at, p);
+  print_client_stall("kill -9 of the last node, then of the middle one", results);
   EXPECT_TRUE(same_text(expected[0], Result{p.generate_tokens(prompts()[0], kTokens, dsl::greedy()), ""}));
 }
 
@@ -232,6 +252,8 @@ TEST(Failover, NodeRestartedTenSecondsLaterIsTakenBackIntoThePipeline) {
   });
   for (size_t i = 0; i < expected.size(); ++i) EXPECT_TRUE(same_text(expected[i], results[i])) << "session " << i;
   ASSERT_NE(p.stages()[1].endpoint, endpoint);
+  print_recoveries("kill -9 of the middle node, restarted 10 s later", killed_at, p);
+  print_client_stall("kill -9 of the middle node, restarted 10 s later", results);
   nodes[1]->stop();  // reaps it
   std::this_thread::sleep_until(killed_at + 10s);
   NodeProcess restarted(test::models_dir(), test::kPipelineThreads, "restarted", port);
@@ -270,6 +292,7 @@ TEST(Failover, StageStuckOnALiveNodeIsFoundFromItsOwnProgressAndReplaced) {
   EXPECT_NE(recoveries[0].cause.find("made no progress"), std::string::npos) << recoveries[0].cause;
   EXPECT_NE(recoveries[0].to_node, nodes[1]->endpoint());
   print_recoveries("compute thread of the middle stage frozen (node alive)", recoveries[0].detected_at - 3s, p);
+  print_client_stall("compute thread of the middle stage frozen (node alive)", results);
 }
 
 TEST(Failover, WhenNoNodeIsLeftTheErrorNamesEachNodeAndWhy) {

@@ -24,6 +24,22 @@ void NodeOptions::add_to(CLI::App* cmd) {
                   "seconds a request waits for a failed stage to be repaired before it fails")
     ->capture_default_str()
     ->check(CLI::Range(0.0, 3600.0));
+  cmd->add_option("--stall-timeout", stall_timeout_s,
+                  "seconds a stage may go without finishing a forward pass before it is taken as stuck and moved "
+                  "(0: not watched; raise it when one forward pass, e.g. a long prompt on a slow node, takes longer)")
+    ->capture_default_str()
+    ->check(CLI::Validator(
+      [](std::string& value) -> std::string {
+        // Below a second, a slow link or a busy laptop would be taken for a stuck stage.
+        double s = -1;
+        try {
+          s = std::stod(value);
+        } catch (const std::exception&) {
+        }
+        if (s == 0 || (s >= 1 && s <= 3600)) return {};
+        return "must be 0 (not watched) or from 1 to 3600 seconds, got " + value;
+      },
+      "0 or 1-3600"));
 }
 
 std::string& cluster_key_flag() {
@@ -61,6 +77,7 @@ Pipeline deploy_on_nodes(caf::actor_system& sys, const NodeOptions& o, const std
   options.max_batch = o.max_batch;
   if (!o.standby.empty()) options.standby_nodes = split_node_list(o.standby);
   options.repair_wait = std::chrono::milliseconds(static_cast<int64_t>(o.repair_wait_s * 1000));
+  options.stage_stall_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.stall_timeout_s * 1000));
   options.on_load_progress = [](const std::string& node, const std::string& stage, uint64_t done, uint64_t total) {
     spdlog::info("loading {} on {}: {} of {} ({:.0f}%)", stage, node.empty() ? "this process" : node,
                  format_size(done), format_size(total), total ? 100.0 * done / total : 100.0);

@@ -18,6 +18,7 @@ struct NodeOptions {
   int32_t max_batch = 0;  // sessions per forward pass in each stage; 0: the stage default
   std::string standby;     // host:port,... daemons that may take over a failed stage
   double repair_wait_s = 60;  // a request waits this long for a repair under way
+  double stall_timeout_s = 5;  // a stage without progress this long is stuck (DeployOptions::stage_stall_timeout)
 
   void add_to(CLI::App* cmd);
   bool used() const { return !nodes.empty(); }
