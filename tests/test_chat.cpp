@@ -12,6 +12,7 @@
 
 #include "framework/serve/local_generator.h"
 #include "framework/serve/stop_sequences.h"
+#include "models/arch/open_checkpoint.h"
 #include "tests/test_support.h"
 
 namespace troupe {
@@ -101,8 +102,8 @@ class Terminal {
 
 // What the chat should answer: greedy, the template over `history`, up to the end of the turn.
 std::string expected_answer(LocalGenerator& gen, const std::vector<ChatMessage>& history, int64_t max_tokens) {
-  const auto prompt = gen.encode(render_chat(gen.chat_format(), history));
-  StopSequences stops({end_of_turn(gen.chat_format())});
+  const auto prompt = gen.encode(render_chat(gen.chat_template(), history));
+  StopSequences stops({end_of_turn(gen.chat_template().format)});
   std::string text;
   SamplingOptions greedy;
   greedy.temperature = 0;

@@ -238,6 +238,19 @@ TEST_F(WebApi, PageAndStatusAreServed) {
   EXPECT_GT(status["process_rss_bytes"].get<uint64_t>(), 0u);
 }
 
+TEST(WebPageWithKey, PageIsOpenButStatusAndPreflightFollowTheKey) {
+  Server keyed({"--model", test::model_path("stories260K/stories260K.gguf"), "--api-key", "s3cret", "--cors-origin",
+                "http://app.example"});
+  EXPECT_EQ(keyed.request("/").status, 200);  // the page holds no data; it asks for the key on a 401
+  EXPECT_EQ(keyed.request("/v1/status").status, 401);
+  EXPECT_EQ(keyed.request("/v1/status", "", {"-H", "Authorization: Bearer s3cret"}).status, 200);
+  // A browser's preflight carries no credentials: refusing it would block the keyed request after it.
+  const auto preflight = keyed.request("/v1/chat/completions", "",
+                                       {"-X", "OPTIONS", "-H", "Origin: http://app.example", "-H",
+                                        "Access-Control-Request-Method: POST"});
+  EXPECT_EQ(preflight.status, 204);
+}
+
 TEST_F(WebApi, ASecondServeOnATakenPortRefusesToStart) {
   test::TempDir dir;
   const auto r = test::run_command({test::bin_path("troupe"), "serve", "--model",

@@ -440,7 +440,8 @@ struct HttpServer::Impl {
     return httplib::Server::HandlerResponse::Unhandled;
   }
 
-  // With an API key, every route but /health wants "Authorization: Bearer KEY"; a 401 in
+  // With an API key, every route but /health, the page and CORS preflights wants
+  // "Authorization: Bearer KEY"; a 401 in
   // OpenAI's shape otherwise.
   bool authorized(const httplib::Request& q, httplib::Response& s) const {
     if (opt.api_key.empty()) return true;

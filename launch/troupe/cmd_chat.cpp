@@ -16,6 +16,7 @@
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"
+#include "models/arch/open_checkpoint.h"
 
 namespace troupe::cli {
 namespace {
@@ -73,7 +74,7 @@ void chat_loop(TextGenerator& gen, const ChatOptions& o, SamplingOptions samplin
   std::vector<ChatMessage> history;
   if (!o.system.empty()) history.push_back({"system", o.system});
   const size_t kept = history.size();
-  const ChatFormat format = gen.chat_format();
+  const ChatTemplate& chat_template = gen.chat_template();
   print("troupe chat: " + std::to_string(gen.max_positions()) +
         "-token context. /reset forgets the conversation, Ctrl-C stops an answer, Ctrl-D or /quit leaves.\n");
   std::string line;
@@ -94,11 +95,11 @@ void chat_loop(TextGenerator& gen, const ChatOptions& o, SamplingOptions samplin
     }
     history.push_back({"user", line});
     // Drop the oldest turns (not the system prompt) until the prompt leaves room to answer.
-    std::vector<int32_t> prompt = gen.encode(render_chat(format, history));
+    std::vector<int32_t> prompt = gen.encode(render_chat(chat_template, history));
     const int64_t room = std::min<int64_t>(o.max_tokens, gen.max_positions() / 4);
     while (static_cast<int64_t>(prompt.size()) + room > gen.max_positions() && history.size() > kept + 1) {
       history.erase(history.begin() + static_cast<std::ptrdiff_t>(kept));
-      prompt = gen.encode(render_chat(format, history));
+      prompt = gen.encode(render_chat(chat_template, history));
     }
     if (static_cast<int64_t>(prompt.size()) >= gen.max_positions()) {
       history.pop_back();
@@ -107,7 +108,7 @@ void chat_loop(TextGenerator& gen, const ChatOptions& o, SamplingOptions samplin
     }
     g_interrupted = 0;
     sampling.seed += ++turn;
-    StopSequences stops({end_of_turn(format)});
+    StopSequences stops({end_of_turn(chat_template.format)});
     std::string answer;
     const int64_t max_tokens = std::min<int64_t>(o.max_tokens, gen.max_positions() - static_cast<int64_t>(prompt.size()));
     gen.generate(prompt, max_tokens, sampling, [&](const std::string& piece) {
@@ -143,7 +144,7 @@ void run_chat(const ChatOptions& o) {
   }
   ClientActorSystem sys;
   Pipeline pipeline = deploy_on_nodes(sys.get(), o.distributed, o.model, *ckpt, sampling);
-  PipelineGenerator generator(pipeline, detect_chat_format(ckpt->has_vocab() ? ckpt->vocab().chat_template : ""));
+  PipelineGenerator generator(pipeline, read_chat_template(ckpt->has_vocab() ? ckpt->vocab().chat_template : ""));
   chat_loop(generator, o, sampling);
   pipeline.shutdown();
 }

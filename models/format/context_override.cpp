@@ -32,10 +32,11 @@ class ContextOverride : public Checkpoint {
 std::shared_ptr<const Checkpoint> with_context(std::shared_ptr<const Checkpoint> ckpt, int64_t n_ctx) {
   const int64_t declared = ckpt->config().n_ctx;
   if (n_ctx <= 0 || n_ctx == declared) return ckpt;
-  if (n_ctx > declared && ckpt->config().arch == Architecture::gpt2)
+  // A learned position table (GPT-2) has no rows past its length; rotary positions extend.
+  if (n_ctx > declared && ckpt->has_tensor("position_embd.weight"))
     throw std::invalid_argument(ckpt->path() + ": a context of " + std::to_string(n_ctx) +
                                 " tokens is longer than the " + std::to_string(declared) +
-                                " positions its GPT-2 position table has");
+                                " positions its position table (position_embd.weight) has");
   return std::make_shared<ContextOverride>(std::move(ckpt), n_ctx);
 }
 
