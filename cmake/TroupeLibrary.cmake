@@ -7,4 +7,6 @@ function(troupe_library name)
   target_include_directories(${name} PUBLIC
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}> $<INSTALL_INTERFACE:include/troupe>)
   target_link_libraries(${name} ${ARGN})
+  # cmake --install: into the troupe package (cmake/TroupeInstall.cmake).
+  install(TARGETS ${name} EXPORT troupeTargets ARCHIVE DESTINATION lib/troupe)
 endfunction()

@@ -2,7 +2,8 @@
 # Installs everything troupe needs on a fresh Debian bookworm machine (the list is in
 # scripts/apt-packages.txt) and selects OpenBLAS (OpenMP build) as the system BLAS:
 # Debian's LibTorch links the generic libblas.so.3, and with the reference BLAS fp32
-# matmul is about 3x slower. Does nothing that is already done.
+# matmul is about 3x slower. Installs the npm packages of the web tests (tests/web). Does
+# nothing that is already done.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 SUDO=""
@@ -30,4 +31,11 @@ for name in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
     $SUDO update-alternatives --set "$name-$multiarch" "$target"
   fi
 done
+
+# npm packages of the browser and SDK tests (tests/web/package-lock.json), into tests/web/node_modules.
+web="$here/../tests/web"
+if [ ! -d "$web/node_modules/openai" ] || [ ! -d "$web/node_modules/playwright-core" ]; then
+  echo "install-deps: npm ci in tests/web"
+  (cd "$web" && npm ci --no-audit --no-fund)
+fi
 echo "install-deps: ready"

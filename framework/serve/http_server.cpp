@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -13,6 +14,8 @@
 #include "framework/serve/connection_guard.h"
 #include "framework/serve/openai_api.h"
 #include "framework/serve/stop_sequences.h"
+#include "framework/serve/web_page.h"
+#include "models/machine/process_memory.h"
 
 namespace troupe {
 
@@ -58,6 +61,9 @@ struct HttpServer::Impl {
   std::atomic<uint64_t> id_counter{0};
   std::mt19937_64 seed_rng{std::random_device{}()};
   std::mutex seed_mutex;
+
+  const Clock::time_point started = Clock::now();
+  const int64_t started_unix = unix_time();
 
   Impl(TextGenerator& g, ServeOptions o) : gen(g), opt(std::move(o)) {}
 
@@ -109,41 +115,134 @@ struct HttpServer::Impl {
     return seed_rng();
   }
 
-  // A parsed request, its prompt tokens and the limits that follow from the context.
+  // A parsed request, its prompts' tokens and the limits that follow from the context.
   struct Prepared {
     CompletionRequest request;
-    std::vector<int32_t> prompt;
+    std::vector<std::vector<int32_t>> prompts;
     std::vector<std::string> stops;
-    int64_t max_tokens = 0;
     std::string id;
+    int64_t prompt_tokens = 0;
   };
+
+  bool serves(const std::string& model) const {
+    if (model.empty() || model == opt.model_name) return true;
+    return std::find(opt.aliases.begin(), opt.aliases.end(), model) != opt.aliases.end();
+  }
 
   // Parsing the JSON is cheap and bounded by max_body_bytes; tokenizing is not, so it waits
   // until the request holds a generation slot (tokenize()).
   Prepared parse(const std::string& body, bool chat) {
     Prepared p;
     p.request = parse_completion_request(body, chat, default_seed());
-    if (p.request.model.empty()) p.request.model = opt.model_name;
+    if (!serves(p.request.model))
+      throw ApiError(404, "invalid_request_error",
+                     "model '" + p.request.model + "' is not served here; this server serves '" + opt.model_name + "'" +
+                         (opt.aliases.empty() ? std::string() : " (also called " + join(opt.aliases) + ")"));
+    p.request.model = opt.model_name;
+    if (p.request.top_logprobs >= 0 && !gen.supports_logprobs())
+      throw ApiError(400, "invalid_request_error",
+                     "logprobs are not available from a cluster (its last stage samples and keeps the logits); "
+                     "serve the model in one process (troupe serve without --nodes) for logprobs");
     return p;
   }
 
   void tokenize(Prepared& p, bool chat) {
-    const std::string prompt = chat ? render_chat(gen.chat_template(), p.request.messages) : p.request.prompt;
-    p.prompt = gen.encode(prompt);
+    if (chat) {
+      p.prompts.push_back(gen.encode(render_chat(gen.chat_template(), p.request.messages)));
+    } else {
+      const int64_t n_vocab = gen.n_vocab();
+      for (size_t i = 0; i < p.request.prompts.size(); ++i) {
+        const auto& in = p.request.prompts[i];
+        if (!in.is_tokens) {
+          p.prompts.push_back(gen.encode(in.text));
+          continue;
+        }
+        for (int32_t t : in.tokens)
+          if (t < 0 || t >= n_vocab)
+            throw ApiError(400, "invalid_request_error",
+                           "prompt token id " + std::to_string(t) + " is outside the vocabulary (0 to " +
+                               std::to_string(n_vocab - 1) + ")");
+        p.prompts.push_back(in.tokens);
+      }
+    }
     const int64_t context = gen.max_positions();
-    if (static_cast<int64_t>(p.prompt.size()) >= context)
-      throw ApiError(400, "invalid_request_error",
-                     "prompt of " + std::to_string(p.prompt.size()) + " tokens does not fit the context of " +
-                         std::to_string(context) + " tokens");
-    p.max_tokens = std::min<int64_t>(p.request.max_tokens, context - static_cast<int64_t>(p.prompt.size()));
+    for (const auto& prompt : p.prompts) {
+      if (prompt.empty()) throw ApiError(400, "invalid_request_error", "the prompt encodes to no tokens");
+      if (static_cast<int64_t>(prompt.size()) >= context)
+        throw ApiError(400, "invalid_request_error",
+                       "prompt of " + std::to_string(prompt.size()) + " tokens does not fit the context of " +
+                           std::to_string(context) + " tokens");
+      p.prompt_tokens += static_cast<int64_t>(prompt.size());
+    }
     p.stops = p.request.stop;
     if (chat) p.stops.push_back(end_of_turn(gen.chat_template().format));
     p.id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(unix_time()) + "-" + std::to_string(++id_counter);
-    prompt_tokens += p.prompt.size();
+    prompt_tokens += static_cast<uint64_t>(p.prompt_tokens);
   }
 
-  static std::string finish_reason(const GenerationOutcome& o, const StopSequences& stops) {
-    return (o.hit_eos || stops.stopped()) ? "stop" : "length";
+  static std::string join(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "'" : ", '") + x + "'";
+    return s;
+  }
+
+  LogprobEntry entry_of(const TokenLogprob& lp, const std::string& bytes) const {
+    LogprobEntry e{bytes, lp.logprob, {}};
+    for (const auto& [id, v] : lp.top) e.top.emplace_back(gen.token_bytes(id), v);
+    return e;
+  }
+
+  // Text (and logprobs) as they become ready; return false to stop (the client went away).
+  using Emit = std::function<bool(const std::string& text, std::vector<LogprobEntry>&& entries)>;
+
+  // Runs prompt `i`: the echoed prompt, then the completion through the stop strings.
+  // Returns the finish reason; adds the tokens generated to `completion_tokens`.
+  std::string run_prompt(const Prepared& p, size_t i, const Emit& emit, int64_t& completion_tokens, bool& gone) {
+    const auto& r = p.request;
+    const auto& prompt = p.prompts[i];
+    if (r.echo) {
+      std::string text;
+      std::vector<LogprobEntry> entries;
+      std::vector<TokenLogprob> scored;
+      if (r.top_logprobs >= 0) scored = gen.score(prompt, r.top_logprobs);
+      for (size_t k = 0; k < prompt.size(); ++k) {
+        const std::string bytes = gen.token_bytes(prompt[k]);
+        text += bytes;
+        if (r.top_logprobs < 0) continue;
+        if (k == 0) entries.push_back({bytes, std::nullopt, {}});
+        else entries.push_back(entry_of(scored[k], bytes));
+      }
+      if (!emit(text, std::move(entries))) gone = true;
+    }
+    const int64_t max_tokens =
+        std::min<int64_t>(r.max_tokens, gen.max_positions() - static_cast<int64_t>(prompt.size()));
+    if (max_tokens <= 0 || gone) return "length";
+    StopSequences stops(p.stops);
+    std::string pending;  // released text not yet sent (an incomplete UTF-8 character)
+    std::vector<LogprobEntry> pending_entries;
+    const auto outcome =
+        gen.generate_scored(prompt, max_tokens, r.sampling, r.top_logprobs, [&](const ScoredPiece& piece) {
+          if (piece.logprob) pending_entries.push_back(entry_of(*piece.logprob, piece.bytes));
+          pending += stops.push(piece.bytes);
+          const size_t ready = utf8_complete_prefix(pending);
+          if (ready > 0) {
+            if (!emit(pending.substr(0, ready), std::move(pending_entries))) gone = true;
+            pending_entries.clear();
+            pending.erase(0, ready);
+          }
+          return !stops.stopped() && !gone;
+        });
+    completion_tokens += outcome.completion_tokens;
+    count_tokens(outcome.completion_tokens);
+    pending += stops.flush();
+    if ((!pending.empty() || !pending_entries.empty()) && !gone && !emit(pending, std::move(pending_entries)))
+      gone = true;
+    return (outcome.hit_eos || stops.stopped()) ? "stop" : "length";
+  }
+
+  json logprobs_json(const CompletionRequest& r, const std::vector<LogprobEntry>& entries, int64_t offset) const {
+    if (r.top_logprobs < 0) return nullptr;
+    return r.chat ? chat_logprobs(entries) : completion_logprobs(entries, offset, r.top_logprobs);
   }
 
   void complete(const httplib::Request& req, httplib::Response& res, bool chat) {
@@ -156,17 +255,24 @@ struct HttpServer::Impl {
         stream(res, p, slot);
         return;
       }
-      StopSequences stops(p->stops);
-      std::string text;
-      const auto outcome = gen.generate(p->prompt, p->max_tokens, p->request.sampling, [&](const std::string& piece) {
-        text += stops.push(piece);
-        return !stops.stopped();
-      });
-      text += stops.flush();
-      count_tokens(outcome.completion_tokens);
+      std::vector<ChoiceResult> choices;
+      int64_t completion_tokens = 0;
+      for (size_t i = 0; i < p->prompts.size(); ++i) {
+        std::string text;
+        std::vector<LogprobEntry> entries;
+        bool gone = false;
+        const std::string finish = run_prompt(
+            *p, i,
+            [&](const std::string& t, std::vector<LogprobEntry>&& e) {
+              text += t;
+              for (auto& x : e) entries.push_back(std::move(x));
+              return true;
+            },
+            completion_tokens, gone);
+        choices.push_back({text, finish, logprobs_json(p->request, entries, 0)});
+      }
       send_json(res, 200,
-                completion_response(p->request, p->id, unix_time(), text, finish_reason(outcome, stops),
-                                    static_cast<int64_t>(p->prompt.size()), outcome.completion_tokens));
+                completion_response(p->request, p->id, unix_time(), choices, p->prompt_tokens, completion_tokens));
     } catch (const ApiError& e) {
       if (e.status() >= 500) ++failed;
       send_json(res, e.status(), e.body());
@@ -187,24 +293,28 @@ struct HttpServer::Impl {
         if (!client_gone && !sink.write(event.data(), event.size())) client_gone = true;
         return !client_gone;
       };
-      if (r.chat) {
-        json first = completion_chunk(r, p->id, created, "", std::nullopt);
-        first["choices"][0]["delta"] = {{"role", "assistant"}, {"content", ""}};
-        send(sse_event(first));
-      }
-      StopSequences stops(p->stops);
-      std::string pending;  // released text not yet sent (an incomplete UTF-8 character)
-      GenerationOutcome outcome;
+      int64_t completion_tokens = 0;
       try {
-        outcome = gen.generate(p->prompt, p->max_tokens, r.sampling, [&](const std::string& piece) {
-          pending += stops.push(piece);
-          const size_t ready = utf8_complete_prefix(pending);
-          if (ready > 0) {
-            send(sse_event(completion_chunk(r, p->id, created, pending.substr(0, ready), std::nullopt)));
-            pending.erase(0, ready);
+        for (size_t i = 0; i < p->prompts.size() && !client_gone; ++i) {
+          if (r.chat) {
+            json first = completion_chunk(r, p->id, created, "", std::nullopt, i);
+            first["choices"][0]["delta"] = {{"role", "assistant"}, {"content", ""}};
+            send(sse_event(first));
           }
-          return !stops.stopped() && !client_gone;
-        });
+          int64_t offset = 0;
+          const std::string finish = run_prompt(
+              *p, i,
+              [&](const std::string& text, std::vector<LogprobEntry>&& entries) {
+                const json lp = logprobs_json(r, entries, offset);
+                for (const auto& e : entries) offset += static_cast<int64_t>(e.token.size());
+                return send(sse_event(completion_chunk(r, p->id, created, text, std::nullopt, i, lp)));
+              },
+              completion_tokens, client_gone);
+          if (client_gone) break;
+          json last = completion_chunk(r, p->id, created, "", finish, i);
+          if (i + 1 == p->prompts.size()) last["usage"] = usage_json(p->prompt_tokens, completion_tokens);
+          send(sse_event(last));
+        }
       } catch (const std::exception& e) {
         ++failed;
         spdlog::error("streaming request {} failed: {}", p->id, e.what());
@@ -212,18 +322,63 @@ struct HttpServer::Impl {
         sink.done();
         return true;
       }
-      count_tokens(outcome.completion_tokens);
       if (client_gone) {
         ++cancelled;
-        spdlog::info("{}: client went away after {} tokens; session cancelled", p->id, outcome.completion_tokens);
+        spdlog::info("{}: client went away after {} tokens; session cancelled", p->id, completion_tokens);
         return false;
       }
-      pending += stops.flush();
-      send(sse_event(completion_chunk(r, p->id, created, pending, finish_reason(outcome, stops))));
+      if (r.include_usage) {
+        json usage = completion_chunk(r, p->id, created, "", std::nullopt);
+        usage["choices"] = json::array();
+        usage["usage"] = usage_json(p->prompt_tokens, completion_tokens);
+        send(sse_event(usage));
+      }
       send("data: [DONE]\n\n");
       sink.done();
       return true;
     });
+  }
+
+  json status_json() {
+    const ClusterStatus c = gen.status();
+    json stages = json::array();
+    for (const auto& s : c.stages)
+      stages.push_back({{"node", s.node},
+                        {"layers", s.layers},
+                        {"sessions", s.sessions},
+                        {"cache_bytes", s.cache_bytes},
+                        {"steps", s.steps},
+                        {"compute_ms", s.compute_ms},
+                        {"tokens_per_second", s.tokens_per_s},
+                        {"hop_rtt_ms", s.hop_rtt_ms < 0 ? json(nullptr) : json(s.hop_rtt_ms)}});
+    int in_flight, queued;
+    {
+      std::lock_guard<std::mutex> lock(admission_mutex);
+      in_flight = running;
+      queued = waiting;
+    }
+    return {{"model", opt.model_name},
+            {"context", gen.max_positions()},
+            {"uptime_seconds", std::chrono::duration<double>(Clock::now() - started).count()},
+            {"requests", requests.load()},
+            {"prompt_tokens", prompt_tokens.load()},
+            {"completion_tokens", completion_tokens.load()},
+            {"tokens_per_second", tokens_per_second()},
+            {"sessions_in_flight", in_flight},
+            {"sessions_queued", queued},
+            {"process_rss_bytes", process_memory().rss},
+            {"stages", stages},
+            {"recoveries", c.recoveries}};
+  }
+
+  // CORS: a request from a listed origin (or any, with "*") may read the response.
+  void allow_origin(const httplib::Request& q, httplib::Response& s) const {
+    if (opt.cors_origins.empty() || !q.has_header("Origin")) return;
+    const std::string origin = q.get_header_value("Origin");
+    const bool any = std::find(opt.cors_origins.begin(), opt.cors_origins.end(), "*") != opt.cors_origins.end();
+    if (!any && std::find(opt.cors_origins.begin(), opt.cors_origins.end(), origin) == opt.cors_origins.end()) return;
+    s.set_header("Access-Control-Allow-Origin", any ? "*" : origin);
+    if (!any) s.set_header("Vary", "Origin");
   }
 
   std::string metrics() {
@@ -285,7 +440,8 @@ struct HttpServer::Impl {
     return httplib::Server::HandlerResponse::Unhandled;
   }
 
-  // With an API key, every route but /health wants "Authorization: Bearer KEY"; a 401 in
+  // With an API key, every route but /health, the page and CORS preflights wants
+  // "Authorization: Bearer KEY"; a 401 in
   // OpenAI's shape otherwise.
   bool authorized(const httplib::Request& q, httplib::Response& s) const {
     if (opt.api_key.empty()) return true;
@@ -324,10 +480,47 @@ struct HttpServer::Impl {
     server.Post("/v1/completions", route([this](const httplib::Request& q, httplib::Response& s) { complete(q, s, false); }));
     server.Post("/v1/chat/completions", route([this](const httplib::Request& q, httplib::Response& s) { complete(q, s, true); }));
     server.Get("/v1/models", route([this](const httplib::Request&, httplib::Response& s) {
-      send_json(s, 200,
-                {{"object", "list"},
-                 {"data", json::array({{{"id", opt.model_name}, {"object", "model"}, {"owned_by", "troupe"}}})}});
+      json data = json::array();
+      data.push_back({{"id", opt.model_name}, {"object", "model"}, {"created", started_unix}, {"owned_by", "troupe"}});
+      for (const auto& a : opt.aliases)
+        data.push_back({{"id", a}, {"object", "model"}, {"created", started_unix}, {"owned_by", "troupe"}});
+      send_json(s, 200, {{"object", "list"}, {"data", data}});
     }));
+    server.Get("/v1/models/(.+)", route([this](const httplib::Request& q, httplib::Response& s) {
+      const std::string id = q.matches[1];
+      if (!serves(id))
+        return send_json(s, 404, ApiError(404, "invalid_request_error",
+                                          "model '" + id + "' is not served here; this server serves '" +
+                                              opt.model_name + "'").body());
+      send_json(s, 200, {{"id", id}, {"object", "model"}, {"created", started_unix}, {"owned_by", "troupe"}});
+    }));
+    server.Get("/v1/status", route([this](const httplib::Request&, httplib::Response& s) { send_json(s, 200, status_json()); }));
+    if (opt.web_page) {
+      // The page itself holds no data (it asks for the API key when the server wants one).
+      server.Get("/", route([](const httplib::Request&, httplib::Response& s) {
+                   s.set_content(web_page_html(), "text/html; charset=utf-8");
+                 },
+                 /*open=*/true));
+    }
+    // A browser's CORS preflight carries no credentials: it is answered without the key.
+    server.Options(".*", route(
+                             [this](const httplib::Request& q, httplib::Response& s) {
+                               s.status = 204;
+                               if (opt.cors_origins.empty()) return;
+                               s.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+                               s.set_header("Access-Control-Allow-Headers",
+                                            q.has_header("Access-Control-Request-Headers")
+                                                ? q.get_header_value("Access-Control-Request-Headers")
+                                                : std::string("Content-Type, Authorization"));
+                               s.set_header("Access-Control-Max-Age", "600");
+                             },
+                             /*open=*/true));
+    server.set_post_routing_handler([this](const httplib::Request& q, httplib::Response& s) { allow_origin(q, s); });
+    // No SO_REUSEPORT (httplib's default sets it): a second server on a taken port must fail.
+    server.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const char*>(&yes), sizeof(yes));
+    });
     server.Get("/health", route(
                               [this](const httplib::Request&, httplib::Response& s) {
                                 const ServiceHealth h = gen.health();
@@ -379,9 +572,13 @@ void HttpServer::start() {
   const int port = impl_->opt.port;
   impl_->bound_port = port == 0 ? s.bind_to_any_port(impl_->opt.listen) : (s.bind_to_port(impl_->opt.listen, port) ? port : -1);
   if (impl_->bound_port <= 0)
-    throw std::runtime_error("cannot listen on " + impl_->opt.listen + ":" + std::to_string(port) + " (in use?)");
+    throw std::runtime_error("cannot listen on " + impl_->opt.listen + ":" + std::to_string(port) +
+                             ": the port is taken by another program (another troupe serve?) or the address is not "
+                             "this machine's; choose another with --port (0: any free port)");
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
-  spdlog::info("serving the OpenAI-compatible API on http://{}:{}/v1", impl_->opt.listen, impl_->bound_port);
+  spdlog::info("serving the OpenAI-compatible API on http://{}:{}/v1{}", impl_->opt.listen, impl_->bound_port,
+               impl_->opt.web_page ? fmt::format(" and the chat page on http://{}:{}/", impl_->opt.listen, impl_->bound_port)
+                                   : std::string());
 }
 
 void HttpServer::stop() {

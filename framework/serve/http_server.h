@@ -1,7 +1,9 @@
 #pragma once
 // `troupe serve`: an OpenAI-compatible HTTP API over a TextGenerator.
 //   POST /v1/completions, POST /v1/chat/completions (JSON or server-sent events)
-//   GET  /v1/models, /health, /metrics (Prometheus text)
+//   GET  /v1/models, /v1/status (JSON: stages, tokens/s, hop latency, recoveries),
+//        /health, /metrics (Prometheus text), / (the chat and cluster page, framework/serve/web)
+// CORS: origins listed in cors_origins may call the API from a browser ("*": any).
 // Admission is bounded: at most `max_in_flight` generations run at once (they share the
 // pipeline, which keeps its stages busy with several sessions) and at most `max_queue`
 // wait; past that a request gets 429 with a JSON error, decided before the prompt is
@@ -12,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "framework/serve/text_generator.h"
 
@@ -30,6 +33,9 @@ struct ServeOptions {
   int max_connections = 64;
   int header_timeout_ms = 10000;
   int body_timeout_ms = 30000;
+  std::vector<std::string> aliases;       // other names a request may use for the model
+  std::vector<std::string> cors_origins;  // empty: no CORS headers
+  bool web_page = true;                   // GET / serves the chat and cluster page
 };
 
 class HttpServer {

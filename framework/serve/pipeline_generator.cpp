@@ -37,6 +37,31 @@ ServiceHealth PipelineGenerator::health() const {
   return ServiceHealth{to_string(h.state), h.detail};
 }
 
+int64_t PipelineGenerator::n_vocab() const { return pipeline_.n_vocab(); }
+
+std::string PipelineGenerator::token_bytes(int32_t token) const { return pipeline_.decode({token}); }
+
+ClusterStatus PipelineGenerator::status() const {
+  ClusterStatus c;
+  for (const auto& s : pipeline_.stats()) {
+    StageStatus st;
+    st.node = s.node;
+    st.layers = s.describe;
+    st.sessions = s.sessions;
+    st.cache_bytes = s.cache_bytes;
+    st.steps = s.steps;
+    st.compute_ms = s.compute_ms;
+    st.tokens_per_s = s.recent_tokens_per_s;
+    st.hop_rtt_ms = s.next_rtt_ms;
+    c.stages.push_back(std::move(st));
+  }
+  for (const auto& r : pipeline_.recoveries())
+    c.recoveries.push_back(r.stage + " " + r.kind + " on " + (r.from_node.empty() ? "this process" : r.from_node) +
+                           ", moved to " + r.to_node + " in " + std::to_string(static_cast<int64_t>(r.restore_ms)) +
+                           " ms: " + r.cause);
+  return c;
+}
+
 std::string PipelineGenerator::stage_metrics() const {
   std::ostringstream m;
   // Recoveries first: they are known even while a stage cannot answer.

@@ -13,6 +13,9 @@ class PipelineGenerator : public TextGenerator {
   std::vector<int32_t> encode(const std::string& text) const override;
   int64_t max_positions() const override;
   const ChatTemplate& chat_template() const override { return chat_template_; }
+  int64_t n_vocab() const override;
+  std::string token_bytes(int32_t token) const override;
+  ClusterStatus status() const override;
   GenerationOutcome generate(const std::vector<int32_t>& prompt, int64_t max_tokens, const SamplingOptions& sampling,
                              const PieceHandler& on_piece) override;
   // troupe_stage_compute_seconds_total, troupe_stage_bytes_sent_total, ... per stage.

@@ -7,8 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "models/vocab/chat_template.h"
 #include "models/runtime/sampler.h"
+#include "models/runtime/token_logprobs.h"
+#include "models/vocab/chat_template.h"
 
 namespace troupe {
 
@@ -29,6 +30,31 @@ struct ServiceHealth {
   std::string detail;
 };
 
+// One generated token with its log-probability (for `logprobs`): `logprob` is null unless
+// asked for (top_k >= 0).
+struct ScoredPiece {
+  int32_t token = 0;
+  const std::string& bytes;
+  const TokenLogprob* logprob = nullptr;
+};
+using ScoredPieceHandler = std::function<bool(const ScoredPiece& piece)>;
+
+// What the status page shows of one stage (one entry, "this process", without a cluster).
+struct StageStatus {
+  std::string node;
+  std::string layers;
+  int32_t sessions = 0;
+  uint64_t cache_bytes = 0;      // KV caches held
+  uint64_t steps = 0;
+  double compute_ms = 0;
+  double tokens_per_s = 0;       // last 10 s
+  double hop_rtt_ms = -1;        // ping to the next stage; -1: last stage or not measured
+};
+struct ClusterStatus {
+  std::vector<StageStatus> stages;
+  std::vector<std::string> recoveries;  // one line per repaired stage failure, oldest first
+};
+
 class TextGenerator {
  public:
   virtual ~TextGenerator() = default;
@@ -37,6 +63,17 @@ class TextGenerator {
   virtual const ChatTemplate& chat_template() const = 0;
   virtual GenerationOutcome generate(const std::vector<int32_t>& prompt, int64_t max_tokens,
                                      const SamplingOptions& sampling, const PieceHandler& on_piece) = 0;
+  virtual int64_t n_vocab() const = 0;
+  virtual std::string token_bytes(int32_t token) const = 0;
+  // Log-probabilities: `score` gives each token's given those before it (entry 0: none);
+  // generate_scored passes each generated token's. A generator that cannot (the pipeline:
+  // its last stage samples and keeps the logits) says so in supports_logprobs().
+  virtual bool supports_logprobs() const { return false; }
+  virtual std::vector<TokenLogprob> score(const std::vector<int32_t>& tokens, int top_k);
+  virtual GenerationOutcome generate_scored(const std::vector<int32_t>& prompt, int64_t max_tokens,
+                                            const SamplingOptions& sampling, int top_k,
+                                            const ScoredPieceHandler& on_piece);
+  virtual ClusterStatus status() const { return {}; }
   // Extra Prometheus lines (per-stage compute time, per-hop bytes and latency).
   virtual std::string stage_metrics() const { return {}; }
   virtual ServiceHealth health() const { return {}; }

@@ -26,6 +26,7 @@
 #include <fstream>
 #include <thread>
 
+#include "launch/troupe/cli_checks.h"
 #include "actors/node_actor.h"
 #include "actors/protocol/actor_system.h"
 #include "actors/protocol/cluster_key.h"
@@ -79,10 +80,10 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string port_file;
   std::string log_level = "info";
-  app.add_option("--port", port, "TCP port to listen on (0: any free port)")->required()->check(CLI::Range(0, 65535));
+  app.add_option("--port", port, "TCP port to listen on (0: any free port)")->required()->check(troupe::cli::between(0, 65535));
   app.add_option("--listen", listen, "address to listen on (0.0.0.0 for every interface)")->capture_default_str();
   app.add_option("--models", models_dir, "directory that model paths are relative to")->capture_default_str();
-  app.add_option("--threads", threads, "LibTorch threads per stage")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "LibTorch threads per stage")->capture_default_str()->check(troupe::cli::positive());
   app.add_option("--port-file", port_file, "write the port actually bound to this file once listening");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   std::string memory_limit;
@@ -100,9 +101,10 @@ int main(int argc, char** argv) {
   int max_stages = 16;
   int max_sessions = 256;
   app.add_option("--max-stages", max_stages, "stages this node hosts at once, for all clients together")
-    ->capture_default_str()->check(CLI::PositiveNumber);
+    ->capture_default_str()->check(troupe::cli::positive());
   app.add_option("--max-sessions", max_sessions, "sessions each stage on this node holds at once")
-    ->capture_default_str()->check(CLI::PositiveNumber);
+    ->capture_default_str()->check(troupe::cli::positive());
+  app.set_version_flag("--version", troupe::cli::version_text("caf-node"));
   CLI11_PARSE(app, argc, argv);
   std::error_code ec;
   models_dir = std::filesystem::absolute(models_dir, ec).lexically_normal().string();
@@ -177,7 +179,10 @@ int main(int argc, char** argv) {
                  ? sys.middleman().publish(node, static_cast<uint16_t>(port), listen.c_str(), /*reuse_addr=*/true)
                  : caf::openssl::publish(node, static_cast<uint16_t>(port), listen.c_str(), /*reuse=*/true);
   if (!bound) {
-    spdlog::error("cannot listen on {}:{}: {}", listen, port, sys.render(bound.error()));
+    spdlog::error("cannot listen on {}:{}: the port is taken by another program (another caf-node?) or the address "
+                  "is not this machine's; choose another with --port (0: any free port)",
+                  listen, port);
+    spdlog::debug("CAF said: {}", sys.render(bound.error()));
     caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
     return 1;
   }

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "framework/deploy/deploy.h"
+#include "launch/troupe/cli_checks.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"
@@ -173,14 +174,14 @@ void add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "measure prefill and decode speed, memory, and the bandwidth bound");
   cmd->add_option("--model,-m", o->model, "GGUF file or Hugging Face directory")->required();
   o->distributed.add_to(cmd);
-  cmd->add_option("--prompt-tokens", o->prompt_tokens, "prompt length for the prefill measurement")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--tokens,-n", o->decode_tokens, "decode steps to time")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--prompt-tokens", o->prompt_tokens, "prompt length for the prefill measurement")->capture_default_str()->check(troupe::cli::positive());
+  cmd->add_option("--tokens,-n", o->decode_tokens, "decode steps to time")->capture_default_str()->check(troupe::cli::positive());
   cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");
   auto* sessions = cmd->add_option("--sessions", o->sessions,
                                    "decode this many sessions together, one forward pass per step (as a stage "
                                    "batches them; single process only)")
                      ->capture_default_str()
-                     ->check(CLI::Range(1, 256));
+                     ->check(troupe::cli::between(1, 256));
   sessions->excludes(cmd->get_option("--nodes"));
   cmd->add_option("--json", o->json_path, "also write the results as JSON to this file");
   cmd->callback([o] { run_reporting_errors([&] { run_bench(*o); }); });

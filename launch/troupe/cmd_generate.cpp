@@ -7,9 +7,11 @@
 
 
 #include "framework/deploy/deploy.h"
+#include "launch/troupe/cli_checks.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"
+#include "models/arch/stage_model.h"
 #include "models/format/checkpoint.h"
 #include "models/runtime/local_session.h"
 #include "models/vocab/tokenizer.h"
@@ -58,12 +60,13 @@ void run_generate(const GenerateOptions& o) {
   if (o.distributed.used()) return run_distributed(o, sampling);
   if (!o.distributed.layers.empty()) throw std::invalid_argument("--layers needs --nodes");
 
-  std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
+  std::shared_ptr<const Checkpoint> ckpt = apply_context(open_checkpoint(o.model), o.distributed.ctx);
   const auto tokenizer = make_tokenizer(ckpt->vocab());
   const auto prompt = tokenizer->encode(o.prompt, tokenizer->adds_bos(), true);
   spdlog::info("{}: {} layers, {} prompt tokens", ckpt->path(), ckpt->config().n_layer, prompt.size());
 
   LocalSession session(ckpt);
+  load_with_progress(o.model, [&](const auto& on_progress) { session.model().prefetch_weights(on_progress); });
   const auto start = Clock::now();
   double prefill_seconds = 0;
   int64_t n_generated = 0;
@@ -74,6 +77,10 @@ void run_generate(const GenerateOptions& o) {
   });
   const double total = seconds_since(start);
   std::fputc('\n', stderr);
+  const int64_t n_ctx = ckpt->config().n_ctx;
+  if (n_generated < o.n_tokens && static_cast<int64_t>(prompt.size()) + n_generated >= n_ctx)
+    spdlog::warn("stopped after {} of {} tokens: the context of {} positions is full (--ctx N for a longer one)",
+                 n_generated, o.n_tokens, n_ctx);
   spdlog::info("prefill: {} tokens in {:.1f} ms ({:.1f} tokens/s); decode: {} tokens, {:.2f} ms/token", prompt.size(),
                prefill_seconds * 1e3, prompt.size() / prefill_seconds, n_generated - 1,
                n_generated > 1 ? (total - prefill_seconds) * 1e3 / (n_generated - 1) : 0.0);
@@ -86,13 +93,16 @@ void add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "generate text from a prompt (streams to stdout)");
   cmd->add_option("--model,-m", o->model, "GGUF file or Hugging Face directory")->required();
   cmd->add_option("--prompt,-p", o->prompt, "prompt text")->required();
-  cmd->add_option("-n,--n-tokens", o->n_tokens, "tokens to generate")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--temp", o->sampling.temperature, "temperature (0 = greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--top-k", o->sampling.top_k, "keep the k most likely tokens (0 = all)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--top-p", o->sampling.top_p, "nucleus sampling threshold (1 = off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "penalty for recent tokens (1 = off)")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("-n,--n-tokens", o->n_tokens, "tokens to generate")->capture_default_str()->check(troupe::cli::positive());
+  cmd->add_option("--temp", o->sampling.temperature, "temperature (0 = greedy)")->capture_default_str()->check(troupe::cli::non_negative());
+  cmd->add_option("--top-k", o->sampling.top_k, "keep the k most likely tokens (0 = all)")->capture_default_str()->check(troupe::cli::non_negative());
+  cmd->add_option("--top-p", o->sampling.top_p, "nucleus sampling threshold (1 = off)")->capture_default_str()->check(troupe::cli::between(0.0, 1.0));
+  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "penalty for recent tokens (1 = off)")->capture_default_str()->check(troupe::cli::positive());
   cmd->add_option("--repeat-window", o->sampling.repeat_window, "recent tokens the penalty looks at")->capture_default_str();
   cmd->add_option("--seed", o->seed, "random seed (default: random)");
+  cmd->add_option("--ctx,-c", o->distributed.ctx,
+                  "context length in tokens (default: the model's; longer only in one process, with a warning)")
+      ->check(troupe::cli::positive());
   cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");
   o->distributed.add_to(cmd);
   cmd->callback([o] { run_reporting_errors([&] { run_generate(*o); }); });

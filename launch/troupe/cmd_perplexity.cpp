@@ -3,11 +3,13 @@
 
 #include <cstdio>
 
+#include "launch/troupe/cli_checks.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/text_input.h"
 #include "models/format/checkpoint.h"
 #include "models/runtime/perplexity.h"
+#include "models/runtime/progress.h"
 #include "models/arch/stage_model.h"
 #include "models/vocab/tokenizer.h"
 #include "models/arch/open_checkpoint.h"
@@ -28,8 +30,15 @@ void run_perplexity(const PerplexityOptions& o) {
   const auto tokens = tokenizer->encode(read_text_file(o.file), tokenizer->adds_bos());
   spdlog::info("{}: {} tokens, chunks of {}", o.file, tokens.size(), o.ctx);
   auto model = StageModel::load(ckpt, whole_model_spec(ckpt->config().n_layer));
+  load_with_progress(o.model, [&](const auto& on_progress) { model->prefetch_weights(on_progress); });
+  Progress progress("perplexity", static_cast<uint64_t>(static_cast<int64_t>(tokens.size()) / std::max<int64_t>(o.ctx, 1)),
+                    Progress::Unit::count, "chunks");
   const auto r = perplexity(*model, tokens, o.ctx, tokenizer->adds_bos(), tokenizer->bos_id(),
-                            [](int64_t chunk, int64_t n, double ppl) { spdlog::debug("[{}/{}] {:.4f}", chunk, n, ppl); });
+                            [&](int64_t chunk, int64_t n, double ppl) {
+                              spdlog::debug("[{}/{}] {:.4f}", chunk, n, ppl);
+                              progress.update(static_cast<uint64_t>(chunk));
+                            });
+  progress.finish();
   spdlog::info("{} chunks, {} predictions scored", r.n_chunks, r.n_scored);
   std::printf("PPL = %.4f\n", r.ppl);
 }
@@ -41,7 +50,7 @@ void add_perplexity_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("perplexity", "perplexity of a model on a text file (llama.cpp's method)");
   cmd->add_option("--model,-m", o->model, "GGUF file or Hugging Face directory")->required();
   cmd->add_option("--file,-f", o->file, "text file")->required();
-  cmd->add_option("--ctx,-c", o->ctx, "chunk length in tokens")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--ctx,-c", o->ctx, "chunk length in tokens")->capture_default_str()->check(troupe::cli::between(2, 1 << 20));
   cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");
   cmd->callback([o] { run_reporting_errors([&] { run_perplexity(*o); }); });
 }

@@ -2,6 +2,7 @@
 #include <iostream>
 
 
+#include "launch/troupe/cli_checks.h"
 #include "models/runtime/byte_size.h"
 #include "framework/cluster/cluster.h"
 #include "framework/deploy/pipeline_plan.h"
@@ -109,15 +110,15 @@ void add_plan_command(CLI::App& app) {
   nodes->excludes(cluster)->excludes(assume);
   cluster->excludes(assume);
   cmd->add_option("--ctx", o->ctx, "positions per session (default: the model's context length)")
-    ->check(CLI::PositiveNumber);
+    ->check(troupe::cli::positive());
   cmd->add_option("--sessions", o->sessions, "concurrent sessions, each with its own KV cache")
     ->capture_default_str()
-    ->check(CLI::PositiveNumber);
+    ->check(troupe::cli::positive());
   cmd->add_option("--overhead", o->overhead, "runtime memory per node besides weights and KV cache")
     ->capture_default_str();
   cmd->add_option("--hop-ms", o->hop_ms, "network cost of one hop between stages, ms")
     ->capture_default_str()
-    ->check(CLI::NonNegativeNumber);
+    ->check(troupe::cli::non_negative());
   cmd->add_option("--layers", o->layers, "evaluate these layer ranges (one per node, in order) instead of planning");
   cmd->add_option("--objective", o->objective,
                   "slowest-stage: fastest with the pipeline full; per-token: fastest for --sessions decoding at once")

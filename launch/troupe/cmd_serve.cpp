@@ -10,6 +10,7 @@
 #include "framework/serve/http_server.h"
 #include "framework/serve/pipeline_generator.h"
 #include "framework/serve/local_generator.h"
+#include "launch/troupe/cli_checks.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"
@@ -70,7 +71,8 @@ void run_serve(ServeCliOptions o) {
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
   if (o.serve.model_name.empty()) o.serve.model_name = ckpt->config().name;
   if (!o.distributed.used()) {
-    LocalGenerator generator(ckpt);
+    LocalGenerator generator(apply_context(ckpt, o.distributed.ctx));
+    load_with_progress(o.model, [&](const auto& on_progress) { generator.prefetch_weights(on_progress); });
     return serve_until_signal(generator, o);
   }
   ClientActorSystem sys;
@@ -89,20 +91,27 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--model,-m", o->model, "GGUF file or Hugging Face directory")->required();
   cmd->add_option("--listen", o->serve.listen, "address to listen on")->capture_default_str();
   cmd->add_option("--port", o->serve.port, "port (0: any free port)")->capture_default_str();
-  cmd->add_option("--max-in-flight", o->serve.max_in_flight, "generations running at once")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--max-queue", o->serve.max_queue, "requests waiting beyond those (then 429)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-in-flight", o->serve.max_in_flight, "generations running at once")->capture_default_str()->check(troupe::cli::positive());
+  cmd->add_option("--max-queue", o->serve.max_queue, "requests waiting beyond those (then 429)")->capture_default_str()->check(troupe::cli::non_negative());
   cmd->add_option("--name", o->serve.model_name, "model name reported by /v1/models (default: the model's)");
+  cmd->add_option("--alias", o->serve.aliases, "another name requests may use for the model (repeatable)");
+  cmd->add_option("--cors-origin", o->serve.cors_origins,
+                  "let web pages from this origin (e.g. http://localhost:3000; * for any) call the API (repeatable)");
+  cmd->add_flag("!--no-web", o->serve.web_page, "do not serve the chat and cluster page at /");
+  cmd->add_option("--ctx,-c", o->distributed.ctx,
+                  "context length in tokens (default: the model's; longer only in one process, with a warning)")
+      ->check(troupe::cli::positive());
   cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");
   cmd->add_option("--api-key", o->serve.api_key,
                   "require 'Authorization: Bearer KEY' on every route but /health (needed beyond loopback)");
   cmd->add_option("--api-key-file", o->api_key_file, "read the API key from the first line of this file");
   cmd->add_option("--max-body", o->serve.max_body_bytes, "largest request body in bytes (then 413)")->capture_default_str();
   cmd->add_option("--max-connections", o->serve.max_connections, "HTTP connections at once (then 503)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(troupe::cli::positive());
   cmd->add_option("--header-timeout-ms", o->serve.header_timeout_ms, "time a client has to send its request headers")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(troupe::cli::positive());
   cmd->add_option("--body-timeout-ms", o->serve.body_timeout_ms, "time a client has to send its request body")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(troupe::cli::positive());
   o->distributed.add_to(cmd);
   cmd->add_option("--port-file", o->port_file, "write the bound port to this file once listening (for scripts)");
   cmd->callback([o] { run_reporting_errors([&] { run_serve(*o); }); });

@@ -3,6 +3,7 @@
 
 #include <iostream>
 
+#include "launch/troupe/cli_checks.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
 #include "models/format/checkpoint.h"
@@ -32,7 +33,7 @@ void add_split_command(CLI::App& app) {
   auto o = std::make_shared<SplitOptions>();
   auto* cmd = app.add_subcommand("split", "write one GGUF file per stage holding only that stage's tensors");
   cmd->add_option("--model,-m", o->model, "GGUF file or Hugging Face directory")->required();
-  auto* stages = cmd->add_option("--stages,-k", o->stages, "number of stages (even split)")->check(CLI::PositiveNumber);
+  auto* stages = cmd->add_option("--stages,-k", o->stages, "number of stages (even split)")->check(troupe::cli::positive());
   auto* layers = cmd->add_option("--layers", o->layers, "inclusive layer ranges, one per stage: 0-1,2-3,4-4");
   stages->excludes(layers);
   cmd->add_option("--out,-o", o->out, "output directory")->required();

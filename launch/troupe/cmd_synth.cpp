@@ -5,6 +5,7 @@
 #include "launch/troupe/commands.h"
 #include "models/convert/synthetic_model.h"
 #include "models/quant/type_traits.h"
+#include "models/runtime/progress.h"
 
 namespace troupe::cli {
 namespace {
@@ -26,7 +27,13 @@ void run_synth(const SynthCliOptions& o) {
   s.mix = t.mix;
   s.seed = o.seed;
   s.vocab_from = o.vocab_from;
+  Progress progress("synth " + o.out, 0);
+  s.on_progress = [&](uint64_t done, uint64_t total) {
+    progress.set_total(total);
+    progress.update(done);
+  };
   const uint64_t bytes = write_synthetic_model(s, o.out);
+  progress.finish();
   spdlog::info("{}: {} shape, {} layers, {}, {:.1f} MB", o.out, o.shape, s.config.n_layer, o.type, bytes / 1e6);
 }
 

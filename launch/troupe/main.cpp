@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "launch/troupe/cli_checks.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"
 
@@ -28,8 +29,30 @@ int main(int argc, char** argv) {
   troupe::cli::add_synth_command(app);
   troupe::cli::add_plan_command(app);
   troupe::cli::add_serve_command(app);
+  troupe::cli::add_chat_command(app);
   troupe::cli::add_bench_command(app);
   troupe::cli::add_status_command(app);
+  // `troupe help [command]`, and --version on the program and every command.
+  std::string help_topic;
+  auto* help = app.add_subcommand("help", "show the help of troupe or of one command (troupe help generate)");
+  help->add_option("command", help_topic, "the command");
+  help->callback([&] {
+    if (help_topic.empty()) {
+      // app.help() would show the selected command's (help's own) text.
+      std::cout << app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal);
+      return;
+    }
+    for (auto* sub : app.get_subcommands({}))
+      if (sub->get_name() == help_topic && sub != help) {
+        std::cout << sub->help();
+        return;
+      }
+    std::cerr << "troupe: no command '" << help_topic << "'; `troupe help` lists them\n";
+    std::exit(2);
+  });
+  const std::string version = troupe::cli::version_text("troupe");
+  app.set_version_flag("--version", version);
+  for (auto* sub : app.get_subcommands({})) sub->set_version_flag("--version", version);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

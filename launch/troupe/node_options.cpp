@@ -8,25 +8,38 @@
 #include "models/runtime/byte_size.h"
 #include "framework/deploy/deploy_planning.h"
 #include "framework/deploy/pipeline_plan.h"
+#include "models/format/context_override.h"
+#include "launch/troupe/cli_checks.h"
 
 namespace troupe::cli {
 
 void NodeOptions::add_to(CLI::App* cmd) {
   cmd->add_option("--nodes", nodes, "caf-node daemons host:port,... (one stage each, in order; default: this process)");
   cmd->add_option("--layers", layers, "inclusive layer range per node, e.g. 0-1,2-3,4-4 (default: planned from the nodes)");
-  cmd->add_option("--wire", wire, "activation type between nodes: f32, fp16, bf16")->capture_default_str();
+  cmd->add_option("--wire", wire, "activation type between nodes: f32, f16 or bf16")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& s) {
+            try {
+              wire_dtype_from_string(s);
+              return std::string();
+            } catch (const std::exception& e) {
+              return std::string(e.what());
+            }
+          },
+          "f32|f16|bf16"));
   cmd->add_option("--max-batch", max_batch,
                   "sessions a stage runs in one forward pass (default 16; 1: no batching)")
-    ->check(CLI::Range(1, 1024));
+    ->check(troupe::cli::between(1, 1024));
   cmd->add_option("--standby", standby,
                   "caf-node daemons host:port,... that may take over a failed stage (else the surviving nodes do)");
   cmd->add_option("--repair-wait", repair_wait_s,
                   "seconds a request waits for a failed stage to be repaired before it fails")
     ->capture_default_str()
-    ->check(CLI::Range(0.0, 3600.0));
+    ->check(troupe::cli::between(0, 3600));
   cmd->add_option("--stall-timeout", stall_timeout_s,
-                  "seconds a stage may go without finishing a forward pass before it is taken as stuck and moved "
-                  "(0: not watched; raise it when one forward pass, e.g. a long prompt on a slow node, takes longer)")
+                  "seconds a stage's forward pass may go without computing a layer before the stage is taken as "
+                  "stuck and moved (0: not watched; a long prompt keeps computing layers, so it is not stuck)")
     ->capture_default_str()
     ->check(CLI::Validator(
       [](std::string& value) -> std::string {
@@ -45,6 +58,14 @@ void NodeOptions::add_to(CLI::App* cmd) {
 std::string& cluster_key_flag() {
   static std::string flag;
   return flag;
+}
+
+std::shared_ptr<const Checkpoint> apply_context(std::shared_ptr<const Checkpoint> ckpt, int64_t ctx) {
+  const int64_t declared = ckpt->config().n_ctx;
+  if (ctx > declared)
+    spdlog::warn("--ctx {} is longer than the {} positions {} declares: text past position {} may be worse", ctx,
+                 declared, ckpt->path(), declared);
+  return with_context(std::move(ckpt), ctx);
 }
 
 ClientActorSystem::ClientActorSystem() {
@@ -78,13 +99,20 @@ Pipeline deploy_on_nodes(caf::actor_system& sys, const NodeOptions& o, const std
   if (!o.standby.empty()) options.standby_nodes = split_node_list(o.standby);
   options.repair_wait = std::chrono::milliseconds(static_cast<int64_t>(o.repair_wait_s * 1000));
   options.stage_stall_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.stall_timeout_s * 1000));
+  if (o.ctx > ckpt.config().n_ctx)
+    throw std::invalid_argument("--ctx " + std::to_string(o.ctx) + " is longer than the " +
+                                std::to_string(ckpt.config().n_ctx) + " positions " + model +
+                                " declares; over nodes (which read the model's own) only a shorter one is possible");
+  options.max_positions = o.ctx;
   options.on_load_progress = [](const std::string& node, const std::string& stage, uint64_t done, uint64_t total) {
     spdlog::info("loading {} on {}: {} of {} ({:.0f}%)", stage, node.empty() ? "this process" : node,
                  format_size(done), format_size(total), total ? 100.0 * done / total : 100.0);
   };
   const PlannedPipeline planned = plan_pipeline(sys, desc, options);
-  if (planned.plan)
+  if (planned.plan) {
     spdlog::info("plan: --nodes {} --layers {}", fmt::join(planned.plan->nodes(), ","), planned.plan->layer_ranges());
+    for (const auto& l : planned.plan->left_out) spdlog::warn("the planner left out {}: {}", l.node, l.reason);
+  }
   Pipeline pipeline = deploy(sys, planned.desc, options);
   for (const auto& s : pipeline.stages())
     spdlog::info("stage {} on {}: {:.1f} MB of weights, loaded in {:.0f} ms", s.describe, s.endpoint, s.weight_bytes / 1e6,

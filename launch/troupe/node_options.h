@@ -19,6 +19,7 @@ struct NodeOptions {
   std::string standby;     // host:port,... daemons that may take over a failed stage
   double repair_wait_s = 60;  // a request waits this long for a repair under way
   double stall_timeout_s = 5;  // a stage without progress this long is stuck (DeployOptions::stage_stall_timeout)
+  int64_t ctx = 0;        // --ctx: positions per session; 0: the model's (no longer over nodes)
 
   void add_to(CLI::App* cmd);
   bool used() const { return !nodes.empty(); }
@@ -40,6 +41,10 @@ class ClientActorSystem {
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
 };
+
+// `--ctx N` for a model run in this process: the checkpoint seen with N positions; longer
+// than the model declares only with a warning (rotary models) or not at all (GPT-2).
+std::shared_ptr<const Checkpoint> apply_context(std::shared_ptr<const Checkpoint> ckpt, int64_t ctx);
 
 // Deploys `model` (a path the nodes resolve, and readable here for the tokenizer and
 // shape) on the nodes; logs the loading progress and where each stage went.

@@ -1,10 +1,11 @@
 #include "models/convert/synthetic_model.h"
-#include "models/runtime/splitmix.h"
 
 #include <ATen/Parallel.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cmath>
+#include <memory>
 #include <cstring>
 #include <stdexcept>
 
@@ -16,6 +17,7 @@
 #include "models/arch/open_checkpoint.h"
 #include "models/quant/quantizers.h"
 #include "models/quant/type_traits.h"
+#include "models/runtime/splitmix.h"
 
 namespace troupe {
 
@@ -115,6 +117,21 @@ uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
   mix_shape.n_gqa = c.n_head_kv > 0 ? c.n_head / c.n_head_kv : 1;
   mix_shape.has_output_weight = !c.tied_head;
 
+  // Every tensor's fill counts its bytes towards on_progress.
+  uint64_t total_bytes = 0;
+  auto done_bytes = std::make_shared<std::atomic<uint64_t>>(0);
+  auto add_tensor = [&](const std::string& name, DType type, std::vector<int64_t> shape,
+                        std::function<void(uint8_t*, size_t)> fill) {
+    int64_t rows = 1;  // the last dimension is the row
+    for (size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
+    const size_t nbytes = dtype_row_bytes(type, shape.back()) * static_cast<size_t>(rows);
+    total_bytes += nbytes;
+    w.add_tensor(name, type, shape, nbytes, [fill, done_bytes, &total_bytes, &o](uint8_t* out, size_t nbytes) {
+      fill(out, nbytes);
+      const uint64_t done = *done_bytes += nbytes;
+      if (o.on_progress) o.on_progress(done, total_bytes);
+    });
+  };
   // A matrix [rows, cols] of the requested type, generated and converted row by row.
   auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, DType plain_type, float stddev) {
     const uint32_t type = o.mix && plain_type == o.type
@@ -124,7 +141,7 @@ uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
     if (!q || !q->quantize_row) throw std::invalid_argument(name + ": cannot write type " + dtype_name(type));
     const uint64_t seed = splitmix64(o.seed ^ hash_name(name));
     const size_t row_bytes = dtype_row_bytes(q->type, cols);
-    w.add_tensor(name, static_cast<DType>(type), {rows, cols}, row_bytes * static_cast<size_t>(rows), [=](uint8_t* out, size_t) {
+    add_tensor(name, static_cast<DType>(type), {rows, cols}, [=](uint8_t* out, size_t) {
       at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
         std::vector<float> row(static_cast<size_t>(cols));
         for (int64_t r = begin; r < end; ++r) {
@@ -135,12 +152,12 @@ uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
     });
   };
   auto ones = [&](const std::string& name, int64_t n) {
-    w.add_tensor(name, DType::F32, {n}, [](uint8_t* out, size_t nbytes) {
+    add_tensor(name, DType::F32, {n}, [](uint8_t* out, size_t nbytes) {
       const float one = 1.0f;
       for (size_t i = 0; i < nbytes; i += 4) std::memcpy(out + i, &one, 4);
     });
   };
-  auto zeros = [&](const std::string& name, int64_t n) { w.add_tensor(name, DType::F32, {n}, [](uint8_t*, size_t) {}); };
+  auto zeros = [&](const std::string& name, int64_t n) { add_tensor(name, DType::F32, {n}, [](uint8_t*, size_t) {}); };
 
   // The architecture lists the tensors; weights get stddev 1/sqrt(fan-in) so activations stay O(1).
   for (const TensorShape& t : arch.tensors(c)) {

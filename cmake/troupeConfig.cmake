@@ -1,0 +1,18 @@
+# find_package(troupe): the imported target troupe::troupe (every troupe library, with the
+# include directory P/include/troupe). Installed by cmake/TroupeInstall.cmake.
+include(CMakeFindDependencyMacro)
+find_dependency(Threads)
+find_dependency(Torch)
+find_dependency(spdlog)
+find_dependency(cereal)
+find_dependency(nlohmann_json)
+if(NOT TARGET caf::core)
+  include(${CMAKE_CURRENT_LIST_DIR}/CAF.cmake)
+endif()
+if(NOT TARGET pcre2::pcre2)
+  include(${CMAKE_CURRENT_LIST_DIR}/PCRE2.cmake)
+endif()
+if(NOT TARGET httplib::httplib)
+  include(${CMAKE_CURRENT_LIST_DIR}/HttpLib.cmake)
+endif()
+include(${CMAKE_CURRENT_LIST_DIR}/troupeTargets.cmake)
