@@ -58,14 +58,16 @@ std::vector<Target> announce_targets(const std::string& listen, uint16_t port) {
   for (ifaddrs* i = ifs; i != nullptr; i = i->ifa_next) {
     if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
     if (!(i->ifa_flags & IFF_UP) || !(i->ifa_flags & IFF_BROADCAST) || (i->ifa_flags & IFF_LOOPBACK)) continue;
-    if (i->ifa_broadaddr == nullptr) continue;
     const auto* addr = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
     if (!any && addr->sin_addr.s_addr != wanted.s_addr) continue;
     Target t;
     t.source = *addr;
     t.source.sin_port = 0;
-    t.broadcast = *reinterpret_cast<const sockaddr_in*>(i->ifa_broadaddr);
-    if (t.broadcast.sin_addr.s_addr == 0 && i->ifa_netmask != nullptr) {  // no brd configured: address | ~netmask
+    if (i->ifa_broadaddr != nullptr) t.broadcast = *reinterpret_cast<const sockaddr_in*>(i->ifa_broadaddr);
+    // No brd configured (`ip addr add A/24` without `brd +`): glibc reports 0 or the address
+    // itself; the subnet's broadcast is address | ~netmask.
+    const bool no_brd = t.broadcast.sin_addr.s_addr == 0 || t.broadcast.sin_addr.s_addr == addr->sin_addr.s_addr;
+    if (no_brd && i->ifa_netmask != nullptr) {
       const auto* mask = reinterpret_cast<const sockaddr_in*>(i->ifa_netmask);
       t.broadcast.sin_family = AF_INET;
       t.broadcast.sin_addr.s_addr = addr->sin_addr.s_addr | ~mask->sin_addr.s_addr;
