@@ -86,6 +86,7 @@ TEST(WeightsTransfer, FirstRunSendsEachNodeItsShardThenTheSecondRunSendsNothing)
   EXPECT_EQ(first.out, single_process_text());
   EXPECT_EQ(count(first.err, "sending the shard of"), 3u) << first.err;
   EXPECT_EQ(count(first.err, "SHA-256 checked by the node"), 3u) << first.err;
+  EXPECT_GE(count(first.err, " ETA "), 3u) << first.err;  // progress per node: bytes, rate, ETA
   for (size_t i = 0; i < 3; ++i) {
     const auto shards = cached_shards(c.caches[i]);
     ASSERT_EQ(shards.size(), 1u) << c.caches[i];
