@@ -5,14 +5,18 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <fstream>
 #include <regex>
 #include <thread>
 
 #include "actors/protocol/content_hash.h"
 #include "framework/placement/placement.h"
+#include "framework/deploy/deploy.h"
 #include "tests/test_support.h"
 #include "tests/test_support_nodes.h"
+#include "tests/test_support_pipeline.h"
 
 namespace troupe {
 namespace {
@@ -184,6 +188,44 @@ TEST(WeightsTransfer, ANodeWhoseCacheCapCannotHoldALayerIsPlannedAroundWithTheRe
   EXPECT_EQ(cached_shards(c.caches[1]).size(), 1u);
 }
 
+TEST(WeightsTransfer, TheDslReportsProgressPerNodeAndThePipelineGivesTheSingleProcessBits) {
+  CachedNodes c(2);
+  test::TempDir out;
+  using namespace dsl;
+  const auto desc = tokenizer(kModel) >> stage(kModel, layers(0, 2)).on(c.nodes[0]->endpoint()) >>
+                    stage(kModel, layers(3, 4)).on(c.nodes[1]->endpoint()) >> sampler(greedy());
+  DeployOptions options = test::bounded_deploy_options();
+  options.transfer.build_dir = out.path();
+  options.transfer.chunk_bytes = 64 << 10;
+  std::mutex mutex;
+  std::map<std::string, std::vector<TransferProgress>> seen;
+  options.transfer.on_progress = [&](const TransferProgress& p) {
+    std::lock_guard<std::mutex> lock(mutex);
+    seen[p.node].push_back(p);
+  };
+  Pipeline p = deploy(test::actor_system(), desc, options);
+  ASSERT_EQ(p.shard_transfers().size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const ShardOutcome& o = p.shard_transfers()[i];
+    EXPECT_TRUE(o.built);
+    EXPECT_EQ(o.bytes_sent, o.size);
+    EXPECT_TRUE(is_sha256_hex(o.sha256));
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto& reports = seen[c.nodes[i]->endpoint()];
+    ASSERT_FALSE(reports.empty());
+    EXPECT_TRUE(reports.back().done);
+    EXPECT_EQ(reports.back().bytes_done, o.size);
+    EXPECT_EQ(reports.back().sha256, o.sha256);
+    for (size_t k = 1; k < reports.size(); ++k) EXPECT_GE(reports[k].bytes_done, reports[k - 1].bytes_done);
+  }
+  const auto prompt = p.encode(kPrompt);
+  SamplingOptions greedy_sampling;
+  greedy_sampling.temperature = 0;
+  EXPECT_TRUE(test::bitwise_same(test::single_process(kModel, prompt, 24, greedy_sampling),
+                                 test::through(p, prompt, 24, greedy_sampling)));
+  p.shutdown();
+}
+
 TEST(WeightsTransfer, ThePlannerGivesANodeNoMoreLayersThanItsCacheCapHolds) {
   ModelFootprint m;
   m.model = "uniform";
@@ -198,7 +240,8 @@ TEST(WeightsTransfer, ThePlannerGivesANodeNoMoreLayersThanItsCacheCapHolds) {
   r.use_every_node = true;
   const Plan plan = plan_placement(nodes, m, r);
   for (const auto& s : plan.stages) {
-    if (s.node == "a") EXPECT_LE(s.spec.n_layers(), 2) << format_plan_table(plan);
+    if (s.node != "a") continue;
+    EXPECT_LE(s.spec.n_layers(), 2) << format_plan_table(plan);
   }
   EXPECT_THROW(evaluate_placement(nodes, {StageSpec{0, 3, true, false}, StageSpec{4, 7, false, true}}, m, r),
                PlacementError);
