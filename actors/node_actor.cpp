@@ -16,6 +16,8 @@
 #include <tuple>
 
 #include "actors/protocol/actor_system.h"
+#include "actors/shard_cache.h"
+#include "actors/shard_receiver_actor.h"
 #include "actors/stage_actor.h"
 #include "models/runtime/byte_size.h"
 #include "models/format/checkpoint.h"
@@ -44,6 +46,8 @@ struct NodeState {
   std::set<caf::actor> stages;
   // Peers connected to, by "host:port": connected once and reused (see connect_peer).
   std::map<std::string, std::pair<caf::node_id, caf::actor>> peers;
+  std::shared_ptr<ShardCache> cache;  // with --cache
+  caf::actor receiver;                // writes the cache (detached; see shard_receiver_actor.h)
   static inline const char* name = "troupe.node";
 };
 
@@ -87,10 +91,18 @@ std::vector<std::string> list_models(const std::string& dir) {
 std::optional<std::string> exceeds_memory_limit(const NodeConfig& node, const StageConfig& stage) {
   try {
     const auto ckpt = open_checkpoint(stage.model_path);
-    const ModelFootprint f = footprint_of(*ckpt);
-    const int64_t positions = stage.max_positions > 0 ? std::min(stage.max_positions, f.n_ctx) : f.n_ctx;
-    const uint64_t weights = stage_weight_bytes(f, stage.spec);
-    const uint64_t kv = stage_kv_bytes(f, stage.spec, positions);
+    const ModelConfig& c = ckpt->config();
+    const int64_t positions = stage.max_positions > 0 ? std::min(stage.max_positions, c.n_ctx) : c.n_ctx;
+    uint64_t weights = 0, kv = 0;
+    if (ckpt->shard_info().is_shard) {  // a shard (split, or sent to the cache) holds just the stage's tensors
+      for (const auto& name : ckpt->tensor_names()) weights += ckpt->tensor_nbytes(name);
+      kv = 2 * static_cast<uint64_t>(c.n_head_kv * c.head_dim()) * sizeof(float) *
+           static_cast<uint64_t>(positions * std::max<int64_t>(stage.spec.n_layers(), 0));
+    } else {
+      const ModelFootprint f = footprint_of(*ckpt);
+      weights = stage_weight_bytes(f, stage.spec);
+      kv = stage_kv_bytes(f, stage.spec, positions);
+    }
     const uint64_t in_use = process_memory().rss;
     if (in_use + weights + kv <= node.memory_limit) return std::nullopt;
     return "stage " + stage.spec.describe() + " needs " + format_size(weights) + " of weights + " + format_size(kv) +
@@ -113,7 +125,15 @@ caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage re
   StageConfig cfg;
   cfg.node = st.cfg.name;
   cfg.model = req.model;
-  const std::optional<std::string> path = model_path_inside(st.cfg.models_dir, req.model);
+  std::optional<std::string> path;
+  if (!req.shard.empty()) {  // a shard a client sent: by its content hash, from the cache only
+    if (!st.cache) return node_error(st, "has no --cache, so it holds no shard " + req.shard);
+    path = st.cache->path_for_load(req.shard);
+    if (!path) return node_error(st, "shard " + req.shard + " (" + req.model + ", " + req.spec.describe() +
+                                       ") is not in its cache " + st.cache->dir());
+  } else {
+    path = model_path_inside(st.cfg.models_dir, req.model);
+  }
   // One answer for missing and outside alike; the path shown is the request joined as text,
   // never resolved, so it says nothing about what exists outside the models dir.
   if (!path)
@@ -196,6 +216,12 @@ caf::result<caf::ok_atom> connect_peer(NodeActor* self, const std::string& host,
 caf::result<proto::NodeInfo> node_info(NodeActor* self) {
   auto info = std::make_shared<proto::NodeInfo>(describe_node(self->state.cfg));
   info->stages = static_cast<int32_t>(self->state.stages.size());
+  if (const auto& cache = self->state.cache) {
+    info->cache_cap = cache->cap();
+    const uint64_t used = cache->used();
+    info->cache_free = cache->cap() > used ? cache->cap() - used : 0;
+    info->cached = cache->list();
+  }
   if (self->state.stages.empty()) return *info;
   auto rp = self->make_response_promise<proto::NodeInfo>();
   auto remaining = std::make_shared<size_t>(self->state.stages.size());
@@ -215,8 +241,20 @@ caf::result<proto::NodeInfo> node_info(NodeActor* self) {
   return rp;
 }
 
-caf::behavior node_behavior(NodeActor* self, NodeConfig cfg) {
+// Hands a shard_* request to the receiver, or refuses it on a node without a cache.
+template <class... Ts>
+caf::result<caf::message> to_receiver(NodeActor* self, Ts&&... xs) {
+  if (!self->state.receiver)
+    return node_error(self->state, "has no --cache: weights cannot be sent to it (start it with --cache DIR)");
+  return self->delegate(self->state.receiver, std::forward<Ts>(xs)...);
+}
+
+caf::behavior node_behavior(NodeActor* self, NodeConfig cfg, std::shared_ptr<ShardCache> cache) {
   self->state.cfg = std::move(cfg);
+  if (cache) {
+    self->state.cache = cache;
+    self->state.receiver = spawn_shard_receiver(self->system(), std::move(cache));
+  }
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& stages = self->state.stages;
     for (auto it = stages.begin(); it != stages.end(); ++it)
@@ -230,6 +268,7 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg) {
     spdlog::info("node {}: shutting down {} stage(s)", self->state.cfg.name, self->state.stages.size());
     for (const auto& stage : self->state.stages) self->send_exit(stage, msg.reason);
     self->state.stages.clear();
+    if (self->state.receiver) self->send_exit(self->state.receiver, msg.reason);
     self->quit(msg.reason);
   });
   return {
@@ -237,6 +276,11 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg) {
     [self](proto::info_atom) { return node_info(self); },
     [self](proto::spawn_atom, proto::SpawnStage& req) { return spawn_stage(self, std::move(req)); },
     [](proto::ping_atom) { return caf::ok_atom::value; },
+    [self](proto::shard_offer_atom a, proto::ShardOffer& offer) { return to_receiver(self, a, std::move(offer)); },
+    [self](proto::shard_chunk_atom a, std::string& sha, uint64_t offset, std::string& bytes) {
+      return to_receiver(self, a, std::move(sha), offset, std::move(bytes));
+    },
+    [self](proto::shard_done_atom a, std::string& sha) { return to_receiver(self, a, std::move(sha)); },
     [self](proto::tick_atom) {
       for (const auto& stage : self->state.stages) self->send(stage, proto::tick_atom::value);
       self->delayed_send(self, kHopPingInterval, proto::tick_atom::value);
@@ -300,7 +344,9 @@ proto::NodeInfo describe_node(const NodeConfig& cfg) {
 }
 
 caf::actor spawn_node_actor(caf::actor_system& sys, NodeConfig cfg) {
-  return sys.spawn(node_behavior, std::move(cfg));
+  std::shared_ptr<ShardCache> cache;  // made here, so that a bad --cache is the caller's exception
+  if (!cfg.cache_dir.empty()) cache = std::make_shared<ShardCache>(cfg.cache_dir, cfg.cache_cap, cfg.name);
+  return sys.spawn(node_behavior, std::move(cfg), std::move(cache));
 }
 
 }  // namespace troupe

@@ -20,10 +20,13 @@ struct NodeConfig {
   int32_t max_sessions = 0;   // sessions each stage holds at once (0: no cap)
   double gflops = 0;          // measured when the daemon starts, reported to planners
   double mem_gbps = 0;
+  std::string cache_dir = {};  // --cache: shards sent by clients are kept here (actors/shard_cache.h); "" : none
+  uint64_t cache_cap = 0;     // --cache-cap: bytes the cache may hold
 };
 
 // Handles info_atom -> NodeInfo and (spawn_atom, SpawnStage) -> StageReady. An exit message
-// sent to the node takes its stages down with it.
+// sent to the node takes its stages down with it. With cfg.cache_dir it also keeps a shard
+// cache (actors/shard_cache.h; throws ShardCacheError when the directory cannot be made).
 caf::actor spawn_node_actor(caf::actor_system& sys, NodeConfig cfg);
 
 // What info_atom answers, minus the live stage count.

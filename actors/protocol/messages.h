@@ -19,6 +19,12 @@
 //                                                                which must be that node id; sent before
 //                                                                wiring a stage here to a stage there)
 //     ping_atom                              -> caf::ok_atom    (the supervisor's heartbeat)
+//     shard_offer_atom, ShardOffer           -> uint64_t offset (a node with --cache: where to resume the shard's
+//                                                bytes; == size when it holds the shard, hash re-checked)
+//     shard_chunk_atom, string sha256, uint64_t offset, string bytes
+//                                            -> uint64_t offset (bytes held after this chunk; the client keeps a
+//                                                few chunks in flight, framework/deploy/shard_transfer.h)
+//     shard_done_atom, string sha256         -> CachedShard (hash checked, renamed into the cache, LRU evicted)
 //   stage (detached actor, one per layer range)
 //     Activation                             -> (delegated) TokenReply, or an error naming stage+layers+node
 //     next_atom, caf::actor successor        -> caf::ok_atom
@@ -67,8 +73,9 @@
 namespace troupe {
 namespace proto {
 
-constexpr uint32_t kProtocolVersion = 5;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo;
-                                          // 5: hello before anything else, no version inside structs
+constexpr uint32_t kProtocolVersion = 6;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo;
+                                          // 5: hello before anything else, no version inside structs;
+                                          // 6: shard cache and transfer (shard_* atoms, SpawnStage::shard, NodeInfo cache)
 
 // -- atoms (at most 10 characters) --------------------------------------------------------
 
@@ -91,6 +98,9 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;    // supervisor -> its
 using flush_atom = caf::atom_constant<caf::atom("flush")>;  // stage -> itself (run the pending batch)
 using hop_ping_atom = caf::atom_constant<caf::atom("hopping")>;  // stage -> next stage (hop round trip)
 using hop_pong_atom = caf::atom_constant<caf::atom("hoppong")>;  // next stage -> stage
+using shard_offer_atom = caf::atom_constant<caf::atom("shardoffer")>;  // client -> node (weights transfer)
+using shard_chunk_atom = caf::atom_constant<caf::atom("shardchunk")>;
+using shard_done_atom = caf::atom_constant<caf::atom("sharddone")>;
 
 // -- node: spawning a stage -----------------------------------------------------------------
 
@@ -104,6 +114,23 @@ struct SpawnStage {
   caf::actor owner;          // the stage quits when this actor (the client's pipeline) goes down
   int32_t max_batch = 0;     // sessions per forward pass; 0: the default (stage_actor.h), 1: no batching
   caf::actor progress;       // receives LoadProgress while the stage loads (may be invalid)
+  std::string shard;         // SHA-256 of a shard in the node's --cache to load instead of `model` ("" : use `model`)
+};
+
+// -- node: its shard cache (caf-node --cache) ---------------------------------------------------
+
+// A stage shard (as `troupe split` writes it) held by a node's cache, named by its content hash.
+struct CachedShard {
+  std::string sha256;
+  uint64_t size = 0;
+  std::string model_id;      // fingerprint of the model it was cut from
+  StageSpec spec;
+};
+
+// Client -> node: "this shard is coming". The node answers where to resume (0, the bytes of a
+// partial file it kept from a broken transfer, or size when it already holds the shard).
+struct ShardOffer {
+  CachedShard shard;
 };
 
 // Stage -> SpawnStage::progress while its weights are read from disk.
@@ -183,6 +210,9 @@ struct NodeInfo {
   uint64_t rss = 0;          // resident memory of the daemon now, bytes
   uint64_t peak_rss = 0;     // its peak resident memory, bytes
   std::vector<StageStats> stage_stats;  // of the stages it hosts (a stage busy past the deadline is missing)
+  uint64_t cache_cap = 0;    // --cache-cap: bytes of shards it keeps; 0: no --cache (weights are not sent to it)
+  uint64_t cache_free = 0;   // cap less what complete and partial shards hold (older ones are evicted as needed)
+  std::vector<CachedShard> cached;  // complete shards in its cache
 };
 
 
@@ -199,14 +229,25 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, NodeInfo& x) {
   return f(caf::meta::type_name("troupe.NodeInfo"), x.node, x.mem_total, x.mem_available,
            x.cores, x.threads, x.models_dir, x.models, x.stages, x.memory_limit, x.gflops, x.mem_gbps, x.rss,
-           x.peak_rss, x.stage_stats);
+           x.peak_rss, x.stage_stats, x.cache_cap, x.cache_free, x.cached);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, CachedShard& x) {
+  return f(caf::meta::type_name("troupe.CachedShard"), x.sha256, x.size, x.model_id, x.spec.layer_first,
+           x.spec.layer_last, x.spec.has_embedding, x.spec.has_head);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ShardOffer& x) {
+  return f(caf::meta::type_name("troupe.ShardOffer"), x.shard);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SpawnStage& x) {
   return f(caf::meta::type_name("troupe.SpawnStage"), x.model, x.spec.layer_first,
            x.spec.layer_last, x.spec.has_embedding, x.spec.has_head, x.wire_dtype, x.threads, x.max_positions,
-           x.with_sampler, x.owner, x.max_batch, x.progress);
+           x.with_sampler, x.owner, x.max_batch, x.progress, x.shard);
 }
 
 template <class Inspector>

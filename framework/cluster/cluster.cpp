@@ -180,6 +180,7 @@ NodeCapacity capacity_of(const proto::NodeInfo& info) {
   c.memory_bytes = info.memory_limit > 0 ? std::min(info.mem_available, info.memory_limit) : info.mem_available;
   c.gflops = info.gflops;
   c.mem_gbps = info.mem_gbps;
+  c.disk_bytes = info.cache_cap;  // a node with a shard cache receives its shard there
   return c;
 }
 

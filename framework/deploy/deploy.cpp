@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <optional>
@@ -46,6 +47,7 @@ struct Pipeline::Impl {
   caf::actor local_node;
   std::vector<DeployedStage> stages;  // updated in place by the supervisor's recoveries
   std::vector<proto::SpawnStage> spawns;  // what each stage was spawned with (to restart it)
+  std::vector<ShardOutcome> shards;       // per stage: the shard sent to (or found on) its node
   std::shared_ptr<Supervisor> supervisor;
   int64_t n_vocab = 0;
   int64_t max_positions = 0;
@@ -154,6 +156,8 @@ std::vector<proto::StageStats> Pipeline::stats() const {
   }
   return all;
 }
+
+const std::vector<ShardOutcome>& Pipeline::shard_transfers() const { return impl_->shards; }
 
 std::vector<Recovery> Pipeline::recoveries() const {
   return impl_->supervisor ? impl_->supervisor->recoveries() : std::vector<Recovery>{};
@@ -274,7 +278,8 @@ std::string timeout_or_text(const caf::error& e, const std::string& what, std::c
 // The node actor for each endpoint named in the description (connecting once per node),
 // and a node actor in this process for stages without .on().
 std::map<std::string, caf::actor> reach_nodes(caf::actor_system& sys, const dsl::PipelineDesc& desc,
-                                              const DeployOptions& options, Pipeline::Impl& I) {
+                                              const DeployOptions& options, Pipeline::Impl& I,
+                                              std::map<std::string, proto::NodeInfo>& infos) {
   std::map<std::string, caf::actor> nodes;
   for (const auto& s : desc.stages) {
     if (nodes.count(s.endpoint)) continue;
@@ -284,12 +289,42 @@ std::map<std::string, caf::actor> reach_nodes(caf::actor_system& sys, const dsl:
       continue;
     }
     try {
-      nodes[s.endpoint] = connect_node(sys, parse_endpoint(s.endpoint), options.connect_timeout).actor;
+      ConnectedNode node = connect_node(sys, parse_endpoint(s.endpoint), options.connect_timeout);
+      nodes[s.endpoint] = node.actor;
+      infos[s.endpoint] = std::move(node.info);
     } catch (const std::exception& e) {
       throw DeployError(e.what());
     }
   }
   return nodes;
+}
+
+// Sends each stage placed on a node with a shard cache its shard (when the model is here and
+// the node does not hold it yet); fills I.shards, one per stage.
+void send_weights(caf::actor_system& sys, const dsl::PipelineDesc& desc, const DeployOptions& options,
+                  const std::map<std::string, caf::actor>& nodes,
+                  const std::map<std::string, proto::NodeInfo>& infos, Pipeline::Impl& I) {
+  I.shards.assign(desc.stages.size(), ShardOutcome{});
+  if (!options.send_weights) return;
+  std::vector<ShardRequest> requests;
+  std::vector<size_t> which;
+  for (size_t i = 0; i < desc.stages.size(); ++i) {
+    const dsl::StageDesc& s = desc.stages[i];
+    if (s.endpoint.empty() || infos.at(s.endpoint).cache_cap == 0) continue;
+    const std::string path = resolve_model_path(options.local_models_dir, s.model);
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) continue;  // not here: the node reads it under its --models
+    StageSpec spec{s.range.first, s.range.last, i == 0, i + 1 == desc.stages.size()};
+    requests.push_back(ShardRequest{nodes.at(s.endpoint), s.endpoint, path, spec});
+    which.push_back(i);
+  }
+  if (requests.empty()) return;
+  try {
+    const auto outcomes = ensure_stage_shards(sys, requests, options.transfer);
+    for (size_t k = 0; k < which.size(); ++k) I.shards[which[k]] = outcomes[k];
+  } catch (const std::exception& e) {
+    throw DeployError(e.what());
+  }
 }
 
 // Asks every node to load its stage, all at once; the first stage gets the embedding, the
@@ -319,6 +354,7 @@ std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::
     req.owner = I.client;
     req.max_batch = options.max_batch;
     req.progress = progress;
+    req.shard = I.shards.empty() ? "" : I.shards[i].sha256;
     I.spawns.push_back(req);
     requests.push_back(req);
   }
@@ -470,7 +506,9 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
     I.tokenizer = spawn_tokenizer_actor(sys, tok);
   }
 
-  const auto nodes = reach_nodes(sys, desc, options, I);
+  std::map<std::string, proto::NodeInfo> infos;
+  const auto nodes = reach_nodes(sys, desc, options, I, infos);
+  send_weights(sys, desc, options, nodes, infos, I);
   caf::scoped_actor self{sys};
   const auto ready = spawn_stages(self, desc, options, nodes, I);
   check_coverage(desc, ready);

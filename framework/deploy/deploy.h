@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "actors/protocol/actor_system.h"
+#include "framework/deploy/shard_transfer.h"
 #include "framework/dsl/dsl.h"
 #include "actors/protocol/messages.h"
 
@@ -48,6 +49,13 @@ struct DeployOptions {
   // Called (on a CAF thread) as each stage reads its weights: node, stage, bytes done / total.
   std::function<void(const std::string& node, const std::string& stage, uint64_t done, uint64_t total)>
       on_load_progress;
+
+  // Weights travel (framework/deploy/shard_transfer.h): a stage placed on a node with a shard
+  // cache (caf-node --cache) loads its own shard from there, sent by this process from the
+  // model file under local_models_dir when the node does not hold it yet. Without a cache, or
+  // when the model is not here, the node reads the model under its --models dir as before.
+  bool send_weights = true;
+  ShardTransferOptions transfer;  // chunking, window, rate cap, build dir, progress callback
 
   // Supervision (docs/architecture.md, "Supervision and failover"): a failed stage is
   // restarted on its node if that is alive, else on the first standby node that can load it;
@@ -162,6 +170,9 @@ class Pipeline {
   const std::vector<DeployedStage>& stages() const;
   std::vector<proto::StageStats> stats() const;  // asks every stage
   std::vector<Recovery> recoveries() const;      // every stage failure repaired so far, oldest first
+  // Per stage, the shard its node loaded from its cache (sha256 "" for a stage that read the
+  // model file under --models) and what was sent for it.
+  const std::vector<ShardOutcome>& shard_transfers() const;
   PipelineHealth health() const;
   // Fault injection for tests: stage `index` throws inside compute when it has handled
   // `at_step` activations (counting from its start), which the supervisor repairs.

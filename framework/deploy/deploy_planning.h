@@ -32,4 +32,8 @@ struct PlannedPipeline {
 // does not fit (the planner's message: needed vs available, per node).
 PlannedPipeline plan_pipeline(caf::actor_system& sys, const dsl::PipelineDesc& desc, const DeployOptions& options = {});
 
+// What a stage shard of this model holds beyond its tensors (metadata and vocabulary, as
+// copied from a GGUF source), for PlanRequest::shard_overhead_bytes.
+uint64_t shard_overhead_bytes(const std::string& model_path);
+
 }  // namespace troupe

@@ -156,6 +156,7 @@ PlacementError no_fit_error(const std::vector<NodeCapacity>& nodes, const ModelF
     total_layers += can;
     out << "\n  " << n.name << ": " << format_size(n.memory_bytes) << " available, holds at most " << can << " of "
         << L << " layers; an even share (" << plural(share, "layer") << ") needs " << format_size(share_bytes);
+    if (n.disk_bytes > 0) out << "; its shard cache (--cache-cap) holds " << format_size(n.disk_bytes);
   }
   if (total_layers < L) {
     out << "\ntogether the nodes hold at most " << total_layers << " of " << L << " layers";
@@ -213,6 +214,8 @@ Plan plan_placement(const std::vector<NodeCapacity>& nodes, const ModelFootprint
       const bool last = j2 == L;
       // Memory grows with j2 (and the head only adds to it), so the first misfit ends the loop.
       if (costs.memory(j, j2, j == 0, last) > nodes[n].memory_bytes) return;
+      if (nodes[n].disk_bytes > 0 && costs.weights(j, j2, j == 0, last) + request.shard_overhead_bytes > nodes[n].disk_bytes)
+        return;  // its shard would not fit the node's cache cap (it grows with j2 too)
       if (!visit(j2, costs.ms(nodes[n], j, j2, last))) return;
     }
   };
@@ -330,8 +333,14 @@ Plan plan_placement(const std::vector<NodeCapacity>& nodes, const ModelFootprint
       one_layer_memory = std::min(one_layer_memory, costs.memory(l, l + 1, false, false));
       one_layer_ms = std::min(one_layer_ms, costs.ms(nodes[n], l, l + 1, false));
     }
+    uint64_t one_layer_shard = std::numeric_limits<uint64_t>::max();
+    for (int64_t l = 0; l < L; ++l)
+      one_layer_shard = std::min(one_layer_shard, costs.weights(l, l + 1, false, false) + request.shard_overhead_bytes);
     std::string reason;
-    if (one_layer_memory > nodes[n].memory_bytes)
+    if (nodes[n].disk_bytes > 0 && one_layer_shard > nodes[n].disk_bytes)
+      reason = "too little disk: the shard of one layer needs " + format_size(one_layer_shard) +
+               ", its shard cache (--cache-cap) holds " + format_size(nodes[n].disk_bytes);
+    else if (one_layer_memory > nodes[n].memory_bytes)
       reason = "too little memory: one layer with its KV cache and the runtime overhead needs " +
                format_size(one_layer_memory) + ", it has " + format_size(nodes[n].memory_bytes);
     else if (one_layer_ms > tolerant(plan.bottleneck_ms))
@@ -359,6 +368,10 @@ Plan evaluate_placement(const std::vector<NodeCapacity>& nodes, const std::vecto
       throw std::invalid_argument("stage " + std::to_string(i + 1) + ": " + s.describe() + " is outside the model's " +
                                   plural(model.n_layer, "layer"));
     PlannedStage stage = costs.stage(nodes, i, s.layer_first, s.layer_last + 1, s.has_embedding, s.has_head);
+    const uint64_t shard = stage.weight_bytes + request.shard_overhead_bytes;
+    if (nodes[i].disk_bytes > 0 && shard > nodes[i].disk_bytes)
+      misfits += "\n  " + stage.node + " (" + s.describe() + "): its shard needs " + format_size(shard) +
+                 " of disk, its shard cache (--cache-cap) holds " + format_size(nodes[i].disk_bytes);
     if (stage.memory_bytes > stage.node_memory)
       misfits += "\n  " + stage.node + " (" + s.describe() + "): needs " + format_size(stage.memory_bytes) + " (" +
                  format_size(stage.weight_bytes) + " weights + " + format_size(stage.kv_bytes) + " KV + " +

@@ -49,6 +49,8 @@ struct NodeCapacity {
   uint64_t memory_bytes = 0;  // what troupe may use there: min(available, --memory-limit)
   double gflops = 0;          // measured matmul speed; 0 = unknown
   double mem_gbps = 0;        // memory bandwidth in GB/s (1e9 B/s); 0 = unknown
+  uint64_t disk_bytes = 0;    // the stage's shard must fit here (a node's --cache-cap, when weights
+                              // are sent to it); 0 = no limit
 };
 
 enum class PlanObjective {
@@ -63,6 +65,7 @@ struct PlanRequest {
   uint64_t overhead_bytes = kDefaultOverheadBytes;  // per node
   double hop_ms = 2.0;         // one activation hop between stages (home Wi-Fi)
   bool use_every_node = false; // give each node at least one layer, even when that is slower
+  uint64_t shard_overhead_bytes = 0;  // a shard's bytes beyond its tensors (metadata, vocabulary), for disk_bytes
   PlanObjective objective = PlanObjective::slowest_stage;
 };
 

@@ -24,12 +24,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <thread>
 
 #include "launch/troupe/cli_checks.h"
 #include "actors/node_actor.h"
 #include "actors/protocol/actor_system.h"
 #include "actors/protocol/cluster_key.h"
+#include "framework/cluster/discovery.h"
 #include "models/runtime/byte_size.h"
 #include "models/machine/compute_speed.h"
 #include "models/machine/memory_bandwidth.h"
@@ -105,6 +107,20 @@ int main(int argc, char** argv) {
   app.add_option("--max-sessions", max_sessions, "sessions each stage on this node holds at once")
     ->capture_default_str()->check(troupe::cli::positive());
   app.set_version_flag("--version", troupe::cli::version_text("caf-node"));
+  std::string cache_dir, cache_cap;
+  app.add_option("--cache", cache_dir,
+                 "keep the stage shards clients send here, by content hash (then no model file is needed under "
+                 "--models: the client with the model sends each node its part once)");
+  app.add_option("--cache-cap", cache_cap,
+                 "bytes of shards the cache may hold, e.g. 20G; least recently used shards are evicted beyond it "
+                 "(default: 90% of the disk space free when the daemon starts)");
+  std::string announce = "auto";
+  uint16_t discovery_port = troupe::kDiscoveryPort;
+  app.add_option("--announce", announce,
+                 "announce this node by UDP broadcast, so that `troupe ... --discover` finds it: on, off, or auto "
+                 "(on unless listening on loopback only)")
+    ->capture_default_str()->check(CLI::IsMember({"auto", "on", "off"}));
+  app.add_option("--discovery-port", discovery_port, "UDP port announcements go to")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   std::error_code ec;
   models_dir = std::filesystem::absolute(models_dir, ec).lexically_normal().string();
@@ -171,10 +187,32 @@ int main(int argc, char** argv) {
     spdlog::error("--memory-limit: {}", e.what());
     return 2;
   }
+  if (!cache_dir.empty()) {
+    node_cfg.cache_dir = std::filesystem::absolute(cache_dir, ec).lexically_normal().string();
+    std::filesystem::create_directories(node_cfg.cache_dir, ec);
+    try {
+      node_cfg.cache_cap = cache_cap.empty() ? std::filesystem::space(node_cfg.cache_dir).available / 10 * 9
+                                             : troupe::parse_size(cache_cap);
+    } catch (const std::exception& e) {
+      spdlog::error("--cache-cap: {}", e.what());
+      return 2;
+    }
+  } else if (!cache_cap.empty()) {
+    spdlog::error("--cache-cap needs --cache DIR");
+    return 2;
+  }
   // Measured once, for planners: how fast this machine multiplies and streams memory.
   node_cfg.gflops = troupe::measure_matmul_gflops(threads);
   node_cfg.mem_gbps = troupe::measure_memory_bandwidth(threads, size_t(64) << 20).read_bytes_per_s / 1e9;
-  auto node = troupe::spawn_node_actor(sys, node_cfg);
+  caf::actor node;
+  try {
+    node = troupe::spawn_node_actor(sys, node_cfg);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  }
+  if (!node_cfg.cache_dir.empty())
+    spdlog::info("shard cache {} (cap {})", node_cfg.cache_dir, troupe::format_size(node_cfg.cache_cap));
   auto bound = cluster_key.empty()
                  ? sys.middleman().publish(node, static_cast<uint16_t>(port), listen.c_str(), /*reuse_addr=*/true)
                  : caf::openssl::publish(node, static_cast<uint16_t>(port), listen.c_str(), /*reuse=*/true);
@@ -191,6 +229,22 @@ int main(int argc, char** argv) {
                "at most {} stages of {} sessions)",
                node_cfg.name, cluster_key.empty() ? " without TLS" : " with TLS", models_dir, threads, node_cfg.gflops,
                node_cfg.mem_gbps, troupe::format_size(node_cfg.memory_limit), max_stages, max_sessions);
+  // Announcements carry the cluster identity (a hash of the key's certificate, never a secret)
+  // and the port; the client's TLS connection decides who may use the node.
+  std::unique_ptr<troupe::Announcer> announcer;
+  if (announce == "on" || (announce == "auto" && !troupe::is_loopback_address(listen))) {
+    try {
+      announcer = std::make_unique<troupe::Announcer>(listen, static_cast<uint16_t>(*bound),
+                                                      troupe::cluster_identity(cluster_key), discovery_port);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const auto targets = announcer->targets();
+      std::string where;
+      for (const auto& t : targets) where += (where.empty() ? "" : ", ") + t;
+      spdlog::info("announcing on UDP port {} to {}", discovery_port, where.empty() ? "no interface yet" : where);
+    } catch (const std::exception& e) {
+      spdlog::warn("not announcing: {}", e.what());
+    }
+  }
   if (!port_file.empty()) {
     const std::string tmp = port_file + ".tmp";
     std::ofstream(tmp) << *bound << "\n";
@@ -199,6 +253,7 @@ int main(int argc, char** argv) {
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
+  announcer.reset();  // a leaving node stops announcing first
   spdlog::info("node {}: {} received, stopping", node_cfg.name, strsignal(sig));
   caf::anon_send(troupe::connection_manager(sys), caf::unpublish_atom::value, node.address(),
                  static_cast<uint16_t>(*bound));

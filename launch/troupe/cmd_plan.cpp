@@ -10,6 +10,7 @@
 #include "framework/placement/placement.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
+#include "framework/deploy/deploy_planning.h"
 #include "launch/troupe/node_options.h"
 #include "models/format/checkpoint.h"
 #include "models/arch/open_checkpoint.h"
@@ -19,6 +20,7 @@ namespace {
 
 struct PlanOptions {
   std::string model, nodes, cluster, assume, layers, overhead = "300M", objective = "slowest-stage";
+  DiscoverOptions discovery;
   int64_t ctx = 0;
   int32_t sessions = 1;
   double hop_ms = 2.0;
@@ -77,7 +79,7 @@ void run_plan(const PlanOptions& o) {
     nodes = capacities_from_file(cluster);
   } else {
     ClientActorSystem sys;
-    nodes = query_node_capacities(sys.get(), split_node_list(o.nodes), std::chrono::seconds(5));
+    nodes = query_node_capacities(sys.get(), o.discovery.endpoints(o.nodes), std::chrono::seconds(5));
   }
   if (model.empty()) throw std::invalid_argument("give --model (the cluster file names none)");
 
@@ -88,6 +90,7 @@ void run_plan(const PlanOptions& o) {
   request.hop_ms = o.hop_ms;
   request.use_every_node = o.use_every_node;
   request.objective = o.objective == "per-token" ? PlanObjective::per_token : PlanObjective::slowest_stage;
+  request.shard_overhead_bytes = shard_overhead_bytes(model);
 
   const auto ckpt = open_checkpoint(model);  // reads the tensor table; loads no weights
   const ModelFootprint footprint = footprint_of(*ckpt);
@@ -108,6 +111,7 @@ void add_plan_command(CLI::App& app) {
   auto* assume = cmd->add_option("--assume", o->assume,
                                  "plan offline for nodes described as NAME=MEMORY@GFLOPS[@GB/s],... e.g. a=8G@60,b=4G@30");
   nodes->excludes(cluster)->excludes(assume);
+  o->discovery.add_to(cmd);
   cluster->excludes(assume);
   cmd->add_option("--ctx", o->ctx, "positions per session (default: the model's context length)")
     ->check(troupe::cli::positive());
@@ -127,8 +131,8 @@ void add_plan_command(CLI::App& app) {
   cmd->add_flag("--use-every-node", o->use_every_node, "give every node at least one layer, even if slower");
   cmd->callback([o, nodes, cluster, assume] {
     run_reporting_errors([&] {
-      if (!nodes->count() && !cluster->count() && !assume->count())
-        throw std::invalid_argument("give --nodes, --cluster or --assume");
+      if (!nodes->count() && !cluster->count() && !assume->count() && !o->discovery.discover)
+        throw std::invalid_argument("give --nodes, --cluster, --assume or --discover");
       run_plan(*o);
     });
   });

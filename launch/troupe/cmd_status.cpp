@@ -15,6 +15,7 @@ namespace {
 
 struct StatusOptions {
   std::string nodes, cluster;
+  DiscoverOptions discovery;
 };
 
 void run_status(const StatusOptions& o) {
@@ -22,7 +23,7 @@ void run_status(const StatusOptions& o) {
   if (!o.cluster.empty()) {
     for (const auto& n : read_cluster_file(o.cluster).nodes) endpoints.push_back(n.address);
   } else {
-    endpoints = split_node_list(o.nodes);
+    endpoints = o.discovery.endpoints(o.nodes);
   }
   ClientActorSystem sys;
   std::printf("%-22s %-12s %-10s %-10s %-10s %-10s %-6s %-9s %-8s %s\n", "node", "state", "memory", "available",
@@ -35,6 +36,9 @@ void run_status(const StatusOptions& o) {
                   format_size(i.mem_total).c_str(), format_size(i.mem_available).c_str(),
                   i.memory_limit ? format_size(i.memory_limit).c_str() : "none", format_size(i.rss).c_str(), i.cores,
                   i.gflops, i.mem_gbps, i.stages);
+      if (i.cache_cap > 0)
+        std::printf("    shard cache: %zu shard(s), %s free of %s\n", i.cached.size(), format_size(i.cache_free).c_str(),
+                    format_size(i.cache_cap).c_str());
       for (const auto& st : i.stage_stats)
         std::printf("    %-32s %3d sessions  %7.1f tokens/s (last 10 s)  %10s KV  %llu steps in %llu passes\n",
                     st.describe.c_str(), st.sessions, st.recent_tokens_per_s, format_size(st.cache_bytes).c_str(),
@@ -58,9 +62,11 @@ void add_status_command(CLI::App& app) {
   auto* nodes = cmd->add_option("--nodes", o->nodes, "caf-node daemons host:port,...");
   auto* cluster = cmd->add_option("--cluster", o->cluster, "cluster file naming the nodes");
   nodes->excludes(cluster);
+  o->discovery.add_to(cmd);
   cmd->callback([o, nodes, cluster] {
     run_reporting_errors([&] {
-      if (!nodes->count() && !cluster->count()) throw std::invalid_argument("give --nodes or --cluster");
+      if (!nodes->count() && !cluster->count() && !o->discovery.discover)
+        throw std::invalid_argument("give --nodes, --cluster or --discover");
       run_status(*o);
     });
   });

@@ -1,19 +1,47 @@
 #include "launch/troupe/node_options.h"
 
 #include <spdlog/fmt/ranges.h>
+
+#include <algorithm>
 #include <spdlog/spdlog.h>
 
 #include "actors/protocol/actor_system.h"
 #include "actors/protocol/cluster_key.h"
 #include "models/runtime/byte_size.h"
 #include "framework/deploy/deploy_planning.h"
+#include "framework/cluster/discovery.h"
 #include "framework/deploy/pipeline_plan.h"
 #include "models/format/context_override.h"
 #include "launch/troupe/cli_checks.h"
 
 namespace troupe::cli {
 
+void DiscoverOptions::add_to(CLI::App* cmd) {
+  cmd->add_flag("--discover", discover,
+                "use every caf-node of this cluster (same cluster key) that announces itself on the LAN");
+  cmd->add_option("--discover-for", seconds, "seconds to listen for announcements")->capture_default_str()
+    ->check(CLI::Range(0.1, 60.0));
+  cmd->add_option("--discovery-port", port, "UDP port the nodes announce to")->capture_default_str();
+}
+
+std::vector<std::string> DiscoverOptions::endpoints(const std::string& nodes_flag) const {
+  std::vector<std::string> out = nodes_flag.empty() ? std::vector<std::string>{} : split_node_list(nodes_flag);
+  if (!discover) return out;
+  const std::string key = find_cluster_key(cluster_key_flag());
+  for (const auto& n : discover_nodes(key, std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)), port))
+    if (std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
+  if (out.empty())
+    throw std::runtime_error("--discover: no caf-node of this cluster (" +
+                             (key.empty() ? std::string("no cluster key") : "cluster key " + key) +
+                             ") announced itself on UDP port " + std::to_string(port) + " within " +
+                             std::to_string(seconds) + " s; start caf-node on the other laptops with the same key, "
+                             "or name them with --nodes where broadcasts do not pass");
+  for (const auto& n : out) spdlog::info("node {}", n);
+  return out;
+}
+
 void NodeOptions::add_to(CLI::App* cmd) {
+  discovery.add_to(cmd);
   cmd->add_option("--nodes", nodes, "caf-node daemons host:port,... (one stage each, in order; default: this process)");
   cmd->add_option("--layers", layers, "inclusive layer range per node, e.g. 0-1,2-3,4-4 (default: planned from the nodes)");
   cmd->add_option("--wire", wire, "activation type between nodes: f32, f16 or bf16")
@@ -53,6 +81,13 @@ void NodeOptions::add_to(CLI::App* cmd) {
         return "must be 0 (not watched) or from 1 to 3600 seconds, got " + value;
       },
       "0 or 1-3600"));
+  cmd->add_option("--send-chunk", send_chunk,
+                  "weights sent to nodes with a --cache travel in chunks of this size, 4 in flight per node")
+    ->capture_default_str();
+  cmd->add_option("--send-rate", send_rate, "cap on the weights sent to each node, bytes per second (e.g. 20M)");
+  cmd->add_option("--shard-dir", shard_dir,
+                  "where shards are built before they are sent (default ~/.cache/troupe/outgoing; each is removed "
+                  "once its node holds it)");
 }
 
 std::string& cluster_key_flag() {
@@ -83,7 +118,7 @@ Pipeline deploy_on_nodes(caf::actor_system& sys, const NodeOptions& o, const std
   PipelineRequest request;
   request.model = model;
   request.tokenizer_model = model;
-  request.nodes = split_node_list(o.nodes);
+  request.nodes = o.discovery.endpoints(o.nodes);
   request.layers = o.layers;
   request.wire = wire_dtype_from_string(o.wire);
   request.sampling = sampling;
@@ -107,6 +142,15 @@ Pipeline deploy_on_nodes(caf::actor_system& sys, const NodeOptions& o, const std
   options.on_load_progress = [](const std::string& node, const std::string& stage, uint64_t done, uint64_t total) {
     spdlog::info("loading {} on {}: {} of {} ({:.0f}%)", stage, node.empty() ? "this process" : node,
                  format_size(done), format_size(total), total ? 100.0 * done / total : 100.0);
+  };
+  options.transfer.chunk_bytes = static_cast<size_t>(parse_size(o.send_chunk));
+  if (!o.send_rate.empty()) options.transfer.max_bytes_per_s = parse_size(o.send_rate);
+  options.transfer.build_dir = o.shard_dir;
+  options.transfer.on_progress = [](const TransferProgress& p) {
+    if (p.done) return;  // deploy logs the end
+    spdlog::info("sending {} to {}: {} of {} ({:.0f}%), {:.1f} MB/s, ETA {:.0f} s", p.stage, p.node,
+                 format_size(p.bytes_done), format_size(p.bytes_total),
+                 p.bytes_total ? 100.0 * p.bytes_done / p.bytes_total : 100.0, p.bytes_per_s / 1e6, p.eta_s);
   };
   const PlannedPipeline planned = plan_pipeline(sys, desc, options);
   if (planned.plan) {

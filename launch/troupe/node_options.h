@@ -13,6 +13,19 @@
 
 namespace troupe::cli {
 
+// --discover: the nodes that announce themselves on the LAN (framework/cluster/discovery.h),
+// with those of --nodes.
+struct DiscoverOptions {
+  bool discover = false;
+  double seconds = 2;
+  uint16_t port = 7946;
+
+  void add_to(CLI::App* cmd);
+  // The --nodes list plus, with --discover, every node of this cluster heard; throws when
+  // --discover finds none and no --nodes were given.
+  std::vector<std::string> endpoints(const std::string& nodes_flag) const;
+};
+
 struct NodeOptions {
   std::string nodes, layers, wire = "f32";
   int32_t max_batch = 0;  // sessions per forward pass in each stage; 0: the stage default
@@ -20,9 +33,14 @@ struct NodeOptions {
   double repair_wait_s = 60;  // a request waits this long for a repair under way
   double stall_timeout_s = 5;  // a stage without progress this long is stuck (DeployOptions::stage_stall_timeout)
   int64_t ctx = 0;        // --ctx: positions per session; 0: the model's (no longer over nodes)
+  std::string send_chunk = "1M";  // weights transfer: chunk size
+  std::string send_rate;          // weights transfer: cap per node in bytes/s ("" : none)
+  std::string shard_dir;          // where this process builds shards before sending them
+
+  DiscoverOptions discovery;
 
   void add_to(CLI::App* cmd);
-  bool used() const { return !nodes.empty(); }
+  bool used() const { return !nodes.empty() || discovery.discover; }
 };
 
 // The --cluster-key given to the troupe command (any subcommand), "" when none.

@@ -11,6 +11,13 @@
 
 namespace troupe {
 
+// Writes the shard of one stage to `out_path` (the bytes `write_stage_shards` writes for that
+// spec: the same model and spec always give the same bytes, so a shard can be named by its
+// hash). A client sending weights to a node builds the shard with this
+// (framework/deploy/shard_transfer.h).
+void write_stage_shard(const std::string& model_path, const StageSpec& spec, const std::string& out_path,
+                       const QuantRecipe* recipe = nullptr);
+
 // Writes <out_dir>/<stem>.stage<i>-of-<n>.gguf for each spec and returns their paths. With a
 // recipe, tensors are quantized as `troupe quantize` would (types chosen for the whole model).
 std::vector<std::string> write_stage_shards(const std::string& model_path, const std::vector<StageSpec>& specs,
