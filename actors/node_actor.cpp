@@ -44,6 +44,7 @@ constexpr auto kHopPingInterval = std::chrono::seconds(5);
 struct NodeState {
   NodeConfig cfg;
   std::set<caf::actor> stages;
+  std::map<caf::actor_addr, std::shared_ptr<StageWork>> work;  // per stage, for progress_atom
   // Peers connected to, by "host:port": connected once and reused (see connect_peer).
   std::map<std::string, std::pair<caf::node_id, caf::actor>> peers;
   std::shared_ptr<ShardCache> cache;  // with --cache
@@ -155,9 +156,11 @@ caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage re
   }
 
   spdlog::info("node {}: spawning stage {} of {}", st.cfg.name, cfg.spec.describe(), cfg.model_path);
+  cfg.work = std::make_shared<StageWork>();
   caf::actor stage = spawn_stage_actor(self->system(), cfg, req.owner);
   self->monitor(stage);
   st.stages.insert(stage);
+  st.work[stage.address()] = cfg.work;
   auto rp = self->make_response_promise<proto::StageReady>();
   const caf::actor_addr weak_stage = stage.address();  // a pending handler must not keep it alive
   self->request(stage, kLoadTimeout, proto::load_atom::value)
@@ -260,6 +263,7 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg, std::shared_ptr<Sha
     for (auto it = stages.begin(); it != stages.end(); ++it)
       if (it->address() == dm.source) {
         stages.erase(it);
+        self->state.work.erase(dm.source);
         break;
       }
   });
@@ -269,6 +273,7 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg, std::shared_ptr<Sha
     for (const auto& stage : self->state.stages) self->send_exit(stage, msg.reason);
     self->state.stages.clear();
     if (self->state.receiver) self->send_exit(self->state.receiver, msg.reason);
+    self->state.work.clear();
     self->quit(msg.reason);
   });
   return {
@@ -281,6 +286,11 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg, std::shared_ptr<Sha
       return to_receiver(self, a, std::move(sha), offset, std::move(bytes));
     },
     [self](proto::shard_done_atom a, std::string& sha) { return to_receiver(self, a, std::move(sha)); },
+    [self](proto::progress_atom, const caf::actor& stage) {
+      const auto it = self->state.work.find(stage.address());
+      if (it == self->state.work.end()) return caf::make_message(false, uint64_t{0});  // gone: its down message tells
+      return caf::make_message(it->second->busy.load(), it->second->layers.load());
+    },
     [self](proto::tick_atom) {
       for (const auto& stage : self->state.stages) self->send(stage, proto::tick_atom::value);
       self->delayed_send(self, kHopPingInterval, proto::tick_atom::value);

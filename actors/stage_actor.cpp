@@ -59,6 +59,7 @@ struct StageState {
   }
   int64_t fault_at_step = -1;  // fault injection (tests): throw inside compute when stats.steps reaches it
   uint32_t fault_stall_ms = 0;  // ... or, when set, freeze the compute thread that long (a stuck stage)
+  bool fault_progressing = false;  // ... while computing layers all along (a long pass, not a stuck one)
 
   // Activations received and not yet computed. They are run by flush_atom, which the stage
   // sends itself when the first one arrives: every activation that reaches the mailbox
@@ -124,6 +125,7 @@ proto::StageReady load(StageActor* self) {
   }
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(st.cfg.model_path);
   st.model = StageModel::load(ckpt, st.cfg.spec);
+  if (st.cfg.work) st.model->count_layers_in(&st.cfg.work->layers);
   // Read the weights from disk now, not at the first token, and show it to whoever waits.
   st.model->prefetch_weights([&](uint64_t done, uint64_t total) {
     if (st.cfg.progress)
@@ -223,6 +225,35 @@ void pass_on(StageState& st, PendingStep& p, const at::Tensor& out) {
   }
 }
 
+// Marks a forward pass as running for the node's progress probe, for the scope's duration.
+class BusyFlag {
+ public:
+  explicit BusyFlag(StageWork* work) : work_(work) {
+    if (work_) work_->busy = true;
+  }
+  ~BusyFlag() {
+    if (work_) work_->busy = false;
+  }
+  BusyFlag(const BusyFlag&) = delete;
+  BusyFlag& operator=(const BusyFlag&) = delete;
+
+ private:
+  StageWork* work_;
+};
+
+// The injected stall or slow pass (tests): the compute thread sleeps `ms`; a slow pass counts
+// a layer every 100 ms meanwhile, as a long prefill does.
+void sleep_in_pass(StageState& st, uint32_t ms) {
+  if (!st.fault_progressing) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return;
+  }
+  for (uint32_t slept = 0; slept < ms; slept += 100) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<uint32_t>(100, ms - slept)));
+    if (st.cfg.work) ++st.cfg.work->layers;
+  }
+}
+
 // Runs the pending steps of several sessions as one forward pass (StageModel::forward_batch:
 // each session gets exactly the bits it would get alone) and passes each result on.
 void run_batch(StageActor* self) {
@@ -243,11 +274,13 @@ void run_batch(StageActor* self) {
   if (!runnable.empty()) {
     try {
       const auto t0 = Clock::now();
+      BusyFlag busy(st.cfg.work.get());
       if (st.fault_at_step >= 0 && static_cast<uint64_t>(st.fault_at_step) < st.stats.steps + runnable.size()) {
         st.fault_at_step = -1;
         if (st.fault_stall_ms > 0) {
-          spdlog::warn("{}: injected stall of {} ms at step {}", st.label(), st.fault_stall_ms, st.stats.steps);
-          std::this_thread::sleep_for(std::chrono::milliseconds(st.fault_stall_ms));
+          spdlog::warn("{}: injected {} of {} ms at step {}", st.label(),
+                       st.fault_progressing ? "slow pass" : "stall", st.fault_stall_ms, st.stats.steps);
+          sleep_in_pass(st, st.fault_stall_ms);
           st.fault_stall_ms = 0;
         } else {
           throw std::runtime_error("injected fault at step " + std::to_string(st.stats.steps));
@@ -376,10 +409,13 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
       self->state.fault_stall_ms = 0;
       return caf::ok_atom::value;
     },
-    // (fault_atom, at_step, stall_ms): instead of throwing, the compute thread freezes.
-    [self](proto::fault_atom, uint64_t at_step, uint32_t stall_ms) {
+    // (fault_atom, at_step, stall_ms, progressing): instead of throwing, the compute thread
+    // freezes, or (progressing) takes that long while computing layers, as a long prefill does.
+    [self](proto::fault_atom, uint64_t at_step, uint32_t stall_ms, bool progressing) -> caf::result<caf::ok_atom> {
+      if (!from_owner(self)) return not_owner(self, "fault");
       self->state.fault_at_step = static_cast<int64_t>(at_step);
       self->state.fault_stall_ms = stall_ms;
+      self->state.fault_progressing = progressing;
       return caf::ok_atom::value;
     },
     [self](proto::stats_atom) { return current_stats(self->state); },

@@ -4,6 +4,8 @@
 // delegates the result to its successor (the next stage, or for the last stage the sampler
 // next to it), so the reply travels from the end of the chain straight to the requester.
 // Spawned detached: each stage has its own thread and LibTorch thread team.
+#include <memory>
+
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 #include <cstdint>
@@ -11,6 +13,7 @@
 
 #include "actors/protocol/wire_tensor.h"
 #include "models/arch/stage_spec.h"
+#include "actors/stage_work.h"
 
 namespace troupe {
 
@@ -31,6 +34,7 @@ struct StageConfig {
   int32_t max_batch = kDefaultMaxBatch;  // sessions per forward pass (1: one at a time)
   int32_t max_sessions = 0;   // sessions held at once (the node's --max-sessions; 0: no cap)
   caf::actor progress;        // gets proto::LoadProgress while the weights load (may be invalid)
+  std::shared_ptr<StageWork> work;  // shared with its node, which reports it (may be null)
 };
 
 // Spawns the stage (detached). It loads its weights when it receives load_atom (reply:

@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include <chrono>
 #include <set>
 
 #include "actors/protocol/messages.h"
@@ -25,7 +26,9 @@ struct SupervisorState {
   TickHandler on_tick;
   std::vector<caf::actor> stages;
   std::vector<caf::actor> nodes;  // per stage; invalid for in-process stages
-  std::vector<bool> probing;      // per stage: a stats request (progress probe) is out
+  std::vector<bool> probing;      // per stage: a progress probe is out
+  std::vector<uint64_t> layers_seen;                         // per stage: its layer count at the last change
+  std::vector<std::chrono::steady_clock::time_point> moved;  // per stage: when it last computed a layer (or was idle)
   uint64_t epoch = 0;
   bool reported = false;  // one report per epoch: the next watch brings the repaired topology
 
@@ -60,25 +63,34 @@ void heartbeat(SupervisorActor* self) {
                 self->state.report(i, FailureKind::down, "went down with its node (" + proto::error_text(err) + ")");
             });
   }
-  // Progress probes: one stats request per stage at a time, each with the stall deadline.
+  // Progress probes, answered by the stage's node while the stage computes: a stage is stuck
+  // when a forward pass of it is running and has computed no layer for `stall`. A long
+  // prefill computes layers all along, so however long it takes it is never taken for stuck.
   if (st.times.stall.count() <= 0) return;
   for (size_t i = 0; i < st.stages.size(); ++i) {
-    if (!st.stages[i] || st.probing[i]) continue;
+    if (!st.stages[i] || !st.nodes[i] || st.probing[i]) continue;
     st.probing[i] = true;
     const uint64_t epoch = st.epoch;
-    const auto stall = st.times.stall;
-    self->request(st.stages[i], stall, proto::stats_atom::value)
+    self->request(st.nodes[i], st.times.timeout, proto::progress_atom::value, st.stages[i])
       .then(
-        [self, i, epoch](const proto::StageStats&) {
-          if (self->state.epoch == epoch) self->state.probing[i] = false;
+        [self, i, epoch](bool busy, uint64_t layers) {
+          auto& st = self->state;
+          if (st.epoch != epoch) return;
+          st.probing[i] = false;
+          const auto now = std::chrono::steady_clock::now();
+          if (!busy || layers != st.layers_seen[i]) {
+            st.layers_seen[i] = layers;
+            st.moved[i] = now;
+            return;
+          }
+          const auto still = std::chrono::duration_cast<std::chrono::milliseconds>(now - st.moved[i]);
+          if (still >= st.times.stall)
+            st.report(i, FailureKind::hang,
+                      "made no progress for " + std::to_string(still.count()) +
+                        " ms (a forward pass is running and has computed no layer: the stage is stuck)");
         },
-        [self, i, epoch, stall](caf::error& err) {
-          if (self->state.epoch != epoch) return;
-          self->state.probing[i] = false;
-          if (err == caf::sec::request_timeout)
-            self->state.report(i, FailureKind::hang,
-                               "made no progress for " + std::to_string(stall.count()) +
-                                 " ms (no answer between forward passes; the stage is stuck)");
+        [self, i, epoch](caf::error&) {  // an unanswered node is the heartbeat's to report
+          if (self->state.epoch == epoch) self->state.probing[i] = false;
         });
   }
 }
@@ -112,6 +124,8 @@ caf::behavior supervisor_behavior(SupervisorActor* self, HeartbeatTimes times, F
       st.nodes = std::move(nodes);
       st.nodes.resize(st.stages.size());
       st.probing.assign(st.stages.size(), false);
+      st.layers_seen.assign(st.stages.size(), 0);
+      st.moved.assign(st.stages.size(), std::chrono::steady_clock::now());
       st.epoch = epoch;
       st.reported = false;
       // Monitoring an actor that is already gone reports it at once: a second failure during

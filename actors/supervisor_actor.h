@@ -33,9 +33,9 @@ using TickHandler = std::function<void()>;
 struct HeartbeatTimes {
   std::chrono::milliseconds interval{250};
   std::chrono::milliseconds timeout{1000};
-  // A stage answers stats_atom between forward passes: one that does not within `stall`
-  // while its node answers pings is stuck (a frozen compute thread, a swapping machine).
-  // 0: not watched.
+  // A stage whose forward pass computes no layer for `stall` (its node tells, while the stage
+  // computes) is stuck (a frozen compute thread, a swapping machine). 0: not watched.
+  // Stages in the client's own process are not watched.
   std::chrono::milliseconds stall{0};
 };
 

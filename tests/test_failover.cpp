@@ -295,6 +295,21 @@ TEST(Failover, StageStuckOnALiveNodeIsFoundFromItsOwnProgressAndReplaced) {
   print_client_stall("compute thread of the middle stage frozen (node alive)", results);
 }
 
+TEST(Failover, ALongForwardPassThatKeepsComputingLayersIsNotTakenForAStuckStage) {
+  // A pass three times as long as the stall timeout (a long prompt on a slow laptop), counting a
+  // layer every 100 ms: the stage stays where it is and the text is unchanged.
+  auto nodes = test::start_nodes(test::models_dir(), test::kPipelineThreads, "node", 3);
+  DeployOptions options = no_standby();
+  options.stage_stall_timeout = 1s;
+  Pipeline p = deploy(actor_system(), three_stages(nodes), options);
+  const auto expected = undisturbed(p);
+  p.inject_slow_pass(1, 2 * kTokens + 100, 3000);
+  const auto results = run_sessions(p, 0, {});
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_TRUE(same_text(expected[i], results[i])) << "session " << i;
+  EXPECT_TRUE(p.recoveries().empty()) << p.recoveries()[0].cause;
+  print_client_stall("one forward pass of the middle stage 3 s long, computing layers", results);
+}
+
 TEST(Failover, WhenNoNodeIsLeftTheErrorNamesEachNodeAndWhy) {
   auto nodes = test::start_nodes(test::models_dir(), test::kPipelineThreads, "node", 3);
   Pipeline p = deploy(actor_system(), three_stages(nodes), no_standby());

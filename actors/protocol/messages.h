@@ -25,12 +25,16 @@
 //                                            -> uint64_t offset (bytes held after this chunk; the client keeps a
 //                                                few chunks in flight, framework/deploy/shard_transfer.h)
 //     shard_done_atom, string sha256         -> CachedShard (hash checked, renamed into the cache, LRU evicted)
+//     progress_atom, caf::actor stage        -> bool busy, uint64_t layers (whether a forward pass of
+//                                                that stage is running, and the layers it has computed:
+//                                                answered while the stage's own thread computes)
 //   stage (detached actor, one per layer range)
 //     Activation                             -> (delegated) TokenReply, or an error naming stage+layers+node
 //     next_atom, caf::actor successor        -> caf::ok_atom
 //     end_session_atom, uint64_t session     -> caf::ok_atom    (frees the session's KV cache)
 //     stats_atom                             -> StageStats
 //     fault_atom, uint64_t step              -> caf::ok_atom    (tests: throw inside compute at that step)
+//     fault_atom, step, uint32_t ms, bool progressing -> caf::ok_atom (tests: freeze there, or run slowly)
 //     hop_ping_atom, uint64_t seq            -> (sends hop_pong_atom, seq back: the stage before it
 //                                                measures the hop's round trip)
 //     hop_pong_atom, uint64_t seq            (the answer of the next stage to its hop ping)
@@ -73,9 +77,10 @@
 namespace troupe {
 namespace proto {
 
-constexpr uint32_t kProtocolVersion = 6;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo;
+constexpr uint32_t kProtocolVersion = 7;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo;
                                           // 5: hello before anything else, no version inside structs;
                                           // 6: shard cache and transfer (shard_* atoms, SpawnStage::shard, NodeInfo cache)
+                                          // 7: progress_atom (stage progress from its node)
 
 // -- atoms (at most 10 characters) --------------------------------------------------------
 
@@ -92,6 +97,7 @@ using decode_atom = caf::atom_constant<caf::atom("decode")>;
 using piece_atom = caf::atom_constant<caf::atom("piece")>;
 using watch_atom = caf::atom_constant<caf::atom("watch")>;  // deploy -> its client actor (local only)
 using ping_atom = caf::atom_constant<caf::atom("ping")>;    // supervisor -> node (heartbeat)
+using progress_atom = caf::atom_constant<caf::atom("progress")>;  // supervisor -> node (a stage's progress)
 using fault_atom = caf::atom_constant<caf::atom("fault")>;  // test -> stage (fault injection)
 using fail_atom = caf::atom_constant<caf::atom("fail")>;    // supervisor -> client actor (local only)
 using tick_atom = caf::atom_constant<caf::atom("tick")>;    // supervisor -> itself (heartbeat timer)

@@ -168,24 +168,32 @@ PipelineHealth Pipeline::health() const {
   return impl_->supervisor->health();
 }
 
-void Pipeline::inject_fault(size_t index, uint64_t at_step) const {
-  const auto stages = impl_->current_stages();
+namespace {
+
+// Sends a fault_atom (tests) to stage `index` of `stages` and waits for its answer.
+template <typename... Args>
+void send_fault(caf::actor_system& sys, const std::vector<DeployedStage>& stages, size_t index,
+                std::chrono::milliseconds timeout, Args... args) {
   if (index >= stages.size()) throw std::out_of_range("no stage " + std::to_string(index));
-  caf::scoped_actor self{*impl_->sys};
+  caf::scoped_actor self{sys};
   std::string failure;
-  self->request(stages[index].actor, impl_->options.connect_timeout, proto::fault_atom::value, at_step)
+  self->request(stages[index].actor, timeout, proto::fault_atom::value, args...)
     .receive([](caf::ok_atom) {}, [&](caf::error& e) { failure = proto::error_text(e); });
   if (!failure.empty()) throw PipelineError("stage " + stages[index].describe + ": " + failure);
 }
 
+}  // namespace
+
+void Pipeline::inject_fault(size_t index, uint64_t at_step) const {
+  send_fault(*impl_->sys, impl_->current_stages(), index, impl_->options.connect_timeout, at_step);
+}
+
 void Pipeline::inject_stall(size_t index, uint64_t at_step, uint32_t stall_ms) const {
-  const auto stages = impl_->current_stages();
-  if (index >= stages.size()) throw std::out_of_range("no stage " + std::to_string(index));
-  caf::scoped_actor self{*impl_->sys};
-  std::string failure;
-  self->request(stages[index].actor, impl_->options.connect_timeout, proto::fault_atom::value, at_step, stall_ms)
-    .receive([](caf::ok_atom) {}, [&](caf::error& e) { failure = proto::error_text(e); });
-  if (!failure.empty()) throw PipelineError("stage " + stages[index].describe + ": " + failure);
+  send_fault(*impl_->sys, impl_->current_stages(), index, impl_->options.connect_timeout, at_step, stall_ms, false);
+}
+
+void Pipeline::inject_slow_pass(size_t index, uint64_t at_step, uint32_t pass_ms) const {
+  send_fault(*impl_->sys, impl_->current_stages(), index, impl_->options.connect_timeout, at_step, pass_ms, true);
 }
 
 Generation Pipeline::generate(const std::string& prompt, int64_t n_tokens, const TokenHandler& on_token) const {

@@ -179,6 +179,8 @@ class Pipeline {
   void inject_fault(size_t index, uint64_t at_step) const;
   // ... or its compute thread freezes for `stall_ms` there (a stuck stage on a live node).
   void inject_stall(size_t index, uint64_t at_step, uint32_t stall_ms) const;
+  // ... or its pass there takes `pass_ms` while computing layers (a long prefill, not a stuck stage).
+  void inject_slow_pass(size_t index, uint64_t at_step, uint32_t pass_ms) const;
   const SamplingOptions& sampling() const;       // the description's sampler options
   int64_t n_vocab() const;
   int64_t max_positions() const;

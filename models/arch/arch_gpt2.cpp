@@ -77,6 +77,7 @@ class Gpt2Stage : public StageModel {
       x = x + b.proj(attn, rows);
       const at::Tensor up = b.up(layer_norm(x, b.ln2_w, b.ln2_b, c.norm_eps), rows);
       x = x + b.down(batch.each_sequence(up, [](const at::Tensor& u) { return at::gelu(u, "tanh"); }), rows);
+      layer_done();
     }
     if (!spec_.has_head) return batch.split(x);
     const at::Tensor logits =

@@ -112,6 +112,7 @@ class LlamaStage : public StageModel {
       }
       const at::Tensor gate = batch.each_sequence(gate_in, [](const at::Tensor& g) { return at::silu(g); });
       x = x + b.w_down(gate * up, rows);
+      layer_done();
     }
     if (!spec_.has_head) return batch.split(x);
     const at::Tensor logits =

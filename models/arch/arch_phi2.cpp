@@ -80,6 +80,7 @@ class ParallelStage : public StageModel {
       const at::Tensor up = batch.each_sequence(b.up(h, rows), gelu_tanh);
       const at::Tensor mlp_out = b.down(up, rows);
       x = attn_out + mlp_out + x;
+      layer_done();
     }
     if (!spec_.has_head) return batch.split(x);
     const c10::optional<at::Tensor> bias = output_b_.defined() ? c10::optional<at::Tensor>(output_b_) : c10::nullopt;

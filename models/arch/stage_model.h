@@ -1,4 +1,5 @@
 #pragma once
+#include <atomic>
 // The compute of one pipeline stage: optional token embedding, a contiguous range of
 // transformer blocks, optional final norm + classifier. The single-process run is one
 // stage holding everything; a distributed run is several, and gives the same numbers.
@@ -34,6 +35,9 @@ class StageModel {
   std::vector<at::Tensor> forward_batch(const std::vector<SequenceStep>& steps);
 
   std::unique_ptr<KvCache> new_cache(int64_t max_positions) const;
+  // Every layer computed adds one to `counter` (may be null): a watcher on another thread
+  // sees a long forward pass make progress (actors/stage_work.h).
+  void count_layers_in(std::atomic<uint64_t>* counter) { layer_counter_ = counter; }
   const ModelConfig& config() const { return config_; }
   const StageSpec& spec() const { return spec_; }
   size_t weight_bytes() const { return weight_bytes_; }
@@ -48,6 +52,10 @@ class StageModel {
   virtual std::vector<at::Tensor> run(const StepBatch& batch, bool all_logits) = 0;
   ModelConfig config_;
   StageSpec spec_;
+  // Called by run() after each layer.
+  void layer_done() const {
+    if (layer_counter_) layer_counter_->fetch_add(1, std::memory_order_relaxed);
+  }
   // Counts a weight in weight_bytes() and the memory prefetch_weights() reads.
   void add_weight(const void* data, size_t bytes) {
     weight_bytes_ += bytes;
@@ -61,6 +69,7 @@ class StageModel {
 
  private:
   size_t weight_bytes_ = 0;
+  std::atomic<uint64_t>* layer_counter_ = nullptr;
   std::vector<MemoryRange> weight_ranges_;
 };
 
