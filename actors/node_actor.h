@@ -20,6 +20,7 @@ struct NodeConfig {
   int32_t max_sessions = 0;   // sessions each stage holds at once (0: no cap)
   double gflops = 0;          // measured when the daemon starts, reported to planners
   double mem_gbps = 0;
+  double speed_spread = 0;    // of the probe rounds behind those figures (models/machine/speed_probe.h)
 };
 
 // Handles info_atom -> NodeInfo and (spawn_atom, SpawnStage) -> StageReady. An exit message

@@ -180,6 +180,7 @@ NodeCapacity capacity_of(const proto::NodeInfo& info) {
   c.memory_bytes = info.memory_limit > 0 ? std::min(info.mem_available, info.memory_limit) : info.mem_available;
   c.gflops = info.gflops;
   c.mem_gbps = info.mem_gbps;
+  c.speed_spread = info.speed_spread;
   return c;
 }
 
@@ -191,6 +192,7 @@ std::vector<NodeCapacity> query_node_capacities(caf::actor_system& sys, const st
     c.name = e;  // as the user named it: the plan's node list feeds --nodes again
     nodes.push_back(c);
   }
+  even_out_measured_speeds(nodes);  // identical machines probed at different moments: one plan
   return nodes;
 }
 

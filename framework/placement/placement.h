@@ -49,7 +49,18 @@ struct NodeCapacity {
   uint64_t memory_bytes = 0;  // what troupe may use there: min(available, --memory-limit)
   double gflops = 0;          // measured matmul speed; 0 = unknown
   double mem_gbps = 0;        // memory bandwidth in GB/s (1e9 B/s); 0 = unknown
+  // How far the node's own probe rounds disagreed (interquartile range / median, the larger
+  // of the two figures); above kUncertainSpeedSpread the plan says its figures are uncertain.
+  double speed_spread = 0;
 };
+
+constexpr double kUncertainSpeedSpread = 0.15;
+
+// Measured figures of several nodes that differ by less than the probes' noise (`tolerance`,
+// or a node's own spread if larger) describe the same speed: each such group of figures is
+// set to its median, so that identical machines measured at slightly different moments get
+// the same plan. Figures given by hand (troupe plan --assume, cluster files) are left alone.
+void even_out_measured_speeds(std::vector<NodeCapacity>& nodes, double tolerance = 0.12);
 
 enum class PlanObjective {
   slowest_stage,  // the slowest stage, then latency: best when the pipeline is kept full
@@ -90,6 +101,7 @@ struct Plan {
   double hop_ms = 0;
   std::vector<PlannedStage> stages;  // in pipeline order
   std::vector<LeftOutNode> left_out;
+  std::vector<std::string> uncertain;  // nodes whose measured speed was uncertain ("a:7000 (±23%)")
   double bottleneck_ms = 0;  // slowest stage: time per token with the pipeline full
   double latency_ms = 0;     // one token through every stage, hops included
   double per_token_ms() const;  // max(bottleneck, latency / sessions): with `sessions` decoding at once
