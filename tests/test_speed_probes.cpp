@@ -23,6 +23,7 @@ ProbeSchedule quick() {
   ProbeSchedule s;
   s.max_gap = 0ms;
   s.seed = 1;
+  s.budget = std::chrono::hours(1);  // the rounds, not the clock, decide here
   return s;
 }
 
@@ -74,6 +75,15 @@ TEST(SpeedProbe, FiguresWithinTheNoiseAreEvenedOutAndOthersKept) {
   EXPECT_DOUBLE_EQ(nodes[2].mem_gbps, 10.25);
   EXPECT_DOUBLE_EQ(nodes[1].mem_gbps, 20);
   EXPECT_DOUBLE_EQ(nodes[3].mem_gbps, 30);
+}
+
+TEST(SpeedProbe, ABusyMachineStopsAtTheTimeBudgetAfterTheMinimumRounds) {
+  ProbeSchedule s = quick();
+  s.budget = 0ms;
+  size_t i = 0;
+  const ProbedFigure f = probe_repeatedly([&] { return i++ % 2 ? 100.0 : 30.0; }, s);
+  EXPECT_EQ(f.rounds, s.min_rounds);
+  EXPECT_TRUE(f.uncertain);
 }
 
 TEST(SpeedProbe, PlanNamesNodesWhoseFiguresAreUncertain) {

@@ -173,7 +173,7 @@ int main(int argc, char** argv) {
   // Measured once, for planners: how fast this machine multiplies and streams memory.
   // Repeated in rounds at random moments and summarised by the median: a neighbour starting
   // at the same moment (its own probes) slows a few rounds, not the figure.
-  const troupe::ProbedFigure gflops = troupe::probe_repeatedly([&] { return troupe::measure_matmul_gflops(threads, 2); });
+  const troupe::ProbedFigure gflops = troupe::probe_repeatedly([&] { return troupe::measure_matmul_gflops(threads, 1); });
   const troupe::ProbedFigure gbps = troupe::probe_repeatedly(
     [&] { return troupe::measure_memory_bandwidth(threads, size_t(64) << 20).read_bytes_per_s / 1e9; });
   node_cfg.gflops = gflops.median;

@@ -31,15 +31,16 @@ ProbedFigure probe_repeatedly(const std::function<double()>& once, const ProbeSc
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int64_t> gap(0, std::max<int64_t>(0, s.max_gap.count()));
   std::vector<double> results;
-  ProbedFigure f;
+  const auto start = std::chrono::steady_clock::now();
   for (int32_t round = 0; round < std::max(1, s.max_rounds); ++round) {
     std::this_thread::sleep_for(std::chrono::milliseconds(gap(rng)));
     results.push_back(once());
-    if (static_cast<int32_t>(results.size()) < std::max(1, s.rounds)) continue;
-    f = summarise(results, s.agree);
-    if (!f.uncertain) break;
+    const int32_t n = static_cast<int32_t>(results.size());
+    if (n < std::max(1, s.min_rounds)) continue;
+    const bool over_budget = std::chrono::steady_clock::now() - start > s.budget;
+    if (over_budget || (n >= s.rounds && !summarise(results, s.agree).uncertain)) break;
   }
-  return f;
+  return summarise(results, s.agree);
 }
 
 }  // namespace troupe

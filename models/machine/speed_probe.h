@@ -11,8 +11,11 @@
 namespace troupe {
 
 struct ProbeSchedule {
-  int32_t rounds = 5;        // at least this many
-  int32_t max_rounds = 11;   // more while they disagree, up to this
+  int32_t min_rounds = 3;    // always this many
+  int32_t rounds = 5;        // this many while within the budget
+  int32_t max_rounds = 11;   // more while they disagree and within the budget, up to this
+  // A daemon starts within about this (on a busy machine one round takes longer: fewer rounds).
+  std::chrono::milliseconds budget{1500};
   double agree = 0.15;       // rounds agree when their interquartile range is below this share of the median
   std::chrono::milliseconds max_gap{120};  // random pause before each round, up to this
   uint64_t seed = 0;         // of the pauses; 0: from the process id and the clock
