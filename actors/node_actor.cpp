@@ -347,6 +347,7 @@ proto::NodeInfo describe_node(const NodeConfig& cfg) {
   info.memory_limit = cfg.memory_limit;
   info.gflops = cfg.gflops;
   info.mem_gbps = cfg.mem_gbps;
+  info.speed_spread = cfg.speed_spread;
   const ProcessMemory memory = process_memory();
   info.rss = memory.rss;
   info.peak_rss = memory.peak_rss;

@@ -22,6 +22,7 @@ struct NodeConfig {
   double mem_gbps = 0;
   std::string cache_dir = {};  // --cache: shards sent by clients are kept here (actors/shard_cache.h); "" : none
   uint64_t cache_cap = 0;     // --cache-cap: bytes the cache may hold
+  double speed_spread = 0;    // of the probe rounds behind those figures (models/machine/speed_probe.h)
 };
 
 // Handles info_atom -> NodeInfo and (spawn_atom, SpawnStage) -> StageReady. An exit message

@@ -211,7 +211,9 @@ std::vector<PendingStep> take_batch(StageState& st) {
 // Hands one session's result on; the reply to the requester comes from the end of the chain.
 void pass_on(StageState& st, PendingStep& p, const at::Tensor& out) {
   if (st.cfg.spec.has_head) {
-    const at::Tensor row = out[out.size(0) - 1].to(at::kFloat).contiguous();
+    // The newest row, or every row of a speculative step (its drafts are checked against them).
+    const int64_t rows = static_cast<int64_t>(p.msg.sampling.draft.size()) + 1;
+    const at::Tensor row = out.narrow(0, out.size(0) - rows, rows).to(at::kFloat).contiguous();
     proto::LogitsRow logits;
     logits.session_id = p.msg.session_id;
     logits.logits.assign(row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
@@ -254,6 +256,32 @@ void sleep_in_pass(StageState& st, uint32_t ms) {
   }
 }
 
+// The stage's outputs for the steps of one pass: one batch (the last row's logits at the
+// head), except that at the head a speculative step needs the logits of all its rows and
+// runs on its own.
+std::vector<at::Tensor> forward(StageState& st, const std::vector<PendingStep>& runnable,
+                                const std::vector<SequenceStep>& steps) {
+  std::vector<size_t> verify;
+  if (st.cfg.spec.has_head)
+    for (size_t i = 0; i < runnable.size(); ++i)
+      if (!runnable[i].msg.sampling.draft.empty()) verify.push_back(i);
+  if (verify.empty()) return st.model->forward_batch(steps);
+  std::vector<at::Tensor> outs(steps.size());
+  std::vector<SequenceStep> plain;
+  std::vector<size_t> plain_index;
+  for (size_t i = 0; i < steps.size(); ++i)
+    if (runnable[i].msg.sampling.draft.empty()) {
+      plain.push_back(steps[i]);
+      plain_index.push_back(i);
+    }
+  if (!plain.empty()) {
+    auto plain_outs = st.model->forward_batch(plain);
+    for (size_t k = 0; k < plain.size(); ++k) outs[plain_index[k]] = std::move(plain_outs[k]);
+  }
+  for (size_t i : verify) outs[i] = st.model->forward(steps[i].input, steps[i].pos, *steps[i].cache, true);
+  return outs;
+}
+
 // Runs the pending steps of several sessions as one forward pass (StageModel::forward_batch:
 // each session gets exactly the bits it would get alone) and passes each result on.
 void run_batch(StageActor* self) {
@@ -286,7 +314,7 @@ void run_batch(StageActor* self) {
           throw std::runtime_error("injected fault at step " + std::to_string(st.stats.steps));
         }
       }
-      const std::vector<at::Tensor> outs = st.model->forward_batch(steps);
+      const std::vector<at::Tensor> outs = forward(st, runnable, steps);
       const auto t1 = Clock::now();
       st.stats.compute_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
       st.stats.steps += runnable.size();

@@ -77,10 +77,12 @@
 namespace troupe {
 namespace proto {
 
-constexpr uint32_t kProtocolVersion = 7;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo;
+constexpr uint32_t kProtocolVersion = 8;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo;
                                           // 5: hello before anything else, no version inside structs;
                                           // 6: shard cache and transfer (shard_* atoms, SpawnStage::shard, NodeInfo cache)
                                           // 7: progress_atom (stage progress from its node)
+                                          // 8: speculative steps (LogitsRow of several rows, TokenReply::tokens),
+                                          //    NodeInfo::speed_spread
 
 // -- atoms (at most 10 characters) --------------------------------------------------------
 
@@ -169,7 +171,9 @@ struct Activation {
   std::string bytes;
 };
 
-// Last stage -> sampler on the same node: the logits row of the newest position.
+// Last stage -> sampler on the same node: the logits row of the newest position, or for a
+// speculative step (sampling.draft not empty) the rows of all 1 + draft.size() positions, one
+// after the other.
 struct LogitsRow {
   uint64_t session_id = 0;
   std::vector<float> logits;
@@ -179,8 +183,9 @@ struct LogitsRow {
 // Sampler -> the client that sent the Activation to stage 0.
 struct TokenReply {
   uint64_t session_id = 0;
-  int32_t token = -1;
-  std::vector<float> logits;  // only when the request asked for it
+  int32_t token = -1;           // the next token (for a speculative step: tokens.back())
+  std::vector<float> logits;    // only when the request asked for it (the last row)
+  std::vector<int32_t> tokens;  // a speculative step: the drafts kept, then the token drawn after them
 };
 
 struct StageStats {
@@ -213,6 +218,7 @@ struct NodeInfo {
   uint64_t memory_limit = 0; // bytes troupe may use there (--memory-limit); 0: no limit
   double gflops = 0;         // measured fp32 matmul speed with `threads` threads
   double mem_gbps = 0;       // measured memory read bandwidth
+  double speed_spread = 0;   // how far the probe rounds of those two disagreed (interquartile range / median, the larger)
   uint64_t rss = 0;          // resident memory of the daemon now, bytes
   uint64_t peak_rss = 0;     // its peak resident memory, bytes
   std::vector<StageStats> stage_stats;  // of the stages it hosts (a stage busy past the deadline is missing)
@@ -235,7 +241,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, NodeInfo& x) {
   return f(caf::meta::type_name("troupe.NodeInfo"), x.node, x.mem_total, x.mem_available,
            x.cores, x.threads, x.models_dir, x.models, x.stages, x.memory_limit, x.gflops, x.mem_gbps, x.rss,
-           x.peak_rss, x.stage_stats, x.cache_cap, x.cache_free, x.cached);
+           x.peak_rss, x.stage_stats, x.cache_cap, x.cache_free, x.cached, x.speed_spread);
 }
 
 template <class Inspector>
@@ -271,12 +277,13 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, LogitsRow& x) {
   auto& o = x.sampling.options;
   return f(caf::meta::type_name("troupe.LogitsRow"), x.session_id, x.logits, o.temperature, o.top_k, o.top_p,
-           o.repeat_penalty, o.repeat_window, o.seed, x.sampling.recent, x.sampling.step, x.sampling.want_logits);
+           o.repeat_penalty, o.repeat_window, o.seed, x.sampling.recent, x.sampling.step, x.sampling.want_logits,
+           x.sampling.draft);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TokenReply& x) {
-  return f(caf::meta::type_name("troupe.TokenReply"), x.session_id, x.token, x.logits);
+  return f(caf::meta::type_name("troupe.TokenReply"), x.session_id, x.token, x.logits, x.tokens);
 }
 
 template <class Inspector>

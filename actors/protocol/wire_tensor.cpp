@@ -175,6 +175,7 @@ std::string encode_tensor_message(const TensorMessage& m) {
     ar(o.temperature, o.top_k, o.top_p, o.repeat_penalty, o.repeat_window, o.seed);
     save_pod_vector(ar, m.sampling.recent);
     ar(m.sampling.step, static_cast<uint8_t>(m.sampling.want_logits));
+    save_pod_vector(ar, m.sampling.draft);
   }
   return out.str();
 }
@@ -209,6 +210,7 @@ TensorMessage decode_tensor_message(const std::string& bytes) {
     uint8_t want_logits = 0;
     ar(m.sampling.step, want_logits);
     m.sampling.want_logits = want_logits != 0;
+    load_pod_vector(ar, src, m.sampling.draft, "drafted tokens");
   } catch (const cereal::Exception& e) {
     throw WireError("wire message: truncated or corrupt (" + std::string(e.what()) + ")");
   }

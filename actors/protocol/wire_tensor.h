@@ -20,7 +20,7 @@ class Tensor;
 namespace troupe {
 
 // Bumped whenever the encoding below changes; decode refuses any other version.
-constexpr uint32_t kWireFormatVersion = 1;
+constexpr uint32_t kWireFormatVersion = 2;  // 2: SamplingRequest::draft
 
 // Element types on the wire. Activations are fp32 by default; f16/bf16 halve the bytes
 // (converted on send, back to fp32 on receive). Token ids travel as i32.
@@ -50,6 +50,10 @@ struct SamplingRequest {
   std::vector<int32_t> recent;  // tokens so far (only the repetition window is sent)
   uint64_t step = 0;            // index of the token being generated (for the seeded draw)
   bool want_logits = false;     // also return the logits row (tests, diagnostics)
+  // Speculative decoding: the input rows are the last token and then these drafted tokens.
+  // The last stage sends the logits of every row; the sampler draws row i's token as plain
+  // decoding would (step + i) and keeps the drafts while they equal what it drew.
+  std::vector<int32_t> draft;
 };
 
 // One hop of one session: token ids into the first stage, hidden states between stages.

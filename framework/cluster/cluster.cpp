@@ -181,6 +181,7 @@ NodeCapacity capacity_of(const proto::NodeInfo& info) {
   c.gflops = info.gflops;
   c.mem_gbps = info.mem_gbps;
   c.disk_bytes = info.cache_cap;  // a node with a shard cache receives its shard there
+  c.speed_spread = info.speed_spread;
   return c;
 }
 
@@ -192,6 +193,7 @@ std::vector<NodeCapacity> query_node_capacities(caf::actor_system& sys, const st
     c.name = e;  // as the user named it: the plan's node list feeds --nodes again
     nodes.push_back(c);
   }
+  even_out_measured_speeds(nodes);  // identical machines probed at different moments: one plan
   return nodes;
 }
 

@@ -17,6 +17,7 @@
 #include "framework/cluster/cluster.h"
 #include "framework/deploy/deploy_planning.h"
 #include "framework/deploy/deploy_supervision.h"
+#include "models/runtime/prompt_lookup.h"
 #include "models/vocab/tokenizer.h"
 
 namespace troupe {
@@ -54,6 +55,8 @@ struct Pipeline::Impl {
   int32_t eos_id = -1;
   std::vector<int32_t> stop_ids;  // sorted, from the tokenizer
   mutable std::atomic<uint64_t> next_session{1};
+  mutable std::atomic<uint64_t> drafted_total{0};   // speculative decoding: tokens drafted
+  mutable std::atomic<uint64_t> accepted_total{0};  // ... and kept
 
   ~Impl() { stop(); }
 
@@ -158,6 +161,9 @@ std::vector<proto::StageStats> Pipeline::stats() const {
 }
 
 const std::vector<ShardOutcome>& Pipeline::shard_transfers() const { return impl_->shards; }
+SpeculationStats Pipeline::speculation() const {
+  return SpeculationStats{impl_->options.speculate, impl_->drafted_total.load(), impl_->accepted_total.load()};
+}
 
 std::vector<Recovery> Pipeline::recoveries() const {
   return impl_->supervisor ? impl_->supervisor->recoveries() : std::vector<Recovery>{};
@@ -228,42 +234,85 @@ Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t
     Supervisor& s;
     ~Closer() { s.close_session(); }
   } closer{*I.supervisor};
-  for (int64_t step = 0; step < n_tokens && pos + static_cast<int64_t>(input.size()) <= I.max_positions; ++step) {
+  // Speculative steps (DeployOptions::speculate): a draft by prompt lookup rides behind the
+  // last token, every stage computes all its rows in one pass, and the sampler keeps the
+  // drafts it would have drawn anyway; the rows past the first wrong draft are overwritten
+  // by the next step (a stage's cache is cut back to the step's position).
+  const int64_t speculate = options.want_logits ? 0 : options.speculate >= 0 ? options.speculate : I.options.speculate;
+  bool stopped = false;
+  for (int64_t step = 0; !stopped && static_cast<int64_t>(g.tokens.size()) < n_tokens &&
+                         pos + static_cast<int64_t>(input.size()) <= I.max_positions;
+       ++step) {
+    const int64_t made = static_cast<int64_t>(g.tokens.size());
+    std::vector<int32_t> draft;
+    if (step > 0 && speculate > 0) {
+      // No draft past the tokens asked for (the step always adds one of its own) or the context.
+      const int64_t room = std::min(n_tokens - made - 1, I.max_positions - pos - 1);
+      draft = prompt_lookup_draft(history, static_cast<int32_t>(std::min(speculate, room)));
+      input.insert(input.end(), draft.begin(), draft.end());
+    }
     TensorMessage m;
     m.session_id = session;
     m.pos = pos;
     m.tensor = tokens_to_wire(input);
     m.sampling.options = sampling;
     m.sampling.recent = recent_window(history, sampling);
-    m.sampling.step = static_cast<uint64_t>(step);
+    m.sampling.step = static_cast<uint64_t>(made);
     m.sampling.want_logits = options.want_logits;
+    m.sampling.draft = draft;
     proto::TokenReply reply;
     const auto t0 = Clock::now();
     // Through the client actor; a stage failure on the way is repaired and the session
-    // replayed before the step is tried again (framework/deploy_supervision.h).
+    // replayed before the step is tried again (framework/deploy_supervision.h). A long
+    // prompt goes in chunks, all sent at once: the stages work on consecutive chunks together.
+    std::vector<std::string> parts;
+    std::vector<int64_t> part_sizes;
+    const int64_t chunk = step == 0 && I.options.prefill_chunk > 0 ? I.options.prefill_chunk
+                                                                    : static_cast<int64_t>(input.size());
+    for (int64_t first = 0; first < static_cast<int64_t>(input.size()); first += chunk) {
+      const int64_t n = std::min<int64_t>(chunk, static_cast<int64_t>(input.size()) - first);
+      TensorMessage part = m;
+      part.pos = pos + first;
+      part.tensor = tokens_to_wire(std::vector<int32_t>(input.begin() + first, input.begin() + first + n));
+      parts.push_back(encode_tensor_message(part));
+      part_sizes.push_back(n);
+    }
     try {
-      reply = I.supervisor->step(self, record, encode_tensor_message(m), static_cast<int64_t>(input.size()));
+      reply = I.supervisor->step(self, record, parts, part_sizes);
     } catch (const PipelineError& e) {
       failure = e.what();
       break;
     }
-    if (step == 0)
-      g.prefill_ms = ms_since(t0);
-    else
-      g.step_ms.push_back(ms_since(t0));
     if (reply.session_id != session) {
       failure = "reply for session " + std::to_string(reply.session_id) + " while waiting for session " +
                 std::to_string(session);
       break;
     }
-    g.tokens.push_back(reply.token);
-    if (options.want_logits) g.logits.push_back(std::move(reply.logits));
-    if (on_token) on_token(reply.token, I.piece(self, reply.token));
-    pos += static_cast<int64_t>(input.size());
-    input.assign(1, reply.token);
-    history.push_back(reply.token);
-    if (options.stop_at_eos && std::binary_search(I.stop_ids.begin(), I.stop_ids.end(), reply.token)) break;
-    if (options.keep_going && !options.keep_going()) break;
+    std::vector<int32_t> tokens = draft.empty() || reply.tokens.empty() ? std::vector<int32_t>{reply.token} : reply.tokens;
+    if (!draft.empty()) {
+      g.drafted += static_cast<int64_t>(draft.size());
+      g.accepted += static_cast<int64_t>(tokens.size()) - 1;
+      I.drafted_total += static_cast<uint64_t>(draft.size());
+      I.accepted_total += static_cast<uint64_t>(tokens.size() - 1);
+    }
+    const double ms = ms_since(t0);
+    if (step == 0) g.prefill_ms = ms;
+    pos += static_cast<int64_t>(input.size()) - static_cast<int64_t>(draft.size()) +
+           static_cast<int64_t>(tokens.size()) - 1;  // the inputs up to the last draft kept
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const int32_t token = tokens[i];
+      if (step > 0) g.step_ms.push_back(ms / static_cast<double>(tokens.size()));
+      g.tokens.push_back(token);
+      if (options.want_logits) g.logits.push_back(std::move(reply.logits));
+      if (on_token) on_token(token, I.piece(self, token));
+      history.push_back(token);
+      if ((options.stop_at_eos && std::binary_search(I.stop_ids.begin(), I.stop_ids.end(), token)) ||
+          (options.keep_going && !options.keep_going())) {
+        stopped = true;
+        break;
+      }
+    }
+    input.assign(1, tokens.back());
   }
   I.end_session(session);
   g.recoveries = record.recoveries;

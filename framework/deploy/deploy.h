@@ -34,6 +34,7 @@
 #include "framework/deploy/shard_transfer.h"
 #include "framework/dsl/dsl.h"
 #include "actors/protocol/messages.h"
+#include "models/runtime/local_session.h"
 
 namespace troupe {
 
@@ -46,6 +47,16 @@ struct DeployOptions {
   int64_t max_positions = 0;     // KV cache length per session; 0: the model's context
   WireDType wire_dtype = WireDType::f32;  // activations between stages, unless a stage says otherwise
   int32_t max_batch = 0;         // sessions a stage runs in one forward pass; 0: the stage default, 1: none
+  // A prompt longer than this goes through the stages in chunks of it, all sent at once, so
+  // that stage k computes chunk i while stage k+1 computes chunk i-1 (time to first token
+  // over N stages tends to 1/N of one pass). The same chunks as LocalSession's (the bits of
+  // one process); 0: the whole prompt at once (models/runtime/local_session.h).
+  int64_t prefill_chunk = kDefaultPrefillChunk;
+  // Speculative decoding: up to this many tokens drafted by prompt lookup
+  // (models/runtime/prompt_lookup.h) are verified in each step's pass; the tokens are those
+  // of plain decoding, greedy or sampled (the sampler keeps a draft only where it draws that
+  // very token). 0: off. Not with GenerateOptions::want_logits.
+  int64_t speculate = 0;
   // Called (on a CAF thread) as each stage reads its weights: node, stage, bytes done / total.
   std::function<void(const std::string& node, const std::string& stage, uint64_t done, uint64_t total)>
       on_load_progress;
@@ -132,6 +143,8 @@ struct GenerateOptions {
   // Asked after each token; false ends the generation there (a client that went away).
   // The session is ended on every stage either way.
   std::function<bool()> keep_going;
+  // Draft tokens per speculative step for this generation; -1: DeployOptions::speculate.
+  int64_t speculate = -1;
 };
 
 struct Generation {
@@ -143,6 +156,15 @@ struct Generation {
   std::vector<double> step_ms;              // each later token, request to reply
   int32_t recoveries = 0;                   // stage failures this generation was replayed through
   int64_t tokens_replayed = 0;              // positions it recomputed for them
+  int64_t drafted = 0;                      // speculative decoding: tokens drafted
+  int64_t accepted = 0;                     // ... and kept (each saves a pass through the pipeline)
+};
+
+// Speculative decoding over the pipeline's life (for /metrics).
+struct SpeculationStats {
+  int64_t draft_tokens = 0;  // DeployOptions::speculate
+  uint64_t drafted = 0;
+  uint64_t accepted = 0;
 };
 
 // Called with each token as it arrives, and the bytes it stands for (empty without a tokenizer).
@@ -173,6 +195,7 @@ class Pipeline {
   // Per stage, the shard its node loaded from its cache (sha256 "" for a stage that read the
   // model file under --models) and what was sent for it.
   const std::vector<ShardOutcome>& shard_transfers() const;
+  SpeculationStats speculation() const;          // tokens drafted and kept, all generations so far
   PipelineHealth health() const;
   // Fault injection for tests: stage `index` throws inside compute when it has handled
   // `at_step` activations (counting from its start), which the supervisor repairs.

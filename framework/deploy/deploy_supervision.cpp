@@ -531,30 +531,44 @@ std::string Supervisor::replay(caf::scoped_actor& self, Session& session, uint64
 
 proto::TokenReply Supervisor::step(caf::scoped_actor& self, Session& session, const std::string& bytes,
                                    int64_t n_inputs) {
+  return step(self, session, std::vector<std::string>{bytes}, std::vector<int64_t>{n_inputs});
+}
+
+proto::TokenReply Supervisor::step(caf::scoped_actor& self, Session& session, const std::vector<std::string>& parts,
+                                   const std::vector<int64_t>& n_inputs) {
   std::string failure;
   for (int32_t attempt = 0;; ++attempt) {
     if (attempt > options_.max_recoveries_per_step) throw PipelineError(failure);
     const uint64_t epoch = wait_until_serving(session);
     failure.clear();
     if (epoch != session.epoch) failure = replay(self, session, epoch);
-    proto::TokenReply reply;
+    std::vector<proto::TokenReply> replies(parts.size());
     if (failure.empty()) {
       // Via the client actor (it fails the request at once if a stage goes down), which waits
-      // step_timeout for the chain; this wait is only a backstop.
-      self->request(client_, options_.step_timeout + std::chrono::seconds(1), proto::Activation{bytes})
-        .receive([&](proto::TokenReply& r) { reply = std::move(r); },
-                 [&](caf::error& e) {
-                   failure = e == caf::sec::request_timeout
-                               ? "no token within " + std::to_string(options_.step_timeout.count()) +
-                                   " ms (a node is down or overloaded)"
-                               : proto::error_text(e);
-                 });
+      // step_timeout for the chain; this wait is only a backstop. All parts go out at once
+      // (a chunked prefill: stage k computes part i while stage k+1 computes part i-1); a
+      // stage keeps one session's parts in order, and one part failing fails those after it.
+      const auto timeout = options_.step_timeout + std::chrono::seconds(1);
+      using Handle = decltype(self->request(client_, timeout, proto::Activation{}));
+      std::vector<Handle> sent;
+      for (const auto& bytes : parts) sent.push_back(self->request(client_, timeout, proto::Activation{bytes}));
+      for (size_t i = 0; i < sent.size(); ++i)
+        sent[i].receive([&](proto::TokenReply& r) { replies[i] = std::move(r); },
+                        [&](caf::error& e) {
+                          if (!failure.empty()) return;  // the first failure says what happened
+                          failure = e == caf::sec::request_timeout
+                                      ? "no token within " + std::to_string(options_.step_timeout.count()) +
+                                          " ms (a node is down or overloaded)"
+                                      : proto::error_text(e);
+                        });
     }
     if (failure.empty()) {
-      session.sent.push_back(bytes);
-      session.tokens.push_back(reply.token);
-      session.positions += n_inputs;
-      return reply;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        session.sent.push_back(parts[i]);
+        session.tokens.push_back(replies[i].token);
+        session.positions += n_inputs[i];
+      }
+      return std::move(replies.back());
     }
     // A stage that threw names itself ("stage layers 2-3 of <model> on node ..."): restart it
     // like a dead one. Other failures (down, hung) the supervisor actor reports itself.

@@ -18,7 +18,7 @@
 //                    again; a pipeline that could not be repaired is tried again.
 //   who replays      each generating thread, for its own session, when it sees a new epoch:
 //                    ends the session on every stage, then resends the session's steps
-//                    exactly as first sent (the prompt as one chunk, then one token per
+//                    exactly as first sent (the prompt in the chunks it was sent in, then each
 //                    step), checking that each gives back the token it gave the first time.
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
@@ -71,6 +71,11 @@ class Supervisor : public std::enable_shared_from_this<Supervisor> {
   // Survives stage failures: waits for the repair, replays the session, tries again. Throws
   // PipelineError naming the stage and node when the pipeline cannot be repaired.
   proto::TokenReply step(caf::scoped_actor& self, Session& session, const std::string& bytes, int64_t n_inputs);
+  // Several consecutive steps of one session sent at once (`n_inputs[i]` tokens in `parts[i]`),
+  // without waiting for one reply before sending the next: a prompt in chunks flows through
+  // the stages as a pipeline. Returns the last part's reply; all parts are replayed as sent.
+  proto::TokenReply step(caf::scoped_actor& self, Session& session, const std::vector<std::string>& parts,
+                         const std::vector<int64_t>& n_inputs);
 
   std::vector<DeployedStage> stages() const;
   std::vector<Recovery> recoveries() const;

@@ -192,6 +192,11 @@ std::string Plan::layer_ranges() const {
   return out;
 }
 
+static void note_uncertain(Plan& plan, const std::vector<NodeCapacity>& nodes) {
+  for (const auto& n : nodes)
+    if (n.speed_spread > kUncertainSpeedSpread) plan.uncertain.push_back(n.name + " (±" + fmt("%.0f", 50 * n.speed_spread) + "%)");
+}
+
 Plan plan_placement(const std::vector<NodeCapacity>& nodes, const ModelFootprint& model, const PlanRequest& request) {
   check_nodes(nodes);
   if (nodes.size() > kMaxNodes)
@@ -351,6 +356,7 @@ Plan plan_placement(const std::vector<NodeCapacity>& nodes, const ModelFootprint
                fmt("%g", request.hop_ms) + " ms network hop)";
     plan.left_out.push_back({nodes[n].name, reason});
   }
+  note_uncertain(plan, nodes);
   return plan;
 }
 
@@ -382,6 +388,7 @@ Plan evaluate_placement(const std::vector<NodeCapacity>& nodes, const std::vecto
     throw PlacementError(model.model + ": the layer ranges do not fit (" + plural(plan.context_length, "position") +
                          " x " + plural(request.sessions, "session") + "):" + misfits);
   total_up(plan);
+  note_uncertain(plan, nodes);
   return plan;
 }
 
@@ -423,7 +430,35 @@ std::string format_plan_table(const Plan& plan) {
   out << "\n";
   out << "--layers " << plan.layer_ranges() << "\n";
   for (const auto& l : plan.left_out) out << "left out " << l.node << ": " << l.reason << "\n";
+  for (const auto& u : plan.uncertain)
+    out << "uncertain speed figures: " << u << ": its probe rounds disagreed (a busy machine?); ask again when it is idle\n";
   return out.str();
+}
+
+void even_out_measured_speeds(std::vector<NodeCapacity>& nodes, double tolerance) {
+  for (auto field : {&NodeCapacity::gflops, &NodeCapacity::mem_gbps}) {
+    std::vector<size_t> order;
+    for (size_t i = 0; i < nodes.size(); ++i)
+      if (nodes[i].*field > 0) order.push_back(i);
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return nodes[a].*field < nodes[b].*field; });
+    // Groups of figures each within the tolerance of the group's smallest.
+    for (size_t first = 0; first < order.size();) {
+      const NodeCapacity& low = nodes[order[first]];
+      size_t end = first + 1;
+      while (end < order.size()) {
+        const NodeCapacity& n = nodes[order[end]];
+        const double tol = std::max({tolerance, low.speed_spread, n.speed_spread});
+        if (n.*field > low.*field * (1 + tol)) break;
+        ++end;
+      }
+      std::vector<double> values;
+      for (size_t k = first; k < end; ++k) values.push_back(nodes[order[k]].*field);
+      const size_t m = values.size();
+      const double median = m % 2 ? values[m / 2] : (values[m / 2 - 1] + values[m / 2]) / 2;
+      for (size_t k = first; k < end; ++k) nodes[order[k]].*field = median;
+      first = end;
+    }
+  }
 }
 
 }  // namespace troupe

@@ -51,7 +51,18 @@ struct NodeCapacity {
   double mem_gbps = 0;        // memory bandwidth in GB/s (1e9 B/s); 0 = unknown
   uint64_t disk_bytes = 0;    // the stage's shard must fit here (a node's --cache-cap, when weights
                               // are sent to it); 0 = no limit
+  // How far the node's own probe rounds disagreed (interquartile range / median, the larger
+  // of the two figures); above kUncertainSpeedSpread the plan says its figures are uncertain.
+  double speed_spread = 0;
 };
+
+constexpr double kUncertainSpeedSpread = 0.15;
+
+// Measured figures of several nodes that differ by less than the probes' noise (`tolerance`,
+// or a node's own spread if larger) describe the same speed: each such group of figures is
+// set to its median, so that identical machines measured at slightly different moments get
+// the same plan. Figures given by hand (troupe plan --assume, cluster files) are left alone.
+void even_out_measured_speeds(std::vector<NodeCapacity>& nodes, double tolerance = 0.12);
 
 enum class PlanObjective {
   slowest_stage,  // the slowest stage, then latency: best when the pipeline is kept full
@@ -93,6 +104,7 @@ struct Plan {
   double hop_ms = 0;
   std::vector<PlannedStage> stages;  // in pipeline order
   std::vector<LeftOutNode> left_out;
+  std::vector<std::string> uncertain;  // nodes whose measured speed was uncertain ("a:7000 (±23%)")
   double bottleneck_ms = 0;  // slowest stage: time per token with the pipeline full
   double latency_ms = 0;     // one token through every stage, hops included
   double per_token_ms() const;  // max(bottleneck, latency / sessions): with `sessions` decoding at once

@@ -78,6 +78,16 @@ std::string PipelineGenerator::stage_metrics() const {
   m << "# HELP troupe_recovery_seconds_total time from detection to the stage wired in, plus the longest replay\n"
     << "# TYPE troupe_recovery_seconds_total counter\n";
   for (const auto& [kind, v] : by_kind) m << "troupe_recovery_seconds_total{kind=\"" << kind << "\"} " << v.second << "\n";
+  const SpeculationStats spec = pipeline_.speculation();
+  if (spec.draft_tokens > 0) {
+    m << "# HELP troupe_speculative_draft_tokens_total tokens drafted by prompt lookup and verified by the pipeline\n"
+      << "# TYPE troupe_speculative_draft_tokens_total counter\ntroupe_speculative_draft_tokens_total " << spec.drafted
+      << "\n# HELP troupe_speculative_accepted_tokens_total drafted tokens kept (each one a pass saved)\n"
+      << "# TYPE troupe_speculative_accepted_tokens_total counter\ntroupe_speculative_accepted_tokens_total "
+      << spec.accepted << "\n# HELP troupe_speculative_acceptance_rate accepted / drafted tokens so far\n"
+      << "# TYPE troupe_speculative_acceptance_rate gauge\ntroupe_speculative_acceptance_rate "
+      << (spec.drafted ? static_cast<double>(spec.accepted) / static_cast<double>(spec.drafted) : 0.0) << "\n";
+  }
   const PipelineHealth h = pipeline_.health();
   m << "# HELP troupe_pipeline_degraded 1 while a stage runs away from its node or is being repaired, 2 when unavailable\n"
     << "# TYPE troupe_pipeline_degraded gauge\ntroupe_pipeline_degraded " << static_cast<int>(h.state) << "\n";

@@ -35,6 +35,7 @@
 #include "models/runtime/byte_size.h"
 #include "models/machine/compute_speed.h"
 #include "models/machine/memory_bandwidth.h"
+#include "models/machine/speed_probe.h"
 
 namespace {
 
@@ -202,8 +203,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Measured once, for planners: how fast this machine multiplies and streams memory.
-  node_cfg.gflops = troupe::measure_matmul_gflops(threads);
-  node_cfg.mem_gbps = troupe::measure_memory_bandwidth(threads, size_t(64) << 20).read_bytes_per_s / 1e9;
+  // Repeated in rounds at random moments and summarised by the median: a neighbour starting
+  // at the same moment (its own probes) slows a few rounds, not the figure.
+  const troupe::ProbedFigure gflops = troupe::probe_repeatedly([&] { return troupe::measure_matmul_gflops(threads, 1); });
+  const troupe::ProbedFigure gbps = troupe::probe_repeatedly(
+    [&] { return troupe::measure_memory_bandwidth(threads, size_t(64) << 20).read_bytes_per_s / 1e9; });
+  node_cfg.gflops = gflops.median;
+  node_cfg.mem_gbps = gbps.median;
+  node_cfg.speed_spread = std::max(gflops.spread, gbps.spread);
+  if (gflops.uncertain || gbps.uncertain)
+    spdlog::warn("speed probes disagree ({} rounds: ±{:.0f}% GFLOP/s, {} rounds: ±{:.0f}% GB/s): is the machine busy?",
+                 gflops.rounds, 50 * gflops.spread, gbps.rounds, 50 * gbps.spread);
   caf::actor node;
   try {
     node = troupe::spawn_node_actor(sys, node_cfg);

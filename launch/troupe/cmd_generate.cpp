@@ -50,6 +50,9 @@ void run_distributed(const GenerateOptions& o, const SamplingOptions& sampling) 
   for (double ms : g.step_ms) decode_ms += ms;
   spdlog::info("prefill: {} tokens in {:.1f} ms; decode: {} tokens, {:.2f} ms/token", g.prompt_tokens.size(), g.prefill_ms,
                g.step_ms.size(), g.step_ms.empty() ? 0.0 : decode_ms / g.step_ms.size());
+  if (g.drafted > 0)
+    spdlog::info("speculative: {} of {} drafted tokens kept ({:.0f}%)", g.accepted, g.drafted,
+                 100.0 * static_cast<double>(g.accepted) / static_cast<double>(g.drafted));
   pipeline.shutdown();
 }
 

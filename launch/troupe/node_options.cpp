@@ -59,6 +59,15 @@ void NodeOptions::add_to(CLI::App* cmd) {
   cmd->add_option("--max-batch", max_batch,
                   "sessions a stage runs in one forward pass (default 16; 1: no batching)")
     ->check(troupe::cli::between(1, 1024));
+  cmd->add_option("--prefill-chunk", prefill_chunk,
+                  "prompt tokens per chunk: a long prompt flows through the nodes chunk by chunk, overlapping "
+                  "(0: the whole prompt in one pass)")
+    ->capture_default_str()
+    ->check(troupe::cli::non_negative());
+  cmd->add_option("--speculate", speculate,
+                  "draft up to N tokens by prompt lookup and verify them in one pass (0: off); same tokens as without")
+    ->capture_default_str()
+    ->check(troupe::cli::between(0, 64));
   cmd->add_option("--standby", standby,
                   "caf-node daemons host:port,... that may take over a failed stage (else the surviving nodes do)");
   cmd->add_option("--repair-wait", repair_wait_s,
@@ -131,6 +140,8 @@ Pipeline deploy_on_nodes(caf::actor_system& sys, const NodeOptions& o, const std
       : describe_pipeline(request, ckpt.config().n_layer);
   DeployOptions options;
   options.max_batch = o.max_batch;
+  options.prefill_chunk = o.prefill_chunk;
+  options.speculate = o.speculate;
   if (!o.standby.empty()) options.standby_nodes = split_node_list(o.standby);
   options.repair_wait = std::chrono::milliseconds(static_cast<int64_t>(o.repair_wait_s * 1000));
   options.stage_stall_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.stall_timeout_s * 1000));

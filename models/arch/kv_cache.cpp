@@ -41,6 +41,13 @@ std::pair<at::Tensor, at::Tensor> KvCache::append(int64_t layer, int64_t pos, co
   return {keys.narrow(1, 0, pos + T), values.narrow(1, 0, pos + T)};
 }
 
+std::pair<at::Tensor, at::Tensor> KvCache::layer(int64_t layer) const {
+  const auto& keys = keys_.at(static_cast<size_t>(layer));
+  const auto& values = values_.at(static_cast<size_t>(layer));
+  if (!keys.defined()) return {at::zeros({n_head_kv_, 0, head_dim_}), at::zeros({n_head_kv_, 0, head_dim_})};
+  return {keys.narrow(1, 0, n_positions_), values.narrow(1, 0, n_positions_)};
+}
+
 void KvCache::truncate(int64_t n) { n_positions_ = std::min(n_positions_, std::max<int64_t>(n, 0)); }
 
 size_t KvCache::bytes() const { return keys_.size() * 2 * static_cast<size_t>(n_head_kv_ * capacity_ * head_dim_) * 4; }

@@ -16,6 +16,10 @@ class KvCache {
   // [pos, pos+T) and returns views of all keys and values [n_head_kv, pos+T, head_dim].
   std::pair<at::Tensor, at::Tensor> append(int64_t layer, int64_t pos, const at::Tensor& k, const at::Tensor& v);
 
+  // The stored keys and values of local layer `layer` for the positions filled: views
+  // [n_head_kv, n_positions(), head_dim] (tests compare caches built in different ways).
+  std::pair<at::Tensor, at::Tensor> layer(int64_t layer) const;
+
   int64_t n_positions() const { return n_positions_; }  // positions filled, as of the last layer written
   int64_t max_positions() const { return max_positions_; }
   void truncate(int64_t n);  // forget positions >= n (replay, rewinds)

@@ -8,7 +8,7 @@
 
 namespace troupe {
 
-double measure_matmul_gflops(int threads) {
+double measure_matmul_gflops(int threads, int reps) {
   const int previous = at::get_num_threads();
   at::set_num_threads(std::max(1, threads));
   // 512x2048 times 2048x512: large enough to reach the BLAS kernel's speed, small
@@ -17,7 +17,7 @@ double measure_matmul_gflops(int threads) {
   at::matmul(a, b);  // warm up: thread pool, pages
   const double flops = 2.0 * 512 * 2048 * 512;
   double best = 1e30;
-  for (int rep = 0; rep < 5; ++rep) {
+  for (int rep = 0; rep < std::max(1, reps); ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
     at::Tensor c = at::matmul(a, b);
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

@@ -4,6 +4,7 @@
 namespace troupe {
 
 // GFLOP/s of LibTorch fp32 matmul on `threads` threads (the stage's own thread count).
-double measure_matmul_gflops(int threads);
+// The best of `reps` timed products after a warm-up one.
+double measure_matmul_gflops(int threads, int reps = 5);
 
 }  // namespace troupe

@@ -1,5 +1,6 @@
 #include "models/runtime/local_session.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "models/arch/stage_model.h"
@@ -26,7 +27,11 @@ std::vector<int32_t> LocalSession::generate(const std::vector<int32_t>& prompt, 
   at::Tensor input = at::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), at::kLong);
   int64_t pos = 0;
   for (int64_t step = 0; step < n_tokens && pos + input.size(0) <= n_ctx; ++step) {
-    const at::Tensor logits = model_->forward(input, pos, *cache).contiguous();
+    at::Tensor logits;
+    const int64_t chunk = prefill_chunk_ > 0 ? prefill_chunk_ : input.size(0);
+    for (int64_t first = 0; first < input.size(0); first += chunk)
+      logits = model_->forward(input.narrow(0, first, std::min(chunk, input.size(0) - first)), pos + first, *cache);
+    logits = logits.contiguous();
     pos += input.size(0);
     const float* row = logits.data_ptr<float>();
     const int32_t token = sample_token(sampling, row, logits.size(-1), history, static_cast<uint64_t>(step));

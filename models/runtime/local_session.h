@@ -1,7 +1,8 @@
 #pragma once
 // One sequence run in this process through a whole-model stage: prefill of the prompt
-// in one forward pass, then one token per step. The single-process reference that
-// distributed runs are compared against.
+// in chunks of prefill_chunk tokens, then one token per step. The single-process reference
+// that distributed runs are compared against: a pipeline prefills in the same chunks (it
+// overlaps them across its stages), so both compute every row in the same products.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -11,6 +12,13 @@
 #include "models/runtime/sampler.h"
 
 namespace troupe {
+
+// Prompt tokens per prefill pass, here and in a pipeline (DeployOptions::prefill_chunk,
+// --prefill-chunk): enough rows for the matrix products to run at full speed, few enough
+// that a 256-token prompt makes 8 chunks for the stages of a pipeline to overlap. A
+// product's rows do not always get the same last bits in passes of different sizes (BLAS
+// paths), so the chunking is part of what makes two runs bitwise the same.
+constexpr int64_t kDefaultPrefillChunk = 32;
 
 class StageModel;
 class KvCache;
@@ -28,11 +36,15 @@ class LocalSession {
   std::vector<int32_t> generate(const std::vector<int32_t>& prompt, int64_t n_tokens, const SamplingOptions& sampling,
                                 int32_t eos, const TokenCallback& on_token = {});
 
+  // Prompt tokens per prefill pass; 0: the whole prompt in one pass.
+  void set_prefill_chunk(int64_t tokens) { prefill_chunk_ = tokens; }
+
   const ModelConfig& config() const;
   StageModel& model() { return *model_; }
 
  private:
   std::unique_ptr<StageModel> model_;
+  int64_t prefill_chunk_ = kDefaultPrefillChunk;
 };
 
 }  // namespace troupe
