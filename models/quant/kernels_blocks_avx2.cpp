@@ -241,44 +241,11 @@ struct Q3_K {
   }
 };
 
-// Q4_K: nibbles 0..15, 6-bit scale and min per 32.
-struct Q4_K {
-  static constexpr size_t kBytes = 144;
-  static constexpr int kElems = 256;
-  template <int C>
-  TROUPE_AVX2_INLINE static void accumulate(const uint8_t* block, const Q8Rows& x, int64_t t, int64_t b, float* acc) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
-    int32_t sc[8], mn[16];
-    for (int j = 0; j < 8; ++j) {
-      blocks::scale_min_k4(j, block + 4, sc[j], mn[2 * j]);
-      mn[2 * j + 1] = mn[2 * j];
-    }
-    __m256i sums[C];
-    for (int c = 0; c < C; ++c) sums[c] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-    for (int m = 0; m < 4; ++m) {
-      const __m256i packed = load32(block + 16 + 32 * m);
-      const __m256i lo = _mm256_and_si256(packed, low4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-      const __m256i s_lo = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * m]));
-      const __m256i s_hi = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * m + 1]));
-      for (int c = 0; c < C; ++c) {
-        const int8_t* xq = x.row_q(t + c) + 256 * b + 64 * m;
-        const __m256i p_lo = _mm256_madd_epi16(dot_unsigned(lo, load32(xq)), s_lo);
-        const __m256i p_hi = _mm256_madd_epi16(dot_unsigned(hi, load32(xq + 32)), s_hi);
-        sums[c] = _mm256_add_epi32(sums[c], _mm256_add_epi32(p_lo, p_hi));
-      }
-    }
-    int32_t summ[C];
-    weighted_bsums<C>(mn, x, t, b, summ);
-    step_k_min<C>(block_scale(block), block_scale(block + 2), sums, summ, x, t, b, acc);
-  }
-};
-
-// Q5_K: Q4_K's nibbles plus a fifth bit from 32 bytes of high bits (bits 2m, 2m + 1 for the
-// m-th 64 values), 0..31.
-struct Q5_K {
-  static constexpr size_t kBytes = 176;
+// Q4_K: nibbles 0..15, 6-bit scale and min per 32. Q5_K: the same plus a fifth bit from 32
+// bytes of high bits (bits 2m, 2m + 1 for the m-th 64 values), 0..31.
+template <bool kFifthBit>
+struct Q4_K_or_Q5_K {
+  static constexpr size_t kBytes = kFifthBit ? 176 : 144;
   static constexpr int kElems = 256;
   template <int C>
   TROUPE_AVX2_INLINE static void accumulate(const uint8_t* block, const Q8Rows& x, int64_t t, int64_t b, float* acc) {
@@ -288,17 +255,20 @@ struct Q5_K {
       blocks::scale_min_k4(j, block + 4, sc[j], mn[2 * j]);
       mn[2 * j + 1] = mn[2 * j];
     }
-    __m256i qh = load32(block + 16);
+    const uint8_t* qs = block + (kFifthBit ? 48 : 16);
+    __m256i qh = kFifthBit ? load32(block + 16) : _mm256_setzero_si256();
     __m256i sums[C];
     for (int c = 0; c < C; ++c) sums[c] = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int m = 0; m < 4; ++m) {
-      const __m256i packed = load32(block + 48 + 32 * m);
-      const __m256i lo =
-          _mm256_or_si256(_mm256_and_si256(packed, low4), _mm256_slli_epi16(_mm256_and_si256(qh, one), 4));
-      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(packed, 4), low4),
-                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), one), 4));
-      qh = _mm256_srli_epi16(qh, 2);
+      const __m256i packed = load32(qs + 32 * m);
+      __m256i lo = _mm256_and_si256(packed, low4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+      if constexpr (kFifthBit) {
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(qh, one), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), one), 4));
+        qh = _mm256_srli_epi16(qh, 2);
+      }
       const __m256i s_lo = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * m]));
       const __m256i s_hi = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * m + 1]));
       for (int c = 0; c < C; ++c) {
@@ -313,6 +283,8 @@ struct Q5_K {
     step_k_min<C>(block_scale(block), block_scale(block + 2), sums, summ, x, t, b, acc);
   }
 };
+using Q4_K = Q4_K_or_Q5_K<false>;
+using Q5_K = Q4_K_or_Q5_K<true>;
 
 // Q6_K: 4 low bits plus 2 high bits, 0..63 (the stored q + 32); int8 scale per 16.
 struct Q6_K {
