@@ -1,8 +1,9 @@
 // The GGUF block formats beyond Q8_0 / Q4_0 (Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K .. Q6_K, IQ4_XS),
 // on the real tensors of ../shared/models/llama-k (quantized by llama.cpp's llama-quantize):
-//   - every kernel, on every instruction set this CPU has, equals the fp32 product of the
-//     dequantized weights within a bound derived from the activation rounding, for odd row
-//     counts and 1..9 activation rows, and gives each row of a batch the bits it gets alone;
+//   - every kernel, on every instruction set this CPU has (portable, AVX2 for all ten types),
+//     equals the fp32 product of the dequantized weights within a bound derived from the
+//     activation rounding, for odd row counts and 1..9 activation rows, gives each row of a
+//     batch the bits it gets alone, and gives the portable kernel's bits;
 //   - the dequantized tensors are the F16 model's tensors up to the format's rounding;
 //   - the whole model, teacher-forced on llama.cpp's reference tokens, gives its top-5 logits
 //     and logsumexp; greedy decoding gives its tokens up to the first near-tie.
@@ -215,6 +216,17 @@ INSTANTIATE_TEST_SUITE_P(LlamaK, BlockKernel, ::testing::ValuesIn(kernel_cases()
                          [](const ::testing::TestParamInfo<KernelCase>& info) {
                            return name_of(info.param.type) + "_" + kernel_isa_name(info.param.isa);
                          });
+
+// The kernels above run on every instruction set the table gives a kernel of its own: check
+// that AVX2 has one for every block format (else its cases would test the portable fallback).
+TEST(BlockFormats, EveryBlockFormatHasItsOwnAvx2Kernel) {
+  for (DType t : kNewTypes) {
+    const TypeTraits& tt = type_traits(t);
+    const int avx2 = static_cast<int>(KernelIsa::avx2), portable = static_cast<int>(KernelIsa::portable);
+    EXPECT_NE(tt.gemm_q[avx2], nullptr) << name_of(t);
+    EXPECT_NE(tt.gemm_q[avx2], tt.gemm_q[portable]) << name_of(t);
+  }
+}
 
 // ---- the dequantized tensors against the F16 model they were made from -----------------------
 

@@ -148,8 +148,11 @@ INSTANTIATE_TEST_SUITE_P(
     ModelCase{"stories260K_hf", "stories260K/hf", "stories260K.lily-and-tom", {1, 2, 3, 5}, 32},
     ModelCase{"gpt2_tiny_gguf", "gpt2-tiny/gpt2-tiny.gguf", "gpt2-tiny.once-upon-a-time", {1, 2, 3, 4}, 16},
     ModelCase{"gpt2_tiny_hf", "gpt2-tiny/hf", "gpt2-tiny.hello-world", {1, 2, 3, 4}, 16},
-    // Block formats (Q4_K + Q6_K mixed; a legacy 32-block format; IQ4_XS), 3 stages.
+    // Block formats (Q4_K + Q6_K mixed; Q3_K, Q5_K and Q2_K mixes; legacy 32-block formats), 3 stages.
     ModelCase{"llama_k_q4_k_m", "llama-k/llama-k-q4_k_m.gguf", "llama-k-q4_k_m.once-upon-a-time", {3}, 24},
+    ModelCase{"llama_k_q3_k_m", "llama-k/llama-k-q3_k_m.gguf", "llama-k-q3_k_m.once-upon-a-time", {3}, 24},
+    ModelCase{"llama_k_q5_k_m", "llama-k/llama-k-q5_k_m.gguf", "llama-k-q5_k_m.the-cat-sat-on-the-mat", {3}, 24},
+    ModelCase{"llama_k_q2_k", "llama-k/llama-k-q2_k.gguf", "llama-k-q2_k.once-upon-a-time", {3}, 24},
     ModelCase{"llama_k_q5_0", "llama-k/llama-k-q5_0.gguf", "llama-k-q5_0.the-cat-sat-on-the-mat", {3}, 24},
     ModelCase{"llama_k_q4_1", "llama-k/llama-k-q4_1.gguf", "llama-k-q4_1.once-upon-a-time", {3}, 24},
     ModelCase{"phi2_tiny_gguf", "phi2-tiny/phi2-tiny.gguf", "phi2-tiny.def-fib-n", {2, 3}, 16},

@@ -238,8 +238,6 @@ TEST(QuantizeModel, HuggingFaceDirectoryInGivesTheSameFileAsTheGguf) {
 }
 
 TEST(QuantizeModel, LlamaKQ4KMQuantizedHereMatchesTheReferenceOutputs) {
-  if (!dtype_supported(ggml_type::Q4_K) || !dtype_supported(ggml_type::Q6_K))
-    GTEST_SKIP() << "this build's loader has no Q4_K/Q6_K yet";
   at::set_num_threads(2);
   test::TempDir dir;
   quantize_model(test::model_path("llama-k/llama-k-f16.gguf"), quant_recipe("q4_k_m"), dir.file("q4_k_m.gguf"));
@@ -321,6 +319,34 @@ TEST(SynthModel, MixedTypeFollowsTheRecipe) {
   EXPECT_EQ(f.find_tensor("blk.0.attn_norm.weight")->ggml_type, ggml_type::F32);
   expect_valid_gguf(dir.file("m.gguf"));
   EXPECT_THROW(parse_synth_type("q7_k"), std::invalid_argument);
+}
+
+TEST(SynthModel, ZeroWeightsGiveTheSameTensorTableWithZeroMatrices) {
+  test::TempDir dir;
+  SynthOptions o;
+  o.config = preset_shape("tinyllama");
+  o.config.n_layer = 2, o.config.n_embd = 256, o.config.n_ff = 512, o.config.n_vocab = 300, o.config.n_head = 4,
+  o.config.n_head_kv = 2;
+  const SynthType t = parse_synth_type("q4_k_m");
+  o.type = t.type;
+  o.mix = t.mix;
+  const uint64_t full_bytes = write_synthetic_model(o, dir.file("full.gguf"));
+  o.zero_weights = true;
+  EXPECT_EQ(write_synthetic_model(o, dir.file("zero.gguf")), full_bytes);
+  GgufFile full(dir.file("full.gguf")), zero(dir.file("zero.gguf"));
+  ASSERT_EQ(zero.tensors().size(), full.tensors().size());
+  for (size_t i = 0; i < full.tensors().size(); ++i) {
+    const GgufTensorInfo &a = full.tensors()[i], &b = zero.tensors()[i];
+    EXPECT_EQ(b.name, a.name);
+    EXPECT_EQ(b.ggml_type, a.ggml_type) << a.name;
+    EXPECT_EQ(b.ne, a.ne) << a.name;
+    EXPECT_EQ(b.offset, a.offset) << a.name;
+  }
+  const auto ckpt = open_checkpoint(dir.file("zero.gguf"));
+  const TensorView q = ckpt->tensor("blk.0.attn_q.weight");
+  const size_t nbytes = dtype_row_bytes(q.dtype, q.shape[1]) * static_cast<size_t>(q.shape[0]);
+  EXPECT_TRUE(std::all_of(q.data, q.data + nbytes, [](uint8_t v) { return v == 0; }));
+  expect_valid_gguf(dir.file("zero.gguf"));
 }
 
 }  // namespace

@@ -15,6 +15,7 @@ struct SynthCliOptions {
   int64_t layers = 0;
   uint64_t seed = 1;
   int threads = 0;
+  bool zero_weights = false;
 };
 
 void run_synth(const SynthCliOptions& o) {
@@ -27,6 +28,7 @@ void run_synth(const SynthCliOptions& o) {
   s.mix = t.mix;
   s.seed = o.seed;
   s.vocab_from = o.vocab_from;
+  s.zero_weights = o.zero_weights;
   Progress progress("synth " + o.out, 0);
   s.on_progress = [&](uint64_t done, uint64_t total) {
     progress.set_total(total);
@@ -34,7 +36,8 @@ void run_synth(const SynthCliOptions& o) {
   };
   const uint64_t bytes = write_synthetic_model(s, o.out);
   progress.finish();
-  spdlog::info("{}: {} shape, {} layers, {}, {:.1f} MB", o.out, o.shape, s.config.n_layer, o.type, bytes / 1e6);
+  spdlog::info("{}: {} shape, {} layers, {}{}, {:.1f} MB", o.out, o.shape, s.config.n_layer, o.type,
+               o.zero_weights ? " (zero weights)" : "", bytes / 1e6);
 }
 
 }  // namespace
@@ -51,6 +54,8 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--vocab-from", o->vocab_from, "GGUF file whose tokenizer to copy (vocab sizes must agree)");
   cmd->add_option("--out,-o", o->out, "output GGUF file")->required();
   cmd->add_option("--threads,-t", o->threads, "threads (default: all cores)");
+  cmd->add_flag("--zero-weights", o->zero_weights,
+                "leave the matrices zero: exact tensor table and sizes in seconds, for `plan` (not for `bench`)");
   cmd->callback([o] { run_reporting_errors([&] { run_synth(*o); }); });
 }
 

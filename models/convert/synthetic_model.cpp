@@ -141,6 +141,8 @@ uint64_t write_synthetic_model(const SynthOptions& o, const std::string& path) {
     if (!q || !q->quantize_row) throw std::invalid_argument(name + ": cannot write type " + dtype_name(type));
     const uint64_t seed = splitmix64(o.seed ^ hash_name(name));
     const size_t row_bytes = dtype_row_bytes(q->type, cols);
+    if (o.zero_weights)
+      return add_tensor(name, static_cast<DType>(type), {rows, cols}, [](uint8_t*, size_t) {});  // the buffer is zero
     add_tensor(name, static_cast<DType>(type), {rows, cols}, [=](uint8_t* out, size_t) {
       at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
         std::vector<float> row(static_cast<size_t>(cols));

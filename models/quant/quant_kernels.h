@@ -1,8 +1,9 @@
 #pragma once
 // The per-instruction-set kernels behind quant_matmul.h (internal to the model library).
 // Each set (kernels_portable.cpp, kernels_avx2.cpp, kernels_avx512.cpp and the block-format
-// files) provides functions that type_traits.cpp puts in its table; quant_matmul.cpp picks one
-// at run time, rounds the activations, splits the output rows over threads and calls it.
+// files kernels_blocks_{portable,avx2}.cpp) provides functions that type_traits.cpp puts in its
+// table; quant_matmul.cpp picks one at run time, rounds the activations, splits the output
+// rows over threads and calls it.
 // Torch-free.
 #include <cstdint>
 
@@ -77,8 +78,16 @@ void gemm_bf16(const PackedMatrix&, int64_t, int64_t, const float*, int64_t, con
 namespace avx2 {
 void gemm_q8_0(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
 void gemm_q4_0(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
+void gemm_q4_1(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
+void gemm_q5_0(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
+void gemm_q5_1(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
+void gemm_iq4_nl(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
+void gemm_q2_k(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
+void gemm_q3_k(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
 void gemm_q4_k(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
+void gemm_q5_k(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
 void gemm_q6_k(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
+void gemm_iq4_xs(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
 void gemm_f16(const PackedMatrix&, int64_t, int64_t, const float*, int64_t, const float*, float*, int64_t);
 void gemm_bf16(const PackedMatrix&, int64_t, int64_t, const float*, int64_t, const float*, float*, int64_t);
 }  // namespace avx2
