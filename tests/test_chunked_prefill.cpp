@@ -10,6 +10,7 @@
 #include "models/arch/open_checkpoint.h"
 #include "models/arch/stage_model.h"
 #include "models/format/checkpoint.h"
+#include "tests/test_shared_nodes.h"
 #include "tests/test_support.h"
 #include "tests/test_support_nodes.h"
 #include "tests/test_support_pipeline.h"
@@ -94,40 +95,10 @@ INSTANTIATE_TEST_SUITE_P(
 
 // -- through caf-nodes ---------------------------------------------------------------------
 
-class Nodes : public ::testing::Environment {
- public:
-  void TearDown() override { nodes_.clear(); }
-  static std::vector<std::string> endpoints(size_t n) {
-    auto& all = instance->nodes_;
-    while (all.size() < n)
-      all.push_back(std::make_unique<test::NodeProcess>(test::models_dir(), test::kPipelineThreads,
-                                                        "node" + std::to_string(all.size())));
-    std::vector<std::string> out;
-    for (size_t i = 0; i < n; ++i) {
-      all[i]->wait_ready();
-      out.push_back(all[i]->endpoint());
-    }
-    return out;
-  }
-  static Nodes* instance;
 
- private:
-  std::vector<std::unique_ptr<test::NodeProcess>> nodes_;
-};
-Nodes* Nodes::instance = static_cast<Nodes*>(::testing::AddGlobalTestEnvironment(new Nodes));
-
+// The model over `n` shared nodes in stages of about equal size.
 dsl::PipelineDesc split(const std::string& model, size_t n) {
-  const int64_t n_layer = test::n_layer_of(model);
-  const auto eps = Nodes::endpoints(n);
-  dsl::PipelineDesc desc;
-  int64_t first = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t last = first + (n_layer - first) / static_cast<int64_t>(n - i) - 1;
-    desc.stages.push_back(dsl::stage(model, dsl::layers(first, last)).on(eps[i]));
-    first = last + 1;
-  }
-  desc.sampler = dsl::sampler(dsl::greedy());
-  return desc;
+  return test::even_split(model, static_cast<int>(n), test::SharedNodes::nodes(n), /*with_tokenizer=*/false);
 }
 
 test::Output one_process(const std::string& model, const std::vector<int32_t>& prompt, int64_t n, int64_t chunk) {

@@ -17,6 +17,7 @@
 #include "framework/cluster/cluster.h"
 #include "framework/deploy/deploy.h"
 #include "framework/dsl/dsl.h"
+#include "tests/test_shared_nodes.h"
 #include "tests/test_support.h"
 #include "tests/test_support_nodes.h"
 #include "tests/test_support_pipeline.h"
@@ -32,54 +33,13 @@ using test::NodeProcess;
 using test::Output;
 using test::single_process;
 using test::through;
+using test::SharedNodes;
+using test::even_split;
 
-// caf-node daemons started on first use and shared by the tests of this process (ctest runs
-// each test in its own process, so each starts only the nodes it needs).
-class Cluster : public ::testing::Environment {
- public:
-  void TearDown() override { nodes_.clear(); }
-
-  // The first `n` nodes, started now if need be.
-  static std::vector<NodeProcess*> nodes(size_t n) {
-    auto& all = instance->nodes_;
-    while (all.size() < n)
-      all.push_back(
-        std::make_unique<NodeProcess>(test::models_dir(), test::kPipelineThreads, "node" + std::to_string(all.size())));
-    std::vector<NodeProcess*> out;
-    for (size_t i = 0; i < n; ++i) {
-      all[i]->wait_ready();
-      out.push_back(all[i].get());
-    }
-    return out;
-  }
-
-  static Cluster* instance;
-
- private:
-  std::vector<std::unique_ptr<NodeProcess>> nodes_;
-};
-
-Cluster* Cluster::instance = static_cast<Cluster*>(::testing::AddGlobalTestEnvironment(new Cluster));
 
 // -- pipelines -------------------------------------------------------------------------------
 
 // `n_stages` stages of about equal size, stage i on node i (or in this process when `local`).
-dsl::PipelineDesc split(const std::string& model, int n_stages, const std::vector<NodeProcess*>& nodes,
-                        bool with_tokenizer = true) {
-  const int64_t n_layer = n_layer_of(model);
-  dsl::PipelineDesc desc;
-  if (with_tokenizer) desc.tokenizer = dsl::tokenizer(model);
-  int64_t first = 0;
-  for (int i = 0; i < n_stages; ++i) {
-    const int64_t last = first + (n_layer - first) / (n_stages - i) - 1;
-    dsl::StageDesc s = dsl::stage(model, dsl::layers(first, last));
-    if (i < static_cast<int>(nodes.size())) s = s.on(nodes[i]->endpoint());
-    desc.stages.push_back(s);
-    first = last + 1;
-  }
-  desc.sampler = dsl::sampler(dsl::greedy());
-  return desc;
-}
 
 DeployOptions test_options() {
   DeployOptions o = test::bounded_deploy_options();
@@ -134,7 +94,7 @@ TEST_P(PipelineMatchesSingleProcess, GreedyTokensAndLogitsAreBitwiseIdenticalFor
   ASSERT_EQ(static_cast<int>(expected.tokens.size()), c.n_tokens);
   for (int stages : c.splits) {
     SCOPED_TRACE(std::to_string(stages) + " stages");
-    Pipeline p = deploy(actor_system(), split(c.model, stages, Cluster::nodes(stages), test::has_vocab(c.model)),
+    Pipeline p = deploy(actor_system(), even_split(c.model, stages, SharedNodes::nodes(stages), test::has_vocab(c.model)),
                         test_options());
     ASSERT_EQ(static_cast<int>(p.stages().size()), stages);
     EXPECT_TRUE(bitwise_same(expected, through(p, prompt, c.n_tokens, dsl::greedy())));
@@ -168,9 +128,9 @@ TEST(Pipeline, StagesInTheClientProcessComeFirstAndNodesFollow) {
   const std::string model = "stories260K/stories260K.gguf";
   const auto prompt = test::load_reference("stories260K.once-upon-a-time").prompt_tokens;
   const Output expected = single_process(model, prompt, 24, dsl::greedy());
-  auto nodes = Cluster::nodes(1);
+  auto nodes = SharedNodes::nodes(1);
   // stages 0 and 1 in this process, stage 2 on a node.
-  dsl::PipelineDesc desc = split(model, 3, {});
+  dsl::PipelineDesc desc = even_split(model, 3, {});
   desc.stages[2] = desc.stages[2].on(nodes[0]->endpoint());
   Pipeline p = deploy(actor_system(), desc, test_options());
   EXPECT_EQ(p.stages()[0].endpoint, "");
@@ -179,8 +139,8 @@ TEST(Pipeline, StagesInTheClientProcessComeFirstAndNodesFollow) {
 }
 
 TEST(Pipeline, AStageInTheClientProcessAfterANodeIsRefused) {
-  auto nodes = Cluster::nodes(1);
-  dsl::PipelineDesc desc = split("stories260K/stories260K.gguf", 2, {});
+  auto nodes = SharedNodes::nodes(1);
+  dsl::PipelineDesc desc = even_split("stories260K/stories260K.gguf", 2, {});
   desc.stages[0] = desc.stages[0].on(nodes[0]->endpoint());
   const std::string error = failure_of([&] { deploy(actor_system(), desc, test_options()); });
   EXPECT_NE(error.find("stage 1 runs in this process but follows stage 0 on node " + nodes[0]->endpoint()),
@@ -191,8 +151,8 @@ TEST(Pipeline, AStageInTheClientProcessAfterANodeIsRefused) {
 TEST(Pipeline, TextPromptIsTokenizedOnTheClientAndTokensStreamInOrder) {
   const std::string model = "stories260K/stories260K.gguf";
   const auto ref = test::load_reference("stories260K.once-upon-a-time");
-  auto nodes = Cluster::nodes(2);
-  Pipeline p = deploy(actor_system(), split(model, 2, nodes), test_options());
+  auto nodes = SharedNodes::nodes(2);
+  Pipeline p = deploy(actor_system(), even_split(model, 2, nodes), test_options());
   EXPECT_EQ(p.encode(ref.prompt), ref.prompt_tokens);
   std::vector<int32_t> streamed;
   std::string pieces;
@@ -221,7 +181,7 @@ TEST(Pipeline, FourConcurrentSessionsEachGetExactlyWhatTheyGetAlone) {
     {a, dsl::greedy()}, {b, dsl::greedy()}, {a, sampled}, {b, penalized}};
   const int n_tokens = 40;
 
-  Pipeline p = deploy(actor_system(), split(model, 3, Cluster::nodes(3)), test_options());
+  Pipeline p = deploy(actor_system(), even_split(model, 3, SharedNodes::nodes(3)), test_options());
   std::vector<Output> alone;
   for (const auto& [prompt, sampling] : sessions) alone.push_back(through(p, prompt, n_tokens, sampling));
 
@@ -239,7 +199,7 @@ TEST(Pipeline, FourConcurrentSessionsEachGetExactlyWhatTheyGetAlone) {
 
 TEST(Pipeline, EndingASessionFreesItsKvCacheOnEveryStage) {
   const std::string model = "stories260K/stories260K.gguf";
-  Pipeline p = deploy(actor_system(), split(model, 3, Cluster::nodes(3), false), test_options());
+  Pipeline p = deploy(actor_system(), even_split(model, 3, SharedNodes::nodes(3), false), test_options());
   caf::scoped_actor self{actor_system()};
   TensorMessage m;
   m.session_id = 777;
@@ -263,7 +223,7 @@ TEST(Pipeline, EndingASessionFreesItsKvCacheOnEveryStage) {
 }
 
 TEST(Pipeline, GenerateEndsItsSessionWhenDone) {
-  Pipeline p = deploy(actor_system(), split("stories260K/stories260K.gguf", 2, Cluster::nodes(2)), test_options());
+  Pipeline p = deploy(actor_system(), even_split("stories260K/stories260K.gguf", 2, SharedNodes::nodes(2)), test_options());
   p.generate("Once upon a time", 8);
   for (const auto& s : p.stats()) EXPECT_EQ(s.sessions, 0) << s.describe;
 }
@@ -271,8 +231,8 @@ TEST(Pipeline, GenerateEndsItsSessionWhenDone) {
 // -- the network -------------------------------------------------------------------------------
 
 TEST(Pipeline, StagesOnDifferentNodesTalkDirectlyNotThroughTheClient) {
-  auto nodes = Cluster::nodes(3);
-  Pipeline p = deploy(actor_system(), split("stories260K/stories260K.gguf", 3, nodes), test_options());
+  auto nodes = SharedNodes::nodes(3);
+  Pipeline p = deploy(actor_system(), even_split("stories260K/stories260K.gguf", 3, nodes), test_options());
   p.generate("Once upon a time", 4);
   // CAF connects a node to a third node it learned of in the background (automatic
   // connections); give it a moment before looking at the sockets.
@@ -298,8 +258,8 @@ TEST(Pipeline, UnreachableNodeIsNamedWithinSeconds) {
   ASSERT_GE(fd, 0);
   close(fd);
 
-  auto nodes = Cluster::nodes(1);
-  dsl::PipelineDesc desc = split("stories260K/stories260K.gguf", 2, nodes);
+  auto nodes = SharedNodes::nodes(1);
+  dsl::PipelineDesc desc = even_split("stories260K/stories260K.gguf", 2, nodes);
   desc.stages[1] = desc.stages[1].on(endpoint);
   const auto t0 = std::chrono::steady_clock::now();
   const std::string error = failure_of([&] { deploy(actor_system(), desc, test_options()); });
@@ -316,7 +276,7 @@ TEST(Pipeline, NodeThatNeverAnswersIsNamedWhenTheConnectTimeoutExpires) {
 
   DeployOptions options = test_options();
   options.connect_timeout = 1500ms;
-  dsl::PipelineDesc desc = split("stories260K/stories260K.gguf", 1, {});
+  dsl::PipelineDesc desc = even_split("stories260K/stories260K.gguf", 1, {});
   desc.stages[0] = desc.stages[0].on(endpoint);
   const auto t0 = std::chrono::steady_clock::now();
   const std::string error = failure_of([&] { deploy(actor_system(), desc, options); });
@@ -330,8 +290,8 @@ TEST(Pipeline, NodeThatNeverAnswersIsNamedWhenTheConnectTimeoutExpires) {
 // -- errors name what a user can act on ------------------------------------------------------------
 
 TEST(Pipeline, MissingModelIsNamedWithItsNodeAndPath) {
-  auto nodes = Cluster::nodes(2);
-  dsl::PipelineDesc desc = split("stories260K/stories260K.gguf", 2, nodes);
+  auto nodes = SharedNodes::nodes(2);
+  dsl::PipelineDesc desc = even_split("stories260K/stories260K.gguf", 2, nodes);
   desc.stages[1].model = "stories260K/no-such-model.gguf";
   const std::string error = failure_of([&] { deploy(actor_system(), desc, test_options()); });
   EXPECT_NE(error.find("node " + nodes[1]->endpoint()), std::string::npos) << error;
@@ -348,7 +308,7 @@ TEST(Pipeline, MissingModelIsNamedWithItsNodeAndPath) {
 }
 
 TEST(Pipeline, LayersThatDoNotCoverTheModelAreRefused) {
-  auto nodes = Cluster::nodes(1);
+  auto nodes = SharedNodes::nodes(1);
   using namespace dsl;
   const std::string model = "stories260K/stories260K.gguf";
   const std::string error = failure_of([&] {
@@ -363,8 +323,8 @@ TEST(Pipeline, LayersThatDoNotCoverTheModelAreRefused) {
 }
 
 TEST(Pipeline, ComputeErrorComesBackNamingStageAndNodeAndTheNodeKeepsServing) {
-  auto nodes = Cluster::nodes(2);
-  Pipeline p = deploy(actor_system(), split("stories260K/stories260K.gguf", 2, nodes), test_options());
+  auto nodes = SharedNodes::nodes(2);
+  Pipeline p = deploy(actor_system(), even_split("stories260K/stories260K.gguf", 2, nodes), test_options());
   // Hidden states of the wrong width, sent straight to the second stage.
   TensorMessage m;
   m.session_id = 5;
@@ -388,8 +348,8 @@ TEST(Pipeline, ComputeErrorComesBackNamingStageAndNodeAndTheNodeKeepsServing) {
 }
 
 TEST(Pipeline, DestroyingThePipelineStopsItsStagesOnTheNodes) {
-  auto nodes = Cluster::nodes(2);
-  { Pipeline p = deploy(actor_system(), split("stories260K/stories260K.gguf", 2, nodes), test_options()); }
+  auto nodes = SharedNodes::nodes(2);
+  { Pipeline p = deploy(actor_system(), even_split("stories260K/stories260K.gguf", 2, nodes), test_options()); }
   const auto deadline = std::chrono::steady_clock::now() + 5s;
   int32_t alive = -1;
   while (alive != 0 && std::chrono::steady_clock::now() < deadline) {
@@ -401,7 +361,7 @@ TEST(Pipeline, DestroyingThePipelineStopsItsStagesOnTheNodes) {
 }
 
 TEST(Pipeline, HalfPrecisionOnTheWireHalvesTheActivationBytes) {
-  auto nodes = Cluster::nodes(2);
+  auto nodes = SharedNodes::nodes(2);
   const std::string model = "stories260K/stories260K.gguf";
   const int64_t n_embd = 64;
   std::map<WireDType, uint64_t> bytes;
@@ -409,7 +369,7 @@ TEST(Pipeline, HalfPrecisionOnTheWireHalvesTheActivationBytes) {
   for (WireDType dtype : {WireDType::f32, WireDType::f16, WireDType::bf16}) {
     DeployOptions options = test_options();
     options.wire_dtype = dtype;
-    Pipeline p = deploy(actor_system(), split(model, 2, nodes), options);
+    Pipeline p = deploy(actor_system(), even_split(model, 2, nodes), options);
     const Generation g = p.generate("Once upon a time", 9);
     ASSERT_EQ(g.tokens.size(), 9u);
     positions = static_cast<int64_t>(g.prompt_tokens.size()) + 8;  // the prompt, then 8 single tokens
@@ -421,7 +381,7 @@ TEST(Pipeline, HalfPrecisionOnTheWireHalvesTheActivationBytes) {
 }
 
 TEST(Pipeline, NodeTellsItsMemoryCoresAndModels) {
-  auto nodes = Cluster::nodes(1);
+  auto nodes = SharedNodes::nodes(1);
   const proto::NodeInfo info = connect_node(actor_system(), parse_endpoint(nodes[0]->endpoint()), 5s).info;
   EXPECT_EQ(info.node, nodes[0]->endpoint());
   EXPECT_GT(info.mem_total, 0u);
@@ -439,7 +399,7 @@ TEST(Pipeline, NodeTellsItsMemoryCoresAndModels) {
 TEST(Pipeline, NodeStopsCleanlyOnSigtermWhileServingStages) {
   NodeProcess node(test::models_dir(), test::kPipelineThreads, "sigterm");
   node.wait_ready();
-  Pipeline p = deploy(actor_system(), split("stories260K/stories260K.gguf", 1, {&node}), test_options());
+  Pipeline p = deploy(actor_system(), even_split("stories260K/stories260K.gguf", 1, {&node}), test_options());
   p.generate("Once upon a time", 2);
   const int status = node.stop(5s);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status << ", log:\n" << node.log();

@@ -9,6 +9,7 @@
 #include "framework/dsl/dsl.h"
 #include "framework/serve/pipeline_generator.h"
 #include "models/runtime/prompt_lookup.h"
+#include "tests/test_shared_nodes.h"
 #include "tests/test_support.h"
 #include "tests/test_support_nodes.h"
 #include "tests/test_support_pipeline.h"
@@ -35,41 +36,10 @@ TEST(PromptLookup, DraftsNothingWithoutARepeat) {
   EXPECT_TRUE(prompt_lookup_draft({1, 2, 1}, 0).empty());
 }
 
-class Nodes : public ::testing::Environment {
- public:
-  void TearDown() override { nodes_.clear(); }
-  static std::vector<std::string> endpoints(size_t n) {
-    auto& all = instance->nodes_;
-    while (all.size() < n)
-      all.push_back(std::make_unique<test::NodeProcess>(test::models_dir(), test::kPipelineThreads,
-                                                        "node" + std::to_string(all.size())));
-    std::vector<std::string> out;
-    for (size_t i = 0; i < n; ++i) {
-      all[i]->wait_ready();
-      out.push_back(all[i]->endpoint());
-    }
-    return out;
-  }
-  static Nodes* instance;
 
- private:
-  std::vector<std::unique_ptr<test::NodeProcess>> nodes_;
-};
-Nodes* Nodes::instance = static_cast<Nodes*>(::testing::AddGlobalTestEnvironment(new Nodes));
-
-// The model over `n` nodes in stages of about equal size.
+// The model over `n` shared nodes in stages of about equal size.
 dsl::PipelineDesc split(const std::string& model, size_t n) {
-  const int64_t n_layer = test::n_layer_of(model);
-  const auto eps = Nodes::endpoints(n);
-  dsl::PipelineDesc desc;
-  int64_t first = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t last = first + (n_layer - first) / static_cast<int64_t>(n - i) - 1;
-    desc.stages.push_back(dsl::stage(model, dsl::layers(first, last)).on(eps[i]));
-    first = last + 1;
-  }
-  desc.sampler = dsl::sampler(dsl::greedy());
-  return desc;
+  return test::even_split(model, static_cast<int>(n), test::SharedNodes::nodes(n), /*with_tokenizer=*/false);
 }
 
 // A prompt that repeats itself, as documents quoted in a chat do: something to look up.

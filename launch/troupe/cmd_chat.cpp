@@ -157,14 +157,7 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("--model,-m", o->model, "GGUF file or Hugging Face directory")->required();
   cmd->add_option("--system", o->system, "system prompt");
   cmd->add_option("-n,--max-tokens", o->max_tokens, "longest answer in tokens")->capture_default_str()->check(positive());
-  cmd->add_option("--temp", o->sampling.temperature, "temperature (0 = greedy)")->capture_default_str()->check(non_negative());
-  cmd->add_option("--top-k", o->sampling.top_k, "keep the k most likely tokens (0 = all)")->capture_default_str()->check(non_negative());
-  cmd->add_option("--top-p", o->sampling.top_p, "nucleus sampling threshold (1 = off)")->capture_default_str()->check(between(0.0, 1.0));
-  cmd->add_option("--seed", o->seed, "random seed (default: random)");
-  cmd->add_option("--ctx,-c", o->distributed.ctx,
-                  "context length in tokens (default: the model's; longer only in one process, with a warning)")
-      ->check(troupe::cli::positive());
-  cmd->add_option("--threads,-t", o->threads, "compute threads (default: all cores)");
+  add_sampling_context_thread_flags(cmd, o->sampling, o->seed, o->distributed.ctx, o->threads);
   o->distributed.add_to(cmd);
   cmd->callback([o] { run_reporting_errors([&] { run_chat(*o); }); });
 }

@@ -6,6 +6,8 @@
 #include <functional>
 #include <string>
 
+#include "models/runtime/sampler.h"
+
 namespace troupe::cli {
 
 void add_keys_command(CLI::App& app);
@@ -20,6 +22,11 @@ void add_serve_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_status_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
+
+// The flags `generate` and `chat` share: sampling (--temp, --top-k, --top-p, --seed), the
+// context length (--ctx) and compute threads (--threads).
+void add_sampling_context_thread_flags(CLI::App* cmd, SamplingOptions& sampling, int64_t& seed, int64_t& ctx,
+                                       int& threads);
 
 // Common set-up: threads for LibTorch (0 = all cores).
 void set_compute_threads(int threads);
