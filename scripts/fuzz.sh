@@ -36,11 +36,12 @@ for lib in "${core_libs[@]}"; do
   [ -f "$lib" ] || { echo "fuzz: $lib missing: run scripts/build.sh first" >&2; exit 1; }
 done
 
-# Compiles one source to an object (skipped when the object is newer than the source).
+# Compiles one source to an object (skipped when the object is newer than the source and every
+# header it may include: an object built against an older struct layout would crash).
 compile() {
   local src="$1" obj="$out/obj/$(echo "$1" | tr / _).o"
   shift
-  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || find "$(dirname "$src")" -name '*.h' -newer "$obj" | grep -q .; then
+  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || find models actors tests/fuzz -name '*.h' -newer "$obj" | grep -q .; then
     "$CXX" "${flags[@]}" "$@" -c "$src" -o "$obj"
   fi
   echo "$obj"

@@ -11,6 +11,8 @@
 
 #include "framework/dsl/dsl.h"
 #include "tests/test_support.h"
+#include "tests/test_support_nodes.h"
+#include "tests/test_support_pipeline.h"
 
 namespace troupe::test {
 

@@ -88,8 +88,8 @@ TEST(SpeedProbe, ABusyMachineStopsAtTheTimeBudgetAfterTheMinimumRounds) {
 
 TEST(SpeedProbe, PlanNamesNodesWhoseFiguresAreUncertain) {
   std::vector<NodeCapacity> nodes(2);
-  nodes[0] = NodeCapacity{"steady:1", uint64_t(1) << 30, 50, 10, 0.02};
-  nodes[1] = NodeCapacity{"busy:2", uint64_t(1) << 30, 50, 10, 0.6};
+  nodes[0] = NodeCapacity{"steady:1", uint64_t(1) << 30, 50, 10, /*disk_bytes=*/0, 0.02};
+  nodes[1] = NodeCapacity{"busy:2", uint64_t(1) << 30, 50, 10, /*disk_bytes=*/0, 0.6};
   ModelFootprint f = footprint_of(*open_checkpoint(test::model_path("stories260K/stories260K.gguf")));
   PlanRequest request;
   request.context_length = 256;
