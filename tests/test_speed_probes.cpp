@@ -106,11 +106,10 @@ std::string plan_over(const test::NodeProcesses& nodes) {
   const PlannedPipeline planned = plan_pipeline(
     test::actor_system(), dsl::tokenizer(model) >> dsl::planned_stages(model).on(eps) >> dsl::sampler(dsl::greedy()),
     options);
-  std::string out;
-  for (const auto& node : planned.plan->nodes())
-    out += "node" + std::to_string(std::find(eps.begin(), eps.end(), node) - eps.begin()) + " ";
   std::printf("%s", format_plan_table(*planned.plan).c_str());
-  return out + "--layers " + planned.plan->layer_ranges();
+  // Which of three identical machines takes which range is a free choice (any order is as
+  // good); what a disturbed probe used to change is the split itself and how many nodes it uses.
+  return std::to_string(planned.plan->nodes().size()) + " nodes, --layers " + planned.plan->layer_ranges();
 }
 
 TEST(SpeedProbe, ThreeNodesStartedTogetherArePlannedLikeThreeStartedOneByOne) {
