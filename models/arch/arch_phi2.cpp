@@ -7,6 +7,7 @@
 #include "models/arch/architecture.h"
 #include "models/arch/stage_variants.h"
 #include "models/arch/weights.h"
+#include "models/format/hf_shape.h"
 #include "models/format/checkpoint.h"
 #include "models/format/gguf_file.h"
 #include "models/format/gguf_writer.h"
@@ -107,13 +108,7 @@ void read_gguf(const GgufFile& f, const std::string& p, ModelConfig& c) {
 }
 
 void read_hf(const nlohmann::json& cfg, const std::string& path, ModelConfig& c) {
-  c.n_embd = hf_int(cfg, path, "hidden_size");
-  c.n_layer = hf_int(cfg, path, "num_hidden_layers");
-  c.n_head = hf_int(cfg, path, "num_attention_heads");
-  c.n_head_kv = hf_int(cfg, path, "num_key_value_heads", c.n_head);
-  c.n_ff = hf_int(cfg, path, "intermediate_size");
-  c.n_vocab = hf_int(cfg, path, "vocab_size");
-  c.n_ctx = hf_int(cfg, path, "max_position_embeddings", 2048);
+  read_hf_llama_style_shape(cfg, path, 2048, c);
   c.norm_eps = hf_float(cfg, path, "layer_norm_eps", 1e-5);
   c.rope_theta = hf_float(cfg, path, "rope_theta", 10000.0);
   if (c.n_head > 0)

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/format/checkpoint.h"
+#include "models/format/hf_shape.h"
 
 namespace troupe {
 namespace {
@@ -41,6 +42,17 @@ int64_t hf_int(const nlohmann::json& cfg, const std::string& path, const char* k
     throw CheckpointError(path + ": '" + key + "' is " + cfg[key].dump() + ", expected an integer");
   if (fallback >= 0) return fallback;
   throw CheckpointError(path + ": config.json lacks integer '" + key + "'");
+}
+
+void read_hf_llama_style_shape(const nlohmann::json& cfg, const std::string& path, int64_t default_context,
+                               ModelConfig& c) {
+  c.n_embd = hf_int(cfg, path, "hidden_size");
+  c.n_layer = hf_int(cfg, path, "num_hidden_layers");
+  c.n_head = hf_int(cfg, path, "num_attention_heads");
+  c.n_head_kv = hf_int(cfg, path, "num_key_value_heads", c.n_head);
+  c.n_ff = hf_int(cfg, path, "intermediate_size");
+  c.n_vocab = hf_int(cfg, path, "vocab_size");
+  c.n_ctx = hf_int(cfg, path, "max_position_embeddings", default_context);
 }
 
 double hf_float(const nlohmann::json& cfg, const std::string& path, const char* key, double fallback) {
