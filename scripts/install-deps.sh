@@ -9,11 +9,14 @@ here="$(cd "$(dirname "$0")" && pwd)"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-mapfile -t packages < <(grep -v '^#' "$here/apt-packages.txt" | sed '/^\s*$/d')
+# A line is "package" or "package command": the second form counts as present when the
+# command is already on PATH (NodeSource's nodejs bundles npm and conflicts with Debian's npm).
 missing=()
-for p in "${packages[@]}"; do
+while read -r p cmd; do
+  [ -z "$p" ] && continue
+  if [ -n "${cmd:-}" ] && command -v "$cmd" >/dev/null 2>&1; then continue; fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+done < <(grep -v '^#' "$here/apt-packages.txt" | sed '/^\s*$/d')
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
