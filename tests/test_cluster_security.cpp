@@ -348,7 +348,7 @@ TEST(NodeDeath, ANodeThatDiesWhileLoadingIsReportedAsDownNotAfterTheLoadTimeout)
   options.spawn_timeout = 120s;
   dsl::PipelineDesc desc = dsl::stage("slow.gguf", dsl::layers(0, 0)).on(node.endpoint()) >> dsl::sampler(dsl::greedy());
   auto deploying = std::async(std::launch::async, [&] { return failure_of([&] { deploy(test::actor_system(), desc, options); }); });
-  for (int i = 0; i < 600 && node.log().find("spawning stage") == std::string::npos; ++i) std::this_thread::sleep_for(50ms);
+  test::eventually([&] { return node.log().find("spawning stage") != std::string::npos; }, 30s);
   ASSERT_NE(node.log().find("spawning stage"), std::string::npos) << node.log();
   kill(node.pid(), SIGKILL);
   const std::string error = deploying.get();

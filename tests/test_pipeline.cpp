@@ -236,14 +236,13 @@ TEST(Pipeline, StagesOnDifferentNodesTalkDirectlyNotThroughTheClient) {
   p.generate("Once upon a time", 4);
   // CAF connects a node to a third node it learned of in the background (automatic
   // connections); give it a moment before looking at the sockets.
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  bool direct = false;
-  while (!direct && std::chrono::steady_clock::now() < deadline) {
-    direct = test::directly_connected(nodes[0]->pid(), nodes[0]->port(), nodes[1]->pid(), nodes[1]->port()) &&
+  EXPECT_TRUE(test::eventually(
+    [&] {
+      return test::directly_connected(nodes[0]->pid(), nodes[0]->port(), nodes[1]->pid(), nodes[1]->port()) &&
              test::directly_connected(nodes[1]->pid(), nodes[1]->port(), nodes[2]->pid(), nodes[2]->port());
-    if (!direct) std::this_thread::sleep_for(50ms);
-  }
-  EXPECT_TRUE(direct) << "no direct TCP connection node0-node1 and node1-node2";
+    },
+    5s))
+    << "no direct TCP connection node0-node1 and node1-node2";
   // And the activations flowed over them: each hop's bytes were sent by the stage itself.
   const auto stats = p.stats();
   EXPECT_GT(stats[0].bytes_out, 0u);
@@ -297,14 +296,11 @@ TEST(Pipeline, MissingModelIsNamedWithItsNodeAndPath) {
   EXPECT_NE(error.find("node " + nodes[1]->endpoint()), std::string::npos) << error;
   EXPECT_NE(error.find(test::models_dir() + "/stories260K/no-such-model.gguf"), std::string::npos) << error;
   // The stage that did load is stopped again.
-  caf::scoped_actor self{actor_system()};
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
   int32_t alive = -1;
-  while (alive != 0 && std::chrono::steady_clock::now() < deadline) {
-    alive = connect_node(actor_system(), parse_endpoint(nodes[0]->endpoint()), 5s).info.stages;
-    if (alive != 0) std::this_thread::sleep_for(50ms);
-  }
-  EXPECT_EQ(alive, 0);
+  EXPECT_TRUE(test::eventually(
+    [&] { return (alive = connect_node(actor_system(), parse_endpoint(nodes[0]->endpoint()), 5s).info.stages) == 0; },
+    5s))
+    << alive << " stages still on the node";
 }
 
 TEST(Pipeline, LayersThatDoNotCoverTheModelAreRefused) {
@@ -350,14 +346,15 @@ TEST(Pipeline, ComputeErrorComesBackNamingStageAndNodeAndTheNodeKeepsServing) {
 TEST(Pipeline, DestroyingThePipelineStopsItsStagesOnTheNodes) {
   auto nodes = SharedNodes::nodes(2);
   { Pipeline p = deploy(actor_system(), even_split("stories260K/stories260K.gguf", 2, nodes), test_options()); }
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
   int32_t alive = -1;
-  while (alive != 0 && std::chrono::steady_clock::now() < deadline) {
-    alive = 0;
-    for (auto* n : nodes) alive += connect_node(actor_system(), parse_endpoint(n->endpoint()), 5s).info.stages;
-    if (alive != 0) std::this_thread::sleep_for(50ms);
-  }
-  EXPECT_EQ(alive, 0);
+  EXPECT_TRUE(test::eventually(
+    [&] {
+      alive = 0;
+      for (auto* n : nodes) alive += connect_node(actor_system(), parse_endpoint(n->endpoint()), 5s).info.stages;
+      return alive == 0;
+    },
+    5s))
+    << alive << " stages still on the nodes";
 }
 
 TEST(Pipeline, HalfPrecisionOnTheWireHalvesTheActivationBytes) {
@@ -406,7 +403,7 @@ TEST(Pipeline, NodeStopsCleanlyOnSigtermWhileServingStages) {
   // Generating now fails at once (not after the step timeout) naming the stage and node.
   const auto t0 = std::chrono::steady_clock::now();
   const std::string error = failure_of([&] { p.generate("Once upon a time", 2); });
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, test_options().step_timeout / 3);  // generous: a loaded machine
   EXPECT_NE(error.find("generation failed"), std::string::npos) << error;
   EXPECT_NE(error.find("on node " + node.endpoint()), std::string::npos) << error;
   EXPECT_NE(error.find("went down"), std::string::npos) << error;

@@ -119,16 +119,14 @@ TEST(LoadProgress, EveryStageReportsProgressUpToItsWeightBytes) {
   Pipeline p = deploy(actor_system(), three_stages("stories260K/stories260K.gguf", nodes), options);
   for (const auto& s : p.stages()) {
     const std::string key = s.endpoint + " " + s.describe;
-    const auto deadline = std::chrono::steady_clock::now() + 5s;  // the last report may trail the reply
     std::vector<std::pair<uint64_t, uint64_t>> seen;
-    while (std::chrono::steady_clock::now() < deadline) {
-      {
+    test::eventually(  // the last report may trail the reply
+      [&] {
         std::lock_guard<std::mutex> lock(mutex);
         seen = reports[key];
-      }
-      if (!seen.empty() && seen.back().first == seen.back().second) break;
-      std::this_thread::sleep_for(20ms);
-    }
+        return !seen.empty() && seen.back().first == seen.back().second;
+      },
+      5s);
     ASSERT_GE(seen.size(), 2u) << key << ": expected a first and a last report";
     EXPECT_EQ(seen.front().first, 0u) << key;
     EXPECT_EQ(seen.back().first, s.weight_bytes) << key;
@@ -157,14 +155,13 @@ TEST(NodeStatus, EachNodeReportsItsStagesSessionsRecentRateAndHopRoundTrip) {
   open_session(p, 4242);
   for (size_t i = 0; i < nodes.size(); ++i) {
     proto::NodeInfo info;
-    const auto deadline = std::chrono::steady_clock::now() + 5s;  // the first hop ping is sent at wiring
     const bool has_next_stage = i + 1 < nodes.size();
-    for (;;) {
-      info = connect_node(actor_system(), parse_endpoint(nodes[i]->endpoint()), 5s).info;
-      const bool rtt_pending = has_next_stage && !info.stage_stats.empty() && info.stage_stats[0].next_rtt_ms < 0;
-      if (!rtt_pending || std::chrono::steady_clock::now() >= deadline) break;
-      std::this_thread::sleep_for(50ms);
-    }
+    test::eventually(  // the first hop ping is sent at wiring
+      [&] {
+        info = connect_node(actor_system(), parse_endpoint(nodes[i]->endpoint()), 5s).info;
+        return !(has_next_stage && !info.stage_stats.empty() && info.stage_stats[0].next_rtt_ms < 0);
+      },
+      5s);
     ASSERT_EQ(info.stages, 1);
     ASSERT_EQ(info.stage_stats.size(), 1u) << nodes[i]->endpoint();
     const proto::StageStats& s = info.stage_stats[0];
@@ -210,11 +207,13 @@ TEST(NodeShutdown, NodesStopOnSigtermWhileSessionsAreQueuedInTheirStages) {
                                30);
     }));
   uint64_t steps = 0;
-  for (const auto deadline = std::chrono::steady_clock::now() + 20s;
-       steps < 12 && std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
-    const auto info = connect_node(actor_system(), parse_endpoint(nodes[1]->endpoint()), 5s).info;
-    if (!info.stage_stats.empty()) steps = info.stage_stats[0].steps;
-  }
+  test::eventually(
+    [&] {
+      const auto info = connect_node(actor_system(), parse_endpoint(nodes[1]->endpoint()), 5s).info;
+      if (!info.stage_stats.empty()) steps = info.stage_stats[0].steps;
+      return steps >= 12;
+    },
+    20s);
   ASSERT_GE(steps, 12u) << "the sessions did not start; the server's log:\n" << server.log() << "\nnode 1's log:\n"
                         << nodes[1]->log();
   for (const auto& n : nodes) ASSERT_EQ(kill(n->pid(), SIGTERM), 0);

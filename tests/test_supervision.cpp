@@ -192,7 +192,9 @@ TEST(Supervision, KilledLastNodeIsReplacedByTheStandbyAndTheTextIsUnchanged) {
   killed_node_is_replaced_by_the_standby(2, "kill -9 of the last stage's node (with the sampler)");
 }
 
-TEST(Supervision, StoppedNodeIsDetectedAsHungWithinASecondAndAHalfAndReplaced) {
+// Timing (generous bound): a stopped node is noticed by the heartbeat (250 ms rounds, 1 s
+// timeout), not by a step timing out (20 s here). Measured detection times are printed.
+TEST(Supervision, Timing_StoppedNodeIsDetectedAsHungByTheHeartbeatAndReplaced) {
   auto nodes = start_nodes(4, "node");
   Pipeline p = deploy(actor_system(), pipeline_on({nodes[0]->endpoint(), nodes[1]->endpoint(), nodes[2]->endpoint()}),
                       options_with({nodes[3]->endpoint()}));
@@ -206,7 +208,8 @@ TEST(Supervision, StoppedNodeIsDetectedAsHungWithinASecondAndAHalfAndReplaced) {
   EXPECT_EQ(r.kind, "hung");
   EXPECT_EQ(r.stage_index, 1u);
   EXPECT_EQ(r.to_node, nodes[3]->endpoint());
-  EXPECT_LT(r.detected_at - run.fault_at, 1500ms);
+  const DeployOptions o = options_with();
+  EXPECT_LT(r.detected_at - run.fault_at, o.heartbeat_interval + o.heartbeat_timeout + 3s);
   print_recovery("SIGSTOP of the middle stage's node", run, r);
 }
 
@@ -232,7 +235,9 @@ TEST(Supervision, ExceptionInsideAStageRestartsItOnItsNodeAndTheTextIsUnchanged)
   print_recovery("exception inside the middle stage", timing, r);
 }
 
-TEST(Supervision, LossOfTheOnlyNodeForAStageEndsItsGenerationsWithAClearErrorAndOtherPipelinesGoOn) {
+// Timing (generous bounds): the failure ends the generations after replacement_wait, not
+// after step_timeout (20 s) or repair_wait; later calls fail without waiting for either.
+TEST(Supervision, Timing_LossOfTheOnlyNodeForAStageEndsItsGenerationsWithAClearErrorAndOtherPipelinesGoOn) {
   auto nodes = start_nodes(4, "node");
   DeployOptions no_take_over = options_with();
   no_take_over.survivors_take_over = false;  // the surviving node may not take the stage (test_failover does that)
@@ -244,7 +249,7 @@ TEST(Supervision, LossOfTheOnlyNodeForAStageEndsItsGenerationsWithAClearErrorAnd
   const auto ended = Clock::now();
   // Detection is immediate for a dead process; then the supervisor looks for a node for
   // replacement_wait (1.5 s) before giving up.
-  EXPECT_LT(ended - run.fault_at, 4s);
+  EXPECT_LT(ended - run.fault_at, no_take_over.replacement_wait + 8s);
   for (const auto& r : run.results) {
     EXPECT_NE(r.error.find("generation failed"), std::string::npos) << r.error;
     EXPECT_NE(r.error.find("stage layers 3-4 +head on node " + nodes[1]->endpoint() + " went down"), std::string::npos)
@@ -255,7 +260,7 @@ TEST(Supervision, LossOfTheOnlyNodeForAStageEndsItsGenerationsWithAClearErrorAnd
   // Later calls fail at once with the same error.
   const auto t0 = Clock::now();
   EXPECT_THROW(broken.generate("Once upon a time", 4), PipelineError);
-  EXPECT_LT(Clock::now() - t0, 500ms);
+  EXPECT_LT(Clock::now() - t0, 5s);
   // The other pipeline was not disturbed, during the failure or after it.
   const FaultyRun during = others.get();
   for (size_t i = 0; i < expected.size(); ++i) EXPECT_TRUE(same_output(expected[i], during.results[i]));

@@ -8,16 +8,17 @@
 #include <filesystem>
 #include <future>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 
-#include "actors/client_actor.h"
 #include "actors/node_actor.h"
-#include "actors/tokenizer_actor.h"
 #include "framework/cluster/cluster.h"
 #include "framework/deploy/deploy_planning.h"
 #include "framework/deploy/deploy_supervision.h"
-#include "models/runtime/prompt_lookup.h"
+#include "models/runtime/generation_loop.h"
+#include "models/arch/open_checkpoint.h"
+#include "models/format/checkpoint.h"
 #include "models/vocab/tokenizer.h"
 
 namespace troupe {
@@ -26,15 +27,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-// The recent tokens the sampler needs: only the repetition window, and none without a penalty.
-std::vector<int32_t> recent_window(const std::vector<int32_t>& history, const SamplingOptions& o) {
-  if (o.repeat_penalty == 1.0f || o.repeat_window <= 0) return {};
-  const size_t n = std::min(history.size(), static_cast<size_t>(o.repeat_window));
-  return std::vector<int32_t>(history.end() - static_cast<std::ptrdiff_t>(n), history.end());
+// The tokenizer of the model file at `model_path` (its vocabulary only: no weights are read).
+std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& model_path) {
+  return make_tokenizer(open_checkpoint(model_path)->vocab());
 }
 
 }  // namespace
@@ -43,10 +38,10 @@ struct Pipeline::Impl {
   caf::actor_system* sys = nullptr;
   DeployOptions options;
   SamplingOptions sampling;
-  caf::actor client;  // relays generation requests to stage 0; the stages quit when it goes down
-  caf::actor tokenizer;
+  std::shared_ptr<const Tokenizer> tokenizer;  // immutable and thread-safe: called directly
   caf::actor local_node;
-  std::vector<DeployedStage> stages;  // updated in place by the supervisor's recoveries
+  std::vector<DeployedStage> stages;  // as deployed; the supervision actor holds them as repaired
+  std::mutex stages_mu;               // Pipeline::stages() refreshes `stages` from the supervisor
   std::vector<proto::SpawnStage> spawns;  // what each stage was spawned with (to restart it)
   std::vector<ShardOutcome> shards;       // per stage: the shard sent to (or found on) its node
   std::shared_ptr<Supervisor> supervisor;
@@ -64,14 +59,17 @@ struct Pipeline::Impl {
   // nothing of it is still in flight when the caller goes on to destroy the actor system
   // (CAF 0.17 can then wait forever for a detached stage that a late message still holds).
   void stop() {
-    if (supervisor) supervisor->stop();  // no recovery may run (or start) while stopping
+    if (supervisor) {
+      auto now = supervisor->stages();  // with the replacements of any repair
+      if (!now.empty()) stages = std::move(now);
+      supervisor->stop();  // no recovery may run (or start) while stopping; the stages' owner goes
+    }
     supervisor.reset();
     std::vector<caf::actor> all;
     for (const auto& s : stages) all.push_back(s.actor);
-    for (auto* a : {&client, &tokenizer, &local_node})
-      if (*a) all.push_back(*a);
+    if (local_node) all.push_back(local_node);
     stages.clear();
-    client = tokenizer = local_node = caf::actor{};
+    local_node = caf::actor{};
     if (all.empty() || sys == nullptr) return;
     caf::scoped_actor self{*sys};
     for (const auto& a : all) {
@@ -86,14 +84,6 @@ struct Pipeline::Impl {
       self->receive([&](const caf::down_msg&) { ++gone; },
                     caf::after(std::max(left, std::chrono::milliseconds(0))) >> [&] { timed_out = true; });
     }
-  }
-
-  std::string piece(caf::scoped_actor& self, int32_t token) const {
-    std::string out;
-    if (!tokenizer) return out;
-    self->request(tokenizer, options.step_timeout, proto::piece_atom::value, token)
-      .receive([&](std::string& s) { out = std::move(s); }, [](caf::error&) {});
-    return out;
   }
 
   // Frees the session's KV caches on every stage. Not awaited: a stage handles it before
@@ -116,7 +106,14 @@ void Pipeline::shutdown() {
   if (impl_) impl_->stop();
 }
 
-const std::vector<DeployedStage>& Pipeline::stages() const { return impl_->stages; }
+const std::vector<DeployedStage>& Pipeline::stages() const {
+  std::lock_guard<std::mutex> lock(impl_->stages_mu);
+  if (impl_->supervisor) {
+    auto now = impl_->supervisor->stages();
+    if (!now.empty()) impl_->stages = std::move(now);
+  }
+  return impl_->stages;
+}
 const SamplingOptions& Pipeline::sampling() const { return impl_->sampling; }
 int64_t Pipeline::n_vocab() const { return impl_->n_vocab; }
 int64_t Pipeline::max_positions() const { return impl_->max_positions; }
@@ -127,24 +124,12 @@ bool Pipeline::is_stop(int32_t token) const {
 
 std::vector<int32_t> Pipeline::encode(const std::string& text) const {
   if (!impl_->tokenizer) throw PipelineError("this pipeline has no tokenizer: give token ids");
-  caf::scoped_actor self{*impl_->sys};
-  std::vector<int32_t> ids;
-  std::string failure;
-  self->request(impl_->tokenizer, impl_->options.step_timeout, proto::encode_atom::value, text)
-    .receive([&](std::vector<int32_t>& r) { ids = std::move(r); },
-             [&](caf::error& e) { failure = proto::error_text(e); });
-  if (!failure.empty()) throw PipelineError("tokenizer: " + failure);
-  return ids;
+  // Special tokens written in a prompt count, as in llama.cpp's CLI and server.
+  return impl_->tokenizer->encode(text, impl_->tokenizer->adds_bos(), true);
 }
 
 std::string Pipeline::decode(const std::vector<int32_t>& tokens) const {
-  if (!impl_->tokenizer) return {};
-  caf::scoped_actor self{*impl_->sys};
-  std::string text, failure;
-  self->request(impl_->tokenizer, impl_->options.step_timeout, proto::decode_atom::value, tokens)
-    .receive([&](std::string& r) { text = std::move(r); }, [&](caf::error& e) { failure = proto::error_text(e); });
-  if (!failure.empty()) throw PipelineError("tokenizer: " + failure);
-  return text;
+  return impl_->tokenizer ? impl_->tokenizer->decode(tokens) : std::string();
 }
 
 std::vector<proto::StageStats> Pipeline::stats() const {
@@ -212,112 +197,103 @@ Generation Pipeline::generate(const std::string& prompt, int64_t n_tokens, const
   return g;
 }
 
+namespace {
+
+// Steps a pipeline: each step's parts go to stage 0 as TensorMessages of one session (all at
+// once: a chunked prefill flows through the stages as a pipeline), through the supervisor,
+// which replays the session into a repaired stage and tries again (deploy_supervision.h).
+class PipelineStepper : public ModelStepper {
+ public:
+  PipelineStepper(Supervisor& supervisor, caf::actor_system& sys, uint64_t session)
+      : supervisor_(supervisor), self_(sys), session_(session), record_(supervisor.open_session(session)) {}
+  ~PipelineStepper() override { supervisor_.close_session(); }  // healing waits for a moment when none runs
+
+  StepResult step(const StepRequest& request) override {
+    TensorMessage m;
+    m.session_id = session_;
+    m.sampling.options = request.sampling;
+    m.sampling.recent = request.recent;
+    m.sampling.step = request.step;
+    m.sampling.want_logits = request.want_logits;
+    m.sampling.draft = request.draft;
+    std::vector<std::string> parts;
+    std::vector<int64_t> sizes;
+    int64_t pos = request.pos;
+    for (const auto& tokens : request.parts) {
+      m.pos = pos;
+      m.tensor = tokens_to_wire(tokens);
+      parts.push_back(encode_tensor_message(m));
+      sizes.push_back(static_cast<int64_t>(tokens.size()));
+      pos += sizes.back();
+    }
+    proto::TokenReply reply = supervisor_.step(self_, record_, parts, sizes);
+    if (reply.session_id != session_)
+      throw PipelineError("reply for session " + std::to_string(reply.session_id) + " while waiting for session " +
+                          std::to_string(session_));
+    StepResult result;
+    result.tokens = request.draft.empty() || reply.tokens.empty() ? std::vector<int32_t>{reply.token} : reply.tokens;
+    result.logits = std::move(reply.logits);
+    return result;
+  }
+
+  const Supervisor::Session& record() const { return record_; }
+
+ private:
+  Supervisor& supervisor_;
+  caf::scoped_actor self_;
+  uint64_t session_;
+  Supervisor::Session record_;  // replayed after a stage failure
+};
+
+}  // namespace
+
 Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t n_tokens,
                                      const SamplingOptions& sampling, const GenerateOptions& options,
                                      const TokenHandler& on_token) const {
   const Impl& I = *impl_;
-  if (I.stages.empty()) throw PipelineError("the pipeline was shut down");
+  if (!I.supervisor) throw PipelineError("the pipeline was shut down");
   if (prompt.empty()) throw std::invalid_argument("empty prompt");
   if (static_cast<int64_t>(prompt.size()) >= I.max_positions)
     throw std::length_error("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the context of " +
                             std::to_string(I.max_positions) + " positions");
   const uint64_t session = I.next_session.fetch_add(1);
-  caf::scoped_actor self{*I.sys};
-  Generation g;
-  g.prompt_tokens = prompt;
-  std::vector<int32_t> history = prompt;
-  std::vector<int32_t> input = prompt;
-  int64_t pos = 0;
+  LoopOptions loop;
+  loop.n_tokens = n_tokens;
+  loop.max_positions = I.max_positions;
+  loop.prefill_chunk = I.options.prefill_chunk;
+  loop.speculate = options.speculate >= 0 ? options.speculate : I.options.speculate;
+  loop.want_logits = options.want_logits;
+  loop.sampling = sampling;
+  if (options.stop_at_eos) loop.is_stop = [&I](int32_t t) { return std::binary_search(I.stop_ids.begin(), I.stop_ids.end(), t); };
+  loop.on_token = [&](int32_t token, const std::vector<float>&) {
+    if (on_token) on_token(token, I.tokenizer ? I.tokenizer->token_bytes(token) : std::string());
+    return !options.keep_going || options.keep_going();
+  };
+  LoopResult run;
   std::string failure;
-  Supervisor::Session record = I.supervisor->open_session(session);  // replayed after a stage failure
-  struct Closer {  // healing waits for a moment when no generation runs
-    Supervisor& s;
-    ~Closer() { s.close_session(); }
-  } closer{*I.supervisor};
-  // Speculative steps (DeployOptions::speculate): a draft by prompt lookup rides behind the
-  // last token, every stage computes all its rows in one pass, and the sampler keeps the
-  // drafts it would have drawn anyway; the rows past the first wrong draft are overwritten
-  // by the next step (a stage's cache is cut back to the step's position).
-  const int64_t speculate = options.want_logits ? 0 : options.speculate >= 0 ? options.speculate : I.options.speculate;
-  bool stopped = false;
-  for (int64_t step = 0; !stopped && static_cast<int64_t>(g.tokens.size()) < n_tokens &&
-                         pos + static_cast<int64_t>(input.size()) <= I.max_positions;
-       ++step) {
-    const int64_t made = static_cast<int64_t>(g.tokens.size());
-    std::vector<int32_t> draft;
-    if (step > 0 && speculate > 0) {
-      // No draft past the tokens asked for (the step always adds one of its own) or the context.
-      const int64_t room = std::min(n_tokens - made - 1, I.max_positions - pos - 1);
-      draft = prompt_lookup_draft(history, static_cast<int32_t>(std::min(speculate, room)));
-      input.insert(input.end(), draft.begin(), draft.end());
-    }
-    TensorMessage m;
-    m.session_id = session;
-    m.pos = pos;
-    m.tensor = tokens_to_wire(input);
-    m.sampling.options = sampling;
-    m.sampling.recent = recent_window(history, sampling);
-    m.sampling.step = static_cast<uint64_t>(made);
-    m.sampling.want_logits = options.want_logits;
-    m.sampling.draft = draft;
-    proto::TokenReply reply;
-    const auto t0 = Clock::now();
-    // Through the client actor; a stage failure on the way is repaired and the session
-    // replayed before the step is tried again (framework/deploy_supervision.h). A long
-    // prompt goes in chunks, all sent at once: the stages work on consecutive chunks together.
-    std::vector<std::string> parts;
-    std::vector<int64_t> part_sizes;
-    const int64_t chunk = step == 0 && I.options.prefill_chunk > 0 ? I.options.prefill_chunk
-                                                                    : static_cast<int64_t>(input.size());
-    for (int64_t first = 0; first < static_cast<int64_t>(input.size()); first += chunk) {
-      const int64_t n = std::min<int64_t>(chunk, static_cast<int64_t>(input.size()) - first);
-      TensorMessage part = m;
-      part.pos = pos + first;
-      part.tensor = tokens_to_wire(std::vector<int32_t>(input.begin() + first, input.begin() + first + n));
-      parts.push_back(encode_tensor_message(part));
-      part_sizes.push_back(n);
-    }
+  Generation g;
+  {
+    PipelineStepper stepper(*I.supervisor, *I.sys, session);
     try {
-      reply = I.supervisor->step(self, record, parts, part_sizes);
+      run_generation(stepper, prompt, loop, run);
     } catch (const PipelineError& e) {
       failure = e.what();
-      break;
     }
-    if (reply.session_id != session) {
-      failure = "reply for session " + std::to_string(reply.session_id) + " while waiting for session " +
-                std::to_string(session);
-      break;
-    }
-    std::vector<int32_t> tokens = draft.empty() || reply.tokens.empty() ? std::vector<int32_t>{reply.token} : reply.tokens;
-    if (!draft.empty()) {
-      g.drafted += static_cast<int64_t>(draft.size());
-      g.accepted += static_cast<int64_t>(tokens.size()) - 1;
-      I.drafted_total += static_cast<uint64_t>(draft.size());
-      I.accepted_total += static_cast<uint64_t>(tokens.size() - 1);
-    }
-    const double ms = ms_since(t0);
-    if (step == 0) g.prefill_ms = ms;
-    pos += static_cast<int64_t>(input.size()) - static_cast<int64_t>(draft.size()) +
-           static_cast<int64_t>(tokens.size()) - 1;  // the inputs up to the last draft kept
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      const int32_t token = tokens[i];
-      if (step > 0) g.step_ms.push_back(ms / static_cast<double>(tokens.size()));
-      g.tokens.push_back(token);
-      if (options.want_logits) g.logits.push_back(std::move(reply.logits));
-      if (on_token) on_token(token, I.piece(self, token));
-      history.push_back(token);
-      if ((options.stop_at_eos && std::binary_search(I.stop_ids.begin(), I.stop_ids.end(), token)) ||
-          (options.keep_going && !options.keep_going())) {
-        stopped = true;
-        break;
-      }
-    }
-    input.assign(1, tokens.back());
+    g.recoveries = stepper.record().recoveries;
+    g.tokens_replayed = stepper.record().tokens_replayed;
   }
   I.end_session(session);
-  g.recoveries = record.recoveries;
-  g.tokens_replayed = record.tokens_replayed;
-  if (!failure.empty()) throw PipelineError("generation failed at token " + std::to_string(g.tokens.size()) + ": " + failure);
+  I.drafted_total += static_cast<uint64_t>(run.drafted);
+  I.accepted_total += static_cast<uint64_t>(run.accepted);
+  if (!failure.empty())
+    throw PipelineError("generation failed at token " + std::to_string(run.tokens.size()) + ": " + failure);
+  g.prompt_tokens = prompt;
+  g.tokens = std::move(run.tokens);
+  g.logits = std::move(run.logits);
+  g.prefill_ms = run.prefill_ms;
+  g.step_ms = std::move(run.step_ms);
+  g.drafted = run.drafted;
+  g.accepted = run.accepted;
   if (I.tokenizer) g.text = decode(g.tokens);
   return g;
 }
@@ -408,7 +384,7 @@ std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::
     req.threads = s.threads;
     req.max_positions = options.max_positions;
     req.with_sampler = req.spec.has_head;
-    req.owner = I.client;
+    req.owner = I.supervisor->actor();  // the stages quit when it goes down
     req.max_batch = options.max_batch;
     req.progress = progress;
     req.shard = I.shards.empty() ? "" : I.shards[i].sha256;
@@ -509,8 +485,7 @@ void peer_nodes(caf::scoped_actor& self, const dsl::PipelineDesc& desc, const De
   if (!failures.empty()) throw DeployError(failures);
 }
 
-// Tells each stage its successor (the last one already feeds its sampler), and the client
-// actor which stages to watch.
+// Tells each stage its successor (the last one already feeds its sampler).
 void wire_stages(caf::scoped_actor& self, const DeployOptions& options, const Pipeline::Impl& I) {
   for (size_t i = 0; i + 1 < I.stages.size(); ++i) {
     std::string failure;
@@ -519,14 +494,6 @@ void wire_stages(caf::scoped_actor& self, const DeployOptions& options, const Pi
     if (!failure.empty())
       throw DeployError("cannot wire stage " + std::to_string(i) + " to stage " + std::to_string(i + 1) + ": " + failure);
   }
-  std::vector<caf::actor> actors;
-  std::vector<std::string> labels;
-  for (const auto& s : I.stages) {
-    actors.push_back(s.actor);
-    labels.push_back("stage " + s.describe + (s.endpoint.empty() ? " in this process" : " on node " + s.endpoint));
-  }
-  self->request(I.client, options.connect_timeout, proto::watch_atom::value, std::move(actors), std::move(labels))
-    .receive([](caf::ok_atom) {}, [](caf::error&) {});
 }
 
 }  // namespace
@@ -549,7 +516,6 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
   I.sys = &sys;
   I.options = options;
   I.sampling = desc.sampler ? desc.sampler->options : SamplingOptions{};
-  I.client = spawn_client_actor(sys, options.step_timeout);
 
   if (desc.tokenizer) {
     std::shared_ptr<const Tokenizer> tok;
@@ -560,11 +526,12 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
     }
     I.eos_id = tok->eos_id();
     I.stop_ids = tok->stop_ids();
-    I.tokenizer = spawn_tokenizer_actor(sys, tok);
+    I.tokenizer = std::move(tok);
   }
 
   std::map<std::string, proto::NodeInfo> infos;
   const auto nodes = reach_nodes(sys, desc, options, I, infos);
+  I.supervisor = std::make_shared<Supervisor>(sys, options, I.local_node);  // the stages' owner
   send_weights(sys, desc, options, nodes, infos, I);
   caf::scoped_actor self{sys};
   const auto ready = spawn_stages(self, desc, options, nodes, I);
@@ -574,9 +541,8 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
   for (const auto& r : ready) I.max_positions = std::min(I.max_positions, r.max_positions);
   peer_nodes(self, desc, options, nodes, ready);
   wire_stages(self, options, I);
-  I.supervisor = std::make_shared<Supervisor>(sys, options, I.client, I.local_node, I.stages, I.spawns);
   try {
-    I.supervisor->start();
+    I.supervisor->start(I.stages, I.spawns);
   } catch (const std::exception& e) {
     throw DeployError(std::string("supervision: ") + e.what());
   }

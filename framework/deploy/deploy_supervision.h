@@ -1,34 +1,36 @@
 #pragma once
-// Supervision of a deployed pipeline (built into troupe_actors with deploy.cpp): notices a
-// failed stage, restarts it, rebuilds the KV caches it lost, and lets every generation in
-// flight go on as if nothing had happened. See "Supervision and failover" in
-// docs/architecture.md.
+// Supervision of a deployed pipeline: notices a failed stage, restarts it, rebuilds the KV
+// caches it lost, and lets every generation in flight go on as if nothing had happened. See
+// "Supervision and failover" in docs/architecture.md.
 //
-//   who notices      the supervisor actor (actors/supervisor_actor.h): monitors on stages and
-//                    nodes, heartbeats to nodes; the generating thread for an exception that
-//                    a stage returns.
-//   who repairs      Supervisor::recover, on its own thread, one failure at a time: spawns the
-//                    stage again (its own node if alive, a standby, or a surviving node of
-//                    the pipeline with room for it), peers and wires its live neighbours to
-//                    it (a dead neighbour is repaired next, in the new epoch), tells the
-//                    client actor and the supervisor actor, and moves the topology to the
-//                    next epoch.
-//   who heals        Supervisor::on_tick, after each heartbeat round: when no generation
-//                    runs, a stage away from its own node moves back once that node answers
-//                    again; a pipeline that could not be repaired is tried again.
-//   who replays      each generating thread, for its own session, when it sees a new epoch:
-//                    ends the session on every stage, then resends the session's steps
-//                    exactly as first sent (the prompt in the chunks it was sent in, then each
-//                    step), checking that each gives back the token it gave the first time.
+// One actor per pipeline (the supervision actor, a caf::stateful_actor in
+// deploy_supervision.cpp) owns all of it: the stages, the topology epoch, the repair under
+// way, the sessions open, the recoveries so far. Nothing else writes that state, so there
+// is no lock. It is also the pipeline's client: the stages' owner, and the one actor a
+// generating thread asks for each step, which it forwards to stage 0 (the reply comes back
+// from the sampler at the end of the chain).
+//
+//   who notices      the watcher (actors/supervisor_actor.h, a child of the supervision
+//                    actor): monitors on stages and nodes, heartbeats, stall probes; a step
+//                    that fails with a stage's exception.
+//   who repairs      a repair worker (a detached actor spawned per repair, as connecting to
+//                    a node and loading a stage are blocking dialogues): places the stage
+//                    again (its own node if alive, a standby, or a surviving node with room)
+//                    and wires its live neighbours to it; the supervision actor then swaps it
+//                    in and moves to the next epoch.
+//   who heals        the supervision actor's tick: when no generation runs, a stage away
+//                    from its own node moves back once that node answers again (probed by a
+//                    worker, so nothing waits for it); a broken pipeline is tried again.
+//   who replays      each generating thread, for its own session, when a step is answered
+//                    "stale" (a new epoch): ends the session on every stage, then resends the
+//                    session's steps exactly as first sent, checking each gives back the
+//                    token it gave the first time.
+//
+// Supervisor is the blocking façade for threads outside CAF (the CLI, HTTP server threads):
+// each call is one request to the supervision actor.
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
-#include <condition_variable>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "actors/supervisor_actor.h"
@@ -36,21 +38,23 @@
 
 namespace troupe {
 
-class Supervisor : public std::enable_shared_from_this<Supervisor> {
+class Supervisor {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // `stages` is the Pipeline's list, which recoveries update in place (under the lock);
-  // `spawns[i]` is what stage i was spawned with.
-  Supervisor(caf::actor_system& sys, const DeployOptions& options, caf::actor client, caf::actor local_node,
-             std::vector<DeployedStage>& stages, std::vector<proto::SpawnStage> spawns);
+  // Spawns the supervision actor (deploy makes it the owner of the stages it spawns).
+  Supervisor(caf::actor_system& sys, const DeployOptions& options, caf::actor local_node);
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
-  // Connects to every node (already reached by deploy) and starts watching.
-  void start();
-  // Stops watching and waits for a recovery under way to end.
+  // The supervision actor: the stages' owner, the receiver of every step.
+  const caf::actor& actor() const { return actor_; }
+
+  // Starts watching the deployed and wired `stages`; `spawns[i]` is what stage i was spawned
+  // with (to spawn it again).
+  void start(std::vector<DeployedStage> stages, std::vector<proto::SpawnStage> spawns);
+  // Stops watching, waits for a repair under way to end, and stops the supervision actor.
   void stop();
 
   // What a generation remembers to be replayed: every step as it was sent, and its token.
@@ -67,13 +71,11 @@ class Supervisor : public std::enable_shared_from_this<Supervisor> {
   Session open_session(uint64_t id);
   void close_session();
 
-  // One step through the pipeline (`bytes`: an encoded Activation of `n_inputs` tokens).
+  // Several consecutive steps of one session sent at once (`n_inputs[i]` tokens in the
+  // encoded Activation `parts[i]`), without waiting for one reply before sending the next: a
+  // prompt in chunks flows through the stages as a pipeline. Returns the last part's reply.
   // Survives stage failures: waits for the repair, replays the session, tries again. Throws
   // PipelineError naming the stage and node when the pipeline cannot be repaired.
-  proto::TokenReply step(caf::scoped_actor& self, Session& session, const std::string& bytes, int64_t n_inputs);
-  // Several consecutive steps of one session sent at once (`n_inputs[i]` tokens in `parts[i]`),
-  // without waiting for one reply before sending the next: a prompt in chunks flows through
-  // the stages as a pipeline. Returns the last part's reply; all parts are replayed as sent.
   proto::TokenReply step(caf::scoped_actor& self, Session& session, const std::vector<std::string>& parts,
                          const std::vector<int64_t>& n_inputs);
 
@@ -81,64 +83,14 @@ class Supervisor : public std::enable_shared_from_this<Supervisor> {
   std::vector<Recovery> recoveries() const;
   PipelineHealth health() const;
 
-  // From the supervisor actor or a generating thread; starts a recovery unless one is under
-  // way or the failure is about an epoch already repaired. Never blocks for long.
-  // Returns false when it could not be taken up now (another repair or a move is under way).
-  bool report_failure(size_t stage, FailureKind kind, const std::string& cause, uint64_t epoch);
-
  private:
-  // Where a stage could run: a node actor and its endpoint ("" : this process).
-  struct Placement {
-    std::string endpoint;
-    caf::actor node;
-  };
-
-  void recover(size_t index, FailureKind kind, std::string cause, Clock::time_point detected_at);
-  // Spawns stage `index` on the first candidate that loads it, trying again until `deadline`;
-  // `reasons` says why each candidate could not.
-  std::optional<Placement> place(caf::scoped_actor& self, size_t index, FailureKind kind, Clock::time_point deadline,
-                                 proto::StageReady& ready, std::string& reasons);
-  std::vector<std::string> candidates(size_t index, FailureKind kind) const;
-  // Reaches `endpoint` and checks it answers a ping within the heartbeat timeout.
-  caf::actor reach(caf::scoped_actor& self, const std::string& endpoint, std::chrono::milliseconds timeout);
-  bool answers(caf::scoped_actor& self, const caf::actor& node);
-  // Puts `ready` in place of stage `index` (running on `to`): re-wires the live neighbours,
-  // publishes the new topology and moves to the next epoch. Returns "" or why it could not.
-  std::string swap_in(caf::scoped_actor& self, size_t index, const Placement& to, const proto::StageReady& ready,
-                      Recovery r);
-  void heal();  // on the healer thread
-  std::string label(size_t index) const;  // "stage layers 2-3 on node host:port"
-  caf::actor node_for(const std::string& endpoint) const;
-  uint64_t wait_until_serving(Session& session);  // the epoch to run in; throws when broken
-  bool wait_for_news(uint64_t epoch, std::chrono::milliseconds window);
-  std::string replay(caf::scoped_actor& self, Session& session, uint64_t epoch);  // "" or the failure
-  void fail_for_good(size_t index, const std::string& cause, const std::string& why);
-  void on_tick();  // from the supervisor actor; never blocks
+  // "" or why the replay failed (the step is then tried again, as after any failure).
+  std::string replay(caf::scoped_actor& self, Session& session, uint64_t epoch);
 
   caf::actor_system& sys_;
   DeployOptions options_;
-  caf::actor client_;
   caf::actor local_node_;
-  std::vector<DeployedStage>& stages_;
-  std::vector<proto::SpawnStage> spawns_;
-  caf::actor watcher_;  // the supervisor actor
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, caf::actor> nodes_;  // endpoint -> node actor ("" : this process)
-  uint64_t epoch_ = 0;
-  bool recovering_ = false;
-  bool stopping_ = false;
-  std::string broken_;  // set when a stage could not be restarted: the pipeline cannot serve
-  size_t broken_stage_ = 0;   // the stage being repaired, or that could not be
-  std::string broken_cause_;  // what happened to it ("went down (...)")
-  Clock::time_point last_heal_;  // the last look for returned nodes (or retry of a broken pipeline)
-  std::vector<std::string> homes_;  // the node each stage was deployed on
-  int32_t active_sessions_ = 0;
-  bool healing_ = false;  // the healer thread runs
-  std::vector<Recovery> recoveries_;
-  std::thread worker_;
-  std::thread healer_;
+  caf::actor actor_;
 };
 
 }  // namespace troupe

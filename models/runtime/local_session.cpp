@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "models/arch/stage_model.h"
+#include "models/runtime/generation_loop.h"
 
 namespace troupe {
 
@@ -14,6 +15,35 @@ LocalSession::~LocalSession() = default;
 
 const ModelConfig& LocalSession::config() const { return model_->config(); }
 
+namespace {
+
+// Steps a whole model in this process: each part through every layer, then the sampler.
+class LocalStepper : public ModelStepper {
+ public:
+  LocalStepper(StageModel& model, KvCache& cache) : model_(model), cache_(cache) {}
+
+  StepResult step(const StepRequest& request) override {
+    at::Tensor logits;
+    int64_t pos = request.pos;
+    for (const auto& part : request.parts) {
+      logits = model_.forward(at::tensor(std::vector<int64_t>(part.begin(), part.end()), at::kLong), pos, cache_);
+      pos += static_cast<int64_t>(part.size());
+    }
+    logits = logits.contiguous();
+    const float* row = logits.data_ptr<float>();
+    StepResult result;
+    result.tokens.push_back(sample_token(request.sampling, row, logits.size(-1), request.recent, request.step));
+    result.logits.assign(row, row + logits.size(-1));
+    return result;
+  }
+
+ private:
+  StageModel& model_;
+  KvCache& cache_;
+};
+
+}  // namespace
+
 std::vector<int32_t> LocalSession::generate(const std::vector<int32_t>& prompt, int64_t n_tokens,
                                             const SamplingOptions& sampling, int32_t eos,
                                             const TokenCallback& on_token) {
@@ -23,25 +53,17 @@ std::vector<int32_t> LocalSession::generate(const std::vector<int32_t>& prompt, 
     throw std::length_error("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the context of " +
                             std::to_string(n_ctx) + " tokens");
   auto cache = model_->new_cache(n_ctx);
-  std::vector<int32_t> history = prompt, generated;
-  at::Tensor input = at::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), at::kLong);
-  int64_t pos = 0;
-  for (int64_t step = 0; step < n_tokens && pos + input.size(0) <= n_ctx; ++step) {
-    at::Tensor logits;
-    const int64_t chunk = prefill_chunk_ > 0 ? prefill_chunk_ : input.size(0);
-    for (int64_t first = 0; first < input.size(0); first += chunk)
-      logits = model_->forward(input.narrow(0, first, std::min(chunk, input.size(0) - first)), pos + first, *cache);
-    logits = logits.contiguous();
-    pos += input.size(0);
-    const float* row = logits.data_ptr<float>();
-    const int32_t token = sample_token(sampling, row, logits.size(-1), history, static_cast<uint64_t>(step));
-    generated.push_back(token);
-    history.push_back(token);
-    if (on_token && !on_token(token, std::vector<float>(row, row + logits.size(-1)))) break;
-    if (token == eos) break;
-    input = at::tensor(std::vector<int64_t>{token}, at::kLong);
-  }
-  return generated;
+  LocalStepper stepper(*model_, *cache);
+  LoopOptions options;
+  options.n_tokens = n_tokens;
+  options.max_positions = n_ctx;
+  options.prefill_chunk = prefill_chunk_;
+  options.sampling = sampling;
+  options.is_stop = [eos](int32_t token) { return token == eos; };
+  options.on_token = on_token;
+  LoopResult result;
+  run_generation(stepper, prompt, options, result);
+  return result.tokens;
 }
 
 }  // namespace troupe
