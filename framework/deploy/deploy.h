@@ -10,15 +10,17 @@
 // deploy() connects to each node named in the description (giving up after
 // DeployOptions::connect_timeout with an error naming host:port), asks it to load its
 // stage (the last stage's node also gets the sampler), spawns stages without .on() in this
-// process, and tells each stage its successor. Generation then sends one request per token
-// to the first stage; the reply comes back from the sampler at the end of the chain.
+// process, and tells each stage its successor. Generation runs the one token loop
+// (models/runtime/generation_loop.h): each step is one request to the pipeline's supervision
+// actor, which sends it on to the first stage; the reply comes back from the sampler at the
+// end of the chain. Text is made by the tokenizer, called directly.
 // Several threads may generate through one Pipeline at once: each call is its own session
 // with its own KV caches, and gets exactly what it would get alone.
 //
 // A supervisor watches the stages and their nodes; a stage that dies, hangs or throws is
 // restarted (on its node, or on one of DeployOptions::standby_nodes), and every generation
 // in flight is replayed into it and finishes with the tokens it would have had anyway
-// (framework/deploy_supervision.h; Pipeline::recoveries() lists what happened).
+// (framework/deploy/deploy_supervision.h; Pipeline::recoveries() lists what happened).
 //
 // The actor system must outlive the Pipeline; destroying the Pipeline stops its actors.
 #include <caf/fwd.hpp>

@@ -1,6 +1,7 @@
 #pragma once
 // One sequence run in this process through a whole-model stage: prefill of the prompt
-// in chunks of prefill_chunk tokens, then one token per step. The single-process reference
+// in chunks of prefill_chunk tokens, then one token per step (the generation loop of
+// models/runtime/generation_loop.h, which a pipeline runs too). The single-process reference
 // that distributed runs are compared against: a pipeline prefills in the same chunks (it
 // overlaps them across its stages), so both compute every row in the same products.
 #include <cstdint>
