@@ -217,6 +217,94 @@ INSTANTIATE_TEST_SUITE_P(LlamaK, BlockKernel, ::testing::ValuesIn(kernel_cases()
                            return name_of(info.param.type) + "_" + kernel_isa_name(info.param.isa);
                          });
 
+// ---- batches (prefill) on the default thresholds: every block type, quantized here ----------
+
+// Weights quantized by the type's own quantizer from random values: 37 rows (odd, not a
+// multiple of the tiles); 41 blocks of 32 per row (not a multiple of the 8-block groups) or 5
+// super-blocks of 256.
+struct BatchCase {
+  DType type;
+  KernelIsa isa;
+};
+
+std::vector<BatchCase> batch_cases() {
+  std::vector<BatchCase> out;
+  std::vector<DType> types = {DType::Q8_0, DType::Q4_0};
+  types.insert(types.end(), kNewTypes.begin(), kNewTypes.end());
+  for (DType t : types)
+    for (KernelIsa isa : {KernelIsa::portable, KernelIsa::avx2, KernelIsa::avx512vnni}) out.push_back({t, isa});
+  return out;
+}
+
+class BatchKernel : public ::testing::TestWithParam<BatchCase> {
+ protected:
+  void SetUp() override {
+    if (!kernel_isa_supported(GetParam().isa)) GTEST_SKIP() << "this CPU has no " << kernel_isa_name(GetParam().isa);
+    force_kernel_isa(GetParam().isa);
+    at::set_num_threads(2);
+    const TypeTraits& tt = type_traits(GetParam().type);
+    cols_ = tt.block_elems == 256 ? 5 * 256 : 41 * 32;
+    std::vector<float> values = random_activations(kRows, cols_, 7);
+    for (float& v : values) v *= 0.05f;
+    bytes_.resize(dtype_row_bytes(GetParam().type, cols_) * kRows);
+    quantize(GetParam().type, values.data(), bytes_.data(), kRows * cols_);
+  }
+  void TearDown() override {
+    reset_kernel_isa();
+    reset_matmul_thresholds();
+  }
+  PackedMatrix matrix() const { return {GetParam().type, kRows, cols_, bytes_.data()}; }
+
+  static constexpr int64_t kRows = 37;
+  int64_t cols_ = 0;
+  std::vector<uint8_t> bytes_;
+};
+
+TEST_P(BatchKernel, GivesEachRowOfAPromptBatchTheBitsItGetsAloneAtDefaultThresholds) {
+  const PackedMatrix w = matrix();
+  for (int64_t T : {1, 2, 7, 33, 257}) {
+    if (GetParam().isa == KernelIsa::avx2) ASSERT_TRUE(packed_matmul_rows_independent(w.dtype, T)) << "T=" << T;
+    if (!packed_matmul_rows_independent(w.dtype, T)) continue;  // portable: BLAS tiles from T = 2
+    const std::vector<float> x = random_activations(T, w.cols, static_cast<uint32_t>(300 + T));
+    std::vector<float> batch(static_cast<size_t>(T * w.rows)), alone(static_cast<size_t>(w.rows));
+    const std::vector<float> bias = random_activations(1, w.rows, 9);
+    packed_matmul(w, x.data(), T, bias.data(), batch.data());
+    for (int64_t t = 0; t < T; ++t) {
+      packed_matmul(w, x.data() + t * w.cols, 1, bias.data(), alone.data());
+      ASSERT_EQ(std::memcmp(alone.data(), batch.data() + t * w.rows, alone.size() * sizeof(float)), 0)
+          << name_of(w.dtype) << " row " << t << " of T=" << T;
+    }
+  }
+}
+
+TEST_P(BatchKernel, PromptBatchIsThePortableKernelsBitsOrWithinTheRoundingBound) {
+  // The K and legacy formats repeat the portable arithmetic exactly; Q8_0 / Q4_0 sum 8 fp32
+  // lanes (as llama.cpp's AVX2 path) where the portable kernel sums in order, so they agree
+  // to rounding only.
+  const PackedMatrix w = matrix();
+  const bool exact = w.dtype != DType::Q8_0 && w.dtype != DType::Q4_0;
+  set_matmul_thresholds({1 << 20, 1 << 20});  // the portable kernel's direct path too
+  for (int64_t T : {2, 33, 257}) {
+    const std::vector<float> x = random_activations(T, w.cols, static_cast<uint32_t>(400 + T));
+    std::vector<float> mine(static_cast<size_t>(T * w.rows)), portable(mine.size());
+    packed_matmul(w, x.data(), T, nullptr, mine.data());
+    force_kernel_isa(KernelIsa::portable);
+    packed_matmul(w, x.data(), T, nullptr, portable.data());
+    force_kernel_isa(GetParam().isa);
+    if (exact) {
+      ASSERT_EQ(std::memcmp(mine.data(), portable.data(), mine.size() * sizeof(float)), 0) << "T=" << T;
+    } else {
+      for (size_t i = 0; i < mine.size(); ++i)
+        ASSERT_NEAR(mine[i], portable[i], 1e-4 * (1 + std::abs(portable[i]))) << "output " << i << " of T=" << T;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Quantized, BatchKernel, ::testing::ValuesIn(batch_cases()),
+                         [](const ::testing::TestParamInfo<BatchCase>& info) {
+                           return name_of(info.param.type) + "_" + kernel_isa_name(info.param.isa);
+                         });
+
 // The kernels above run on every instruction set the table gives a kernel of its own: check
 // that AVX2 has one for every block format (else its cases would test the portable fallback).
 TEST(BlockFormats, EveryBlockFormatHasItsOwnAvx2Kernel) {

@@ -9,13 +9,14 @@
 // A second table gives the batched (prefill) throughput of the direct kernels against the
 // fp32-tile + BLAS path, from which quant_matmul.cpp's thresholds are chosen.
 //
-//   bench_kernels [--quick] [--no-batched] [--min-seconds S]
+//   bench_kernels [--quick] [--no-batched] [--batched-only] [--cpu-time] [--types q4_0,q4_k,...] [--min-seconds S]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -27,6 +28,7 @@
 #include "models/machine/memory_bandwidth.h"
 #include "models/quant/quant_formats.h"
 #include "models/quant/quant_matmul.h"
+#include "models/quant/type_traits.h"
 
 namespace {
 
@@ -35,6 +37,16 @@ using troupe::KernelIsa;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// --cpu-time: the batched table on one thread, timed by the thread's CPU time (on a machine
+// shared with other work, wall time measures the neighbours more than the kernel).
+bool g_cpu_time = false;
+
+double thread_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 std::string dtype_str(DType t) { return troupe::dtype_name(static_cast<uint32_t>(t)); }
 
@@ -86,8 +98,10 @@ double weight_rate(const Copies& w, int64_t T, double min_seconds) {
   size_t i = 0;
   do {  // best of passes over all copies
     const auto t0 = Clock::now();
+    const double c0 = thread_seconds();
     for (size_t k = 0; k < w.data.size(); ++k) once(i++ % w.data.size());
-    best = std::max(best, static_cast<double>(w.bytes_each * w.data.size()) / seconds_since(t0));
+    const double took = g_cpu_time ? thread_seconds() - c0 : seconds_since(t0);
+    best = std::max(best, static_cast<double>(w.bytes_each * w.data.size()) / took);
   } while (seconds_since(start) < min_seconds);
   return best;
 }
@@ -100,18 +114,31 @@ struct Shape {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, batched = true;
+  bool quick = false, batched = true, matvec = true;
   double min_seconds = 0.5;
+  std::vector<DType> only;  // --types: the block types of the batched table
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
       quick = true;
     } else if (a == "--no-batched") {
       batched = false;
+    } else if (a == "--batched-only") {
+      matvec = false;
+    } else if (a == "--cpu-time") {
+      g_cpu_time = true;
+    } else if (a == "--types" && i + 1 < argc) {
+      std::string list = argv[++i];
+      for (size_t start = 0; start <= list.size();) {
+        const size_t comma = std::min(list.find(',', start), list.size());
+        only.push_back(troupe::parse_type_name(list.substr(start, comma - start)));
+        start = comma + 1;
+      }
     } else if (a == "--min-seconds" && i + 1 < argc) {
       min_seconds = std::stod(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--no-batched] [--min-seconds S]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--no-batched] [--batched-only] [--cpu-time] [--types q4_0,q4_k,...] [--min-seconds S]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -124,6 +151,7 @@ int main(int argc, char** argv) {
     double copy = 0, read = 0;
   } bw[3];
   for (int threads : {1, 2}) {
+    if (!matvec) break;
     const auto m = troupe::measure_memory_bandwidth(threads, quick ? gib / 4 : gib);
     bw[threads] = {m.copy_bytes_per_s, m.read_bytes_per_s};
     std::printf("memory, %d thread%s: memcpy %.1f GB/s read+written (%.1f GB/s copied), read-only sum %.1f GB/s\n",
@@ -139,6 +167,7 @@ int main(int argc, char** argv) {
   std::printf("%-22s %-6s %-10s %9s | %8s %6s %6s | %8s %6s %6s\n", "W [rows x cols]", "type", "kernels", "MiB",
               "1 thr", "copy", "read", "2 thr", "copy", "read");
   for (const Shape& s : shapes) {
+    if (!matvec) break;
     const std::vector<float> values = random_values(s.rows * s.cols, 1);
     for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
       const Copies w = make_copies(dtype, s.rows, s.cols, values, min_total);
@@ -163,7 +192,7 @@ int main(int argc, char** argv) {
 
   if (batched) {
     // Prefill: time per product of T rows, direct kernels vs fp32 tiles + BLAS, 2 threads.
-    at::set_num_threads(2);
+    at::set_num_threads(g_cpu_time ? 1 : 2);
     const int64_t never = std::numeric_limits<int64_t>::max();
     const Shape s{"ffn_up", 5632, 2048};
     const std::vector<float> values = random_values(s.rows * s.cols, 2);
@@ -173,11 +202,18 @@ int main(int argc, char** argv) {
     std::printf("%-17s", "type");
     for (int64_t T : Ts) std::printf(" %13s", ("T=" + std::to_string(T)).c_str());
     std::printf("\n");
-    for (const auto& [dtype, isa] : std::vector<std::pair<DType, KernelIsa>>{
-             {DType::F32, KernelIsa::portable}, {DType::F16, KernelIsa::avx2}, {DType::BF16, KernelIsa::avx2},
-             {DType::Q8_0, KernelIsa::avx2}, {DType::Q8_0, KernelIsa::avx512vnni}, {DType::Q4_0, KernelIsa::avx2},
-             {DType::Q4_0, KernelIsa::avx512vnni}}) {
-      if (!troupe::kernel_isa_supported(isa)) continue;
+    std::vector<std::pair<DType, KernelIsa>> rows = {
+        {DType::F32, KernelIsa::portable}, {DType::F16, KernelIsa::avx2},  {DType::BF16, KernelIsa::avx2},
+        {DType::Q8_0, KernelIsa::avx2},    {DType::Q4_0, KernelIsa::avx2}, {DType::Q4_K, KernelIsa::avx2},
+        {DType::Q5_K, KernelIsa::avx2},    {DType::Q6_K, KernelIsa::avx2}, {DType::Q2_K, KernelIsa::avx2}};
+    if (troupe::kernel_isa_supported(KernelIsa::avx512vnni))
+      rows.insert(rows.begin() + 5, {{DType::Q8_0, KernelIsa::avx512vnni}, {DType::Q4_0, KernelIsa::avx512vnni}});
+    if (!only.empty()) {
+      rows.clear();
+      for (DType t : only) rows.push_back({t, KernelIsa::avx2});
+    }
+    for (auto [dtype, isa] : rows) {
+      if (!troupe::kernel_isa_supported(isa)) isa = KernelIsa::portable;
       troupe::force_kernel_isa(isa);
       const Copies w = make_copies(dtype, s.rows, s.cols, values, quick ? 32 << 20 : 128 << 20);
       std::printf("%-17s", (dtype_str(dtype) + " " + (dtype == DType::F32 ? "at::linear" : troupe::kernel_isa_name(isa))).c_str());

@@ -186,6 +186,193 @@ TROUPE_AVX2 void tile_q4_0(const PackedMatrix& w, int64_t r, int64_t step, const
     for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = hsum(acc[i][c]) + (bias ? bias[r + i * step] : 0.0f);
 }
 
+// ---- batches: Q4_0 on a prepared panel, Q8_0 with broadcast scales ------------------------------
+// The tiles above hold a scale vector per (weight row, activation row) across 8 blocks, which
+// spills at C = 4. The batch kernels below keep only the accumulators in registers: the
+// activation side of Q4_0 (blocks permuted into pairs, their offsets, the pair's scales) is
+// prepared once per call in a panel (prepare_q4_0_panel_row) and read as memory operands; the
+// weight scales of 8 blocks go to the stack. Every output gets the same integer lane sums, the
+// same fp32 products d_w * d_x and the same fmadd sequence as tile_q8_0 / tile_q4_0 with C = 1,
+// so a row's bits do not depend on the batch.
+
+// One pair of Q4_0-sized activation blocks (2k, 2k+1 of the 8-block groups) in the panel.
+struct alignas(32) Q4_0PanelPair {
+  __m256i xlo, xhi;  // as tile_q4_0's xlo / xhi
+  __m256i offset;    // 8 * their pair sums (int16)
+  __m256 dx;         // d_x of block 2k in lanes 0-3, of 2k+1 in lanes 4-7
+};
+static_assert(sizeof(Q4_0PanelPair) == 128);
+
+TROUPE_AVX2 void prepare_q4_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out) {
+  const __m256i eights = _mm256_set1_epi8(8);
+  const int8_t* q = x.row_q(t);
+  const float* d = x.row_d(t);
+  auto* pair = reinterpret_cast<Q4_0PanelPair*>(out);
+  for (int64_t k = 0; k < x.blocks / 8 * 4; ++k, ++pair) {
+    const __m256i xa = load_x(q + 64 * k), xb = load_x(q + 64 * k + 32);
+    pair->xlo = _mm256_permute2x128_si256(xa, xb, 0x20);
+    pair->xhi = _mm256_permute2x128_si256(xa, xb, 0x31);
+    pair->offset = _mm256_add_epi16(_mm256_maddubs_epi16(eights, pair->xlo), _mm256_maddubs_epi16(eights, pair->xhi));
+    pair->dx = _mm256_set_m128(_mm_set1_ps(d[2 * k + 1]), _mm_set1_ps(d[2 * k]));
+  }
+}
+
+// Rows r + i * step (i < R) times activation rows [t, t+C) on the panel.
+template <int R, int C>
+TROUPE_AVX2 void batch_tile_q4_0(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
+                                 const float* bias, float* y, int64_t ldy) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f), eights = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
+  const uint8_t* rows[R];
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
+  const Q4_0PanelPair* panel[C];
+  #pragma GCC unroll 8
+  for (int c = 0; c < C; ++c)
+    panel[c] = reinterpret_cast<const Q4_0PanelPair*>(x.panel + (t + c) * x.panel_row_bytes);
+  __m256 acc[R][C];
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 8 <= x.blocks; b += 8) {
+    __m256 dw_pairs[R][4];  // spilled to the stack on purpose: read as memory operands
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m256 dw = block_scales8<kQ4_0Bytes>(rows[i] + b * kQ4_0Bytes);
+      #pragma GCC unroll 8
+      for (int k = 0; k < 4; ++k) dw_pairs[i][k] = pair_scales(dw, k);
+    }
+    #pragma GCC unroll 8
+    for (int k = 0; k < 4; ++k) {  // blocks b+2k and b+2k+1
+      #pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const __m256i packed = load_nibble_pair(rows[i] + (b + 2 * k) * kQ4_0Bytes);
+        const __m256i lo = _mm256_and_si256(packed, low4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+        #pragma GCC unroll 8
+        for (int c = 0; c < C; ++c) {
+          const Q4_0PanelPair& p = panel[c][b / 2 + k];
+          const __m256i pairs =
+              _mm256_sub_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, p.xlo), _mm256_maddubs_epi16(hi, p.xhi)),
+                               p.offset);
+          acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)),
+                                      _mm256_mul_ps(dw_pairs[i][k], p.dx), acc[i][c]);
+        }
+      }
+    }
+  }
+  for (; b < x.blocks; ++b) {  // the last blocks one at a time, as tile_q4_0
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* block = rows[i] + b * kQ4_0Bytes;
+      const __m256i wv = load_nibbles(block);
+      const float dw = block_scale(block);
+      #pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) {
+        const __m256i xv = load_x(x.row_q(t + c) + 32 * b);
+        const __m256i pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(wv, xv), _mm256_maddubs_epi16(eights, xv));
+        acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)),
+                                    _mm256_set1_ps(dw * x.row_d(t + c)[b]), acc[i][c]);
+      }
+    }
+  }
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = hsum(acc[i][c]) + (bias ? bias[r + i * step] : 0.0f);
+}
+
+// Rows r + i * step (i < R) times activation rows [t, t+C): per block, the weight scale and the
+// activation scale are broadcast from memory and multiplied, as tile_q8_0's lane of d_w * d_x.
+template <int R, int C>
+TROUPE_AVX2 void batch_tile_q8_0(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
+                                 const float* bias, float* y, int64_t ldy) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const uint8_t* rows[R];
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
+  const int8_t* xq[C];
+  const float* xd[C];
+  #pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) {
+    xq[c] = x.row_q(t + c);
+    xd[c] = x.row_d(t + c);
+  }
+  __m256 acc[R][C];
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
+  alignas(32) float dw[R][8];
+  for (int64_t b = 0; b < x.blocks; b += 8) {
+    const int n = static_cast<int>(std::min<int64_t>(8, x.blocks - b));
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      if (n == 8)
+        _mm256_store_ps(dw[i], block_scales8<kQ8_0Bytes>(rows[i] + b * kQ8_0Bytes));
+      else
+        #pragma GCC unroll 8
+        for (int j = 0; j < n; ++j) dw[i][j] = block_scale(rows[i] + (b + j) * kQ8_0Bytes);
+    }
+    #pragma GCC unroll 8
+    for (int j = 0; j < n; ++j) {
+      #pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[i] + (b + j) * kQ8_0Bytes + 2));
+        const __m256i wabs = _mm256_sign_epi8(wv, wv);
+        const __m256 dwb = _mm256_broadcast_ss(&dw[i][j]);
+        #pragma GCC unroll 8
+        for (int c = 0; c < C; ++c) {
+          const __m256i sums =
+              _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(load_x(xq[c] + 32 * (b + j)), wv)), ones);
+          acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dwb, _mm256_broadcast_ss(xd[c] + b + j)),
+                                      acc[i][c]);
+        }
+      }
+    }
+  }
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = hsum(acc[i][c]) + (bias ? bias[r + i * step] : 0.0f);
+}
+
+template <DType Type, int R, int C>
+TROUPE_AVX2 void batch_tile(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
+                            const float* bias, float* y, int64_t ldy) {
+  if constexpr (Type == DType::Q8_0)
+    batch_tile_q8_0<R, C>(w, r, step, x, t, bias, y, ldy);
+  else
+    batch_tile_q4_0<R, C>(w, r, step, x, t, bias, y, ldy);
+}
+
+// Weight rows [r0, r1) (a task's tile, small enough to stay in L2) times all activation rows:
+// activation rows C at a time in the outer loop (their panel stays in L1 while the weight
+// tile streams past), pairs of weight rows inside.
+// The two rows of a tile lie half the range apart, as gemm_q explains (the first pass over the
+// tile streams it from DRAM).
+template <DType Type, int C>
+TROUPE_AVX2 void batch_rows(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, int64_t t,
+                            const float* bias, float* y, int64_t ldy) {
+  const int64_t step = (r1 - r0) / 2;
+  for (int64_t k = 0; k < step; ++k) batch_tile<Type, 2, C>(w, r0 + k, step, x, t, bias, y, ldy);
+  if (r0 + 2 * step < r1) batch_tile<Type, 1, C>(w, r1 - 1, 1, x, t, bias, y, ldy);
+}
+
+template <DType Type>
+TROUPE_AVX2 void gemm_batch(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias,
+                            float* y, int64_t ldy) {
+  int64_t t = 0;
+  for (; t + 4 <= x.n; t += 4) batch_rows<Type, 4>(w, r0, r1, x, t, bias, y, ldy);
+  switch (x.n - t) {
+    case 3: return batch_rows<Type, 3>(w, r0, r1, x, t, bias, y, ldy);
+    case 2: return batch_rows<Type, 2>(w, r0, r1, x, t, bias, y, ldy);
+    case 1: return batch_rows<Type, 1>(w, r0, r1, x, t, bias, y, ldy);
+    default: return;
+  }
+}
+
 // ---- row tiles ------------------------------------------------------------------------------
 
 template <DType Type, int R, int C>
@@ -224,6 +411,7 @@ TROUPE_AVX2 void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8R
     for (int64_t r = r0 + 4 * step; r < r1; ++r) tile_q<Type, 1, 1>(w, r, 1, x, 0, bias, y, ldy);
     return;
   }
+  if (Type == DType::Q8_0 || x.panel) return gemm_batch<Type>(w, r0, r1, x, bias, y, ldy);
   const int64_t step = (r1 - r0) / 2;
   for (int64_t k = 0; k < step; ++k) tile_q_all<Type, 2>(w, r0 + k, step, x, bias, y, ldy);
   for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_q_all<Type, 1>(w, r, 1, x, bias, y, ldy);
@@ -359,6 +547,7 @@ void gemm_q4_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, c
                int64_t ldy) {
   kernels::gemm_q<DType::Q4_0>(w, r0, r1, x, bias, y, ldy);
 }
+void prepare_q4_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out) { kernels::prepare_q4_0_panel_row(x, t, out); }
 void gemm_f16(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, const float* bias, float* y,
               int64_t ldy) {
   kernels::gemm_half<DType::F16>(w, r0, r1, x, T, bias, y, ldy);

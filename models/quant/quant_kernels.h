@@ -24,6 +24,9 @@ struct Q8Rows {
   int64_t block_elems = 32;
   const float* s = nullptr;
   const int16_t* bsums = nullptr;
+  // The weight type's batch panel (TypeTraits::panel) of each row when it has one, else null.
+  const uint8_t* panel = nullptr;
+  int64_t panel_row_bytes = 0;
 
   const int8_t* row_q(int64_t t) const { return q + t * blocks * block_elems; }
   const float* row_d(int64_t t) const { return d + t * blocks; }
@@ -90,6 +93,7 @@ void gemm_q6_k(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float
 void gemm_iq4_xs(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
 void gemm_f16(const PackedMatrix&, int64_t, int64_t, const float*, int64_t, const float*, float*, int64_t);
 void gemm_bf16(const PackedMatrix&, int64_t, int64_t, const float*, int64_t, const float*, float*, int64_t);
+void prepare_q4_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out);
 }  // namespace avx2
 
 namespace avx512vnni {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -67,14 +68,18 @@ void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, 
 // ---- thresholds and work split --------------------------------------------------------------
 
 // From which batch size the fp32-tile + BLAS path beats the direct kernels, per instruction
-// set, measured with tools/bench_kernels (W 5632 x 2048, 2 threads, Zen 4; GFLOP/s direct vs
-// tiles): AVX2 Q8_0 147 vs 162 and Q4_0 138 vs 161 at T = 256 (direct ahead up to 128);
-// AVX512-VNNI Q8_0 190 vs 170 and Q4_0 193 vs 169 still at T = 512; F16 / BF16 136 vs 143 at
-// T = 128 (direct ahead up to 64). The portable direct kernels are scalar: BLAS from T = 2.
+// set, measured with tools/bench_kernels (W 5632 x 2048). AVX2: the batch kernels (Q4_0 on a
+// prepared panel, Q8_0 with broadcast scales, the K formats' shared tile loop) are at least as
+// fast as the tiles at every T from 1 to 512 (EPYC Zen 2/3, one thread, CPU time: Q4_0 43-56
+// vs 37-44 GFLOP/s, Q8_0 33-42 vs 34-46 from T = 64 on), so block formats never take
+// the tiles there and a row's bits never depend on its batch. AVX512-VNNI (Zen 4, 2 threads):
+// Q8_0 190 vs 170 and Q4_0 193 vs 169 still at T = 512. F16 / BF16 136 vs 143 at T = 128
+// (direct ahead up to 64). The portable direct kernels are scalar: BLAS from T = 2.
+constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 MatmulThresholds default_thresholds(KernelIsa isa) {
   switch (isa) {
     case KernelIsa::avx512vnni: return {1024, 128};
-    case KernelIsa::avx2: return {256, 128};
+    case KernelIsa::avx2: return {kNever, 128};
     case KernelIsa::portable: break;
   }
   return {2, 2};
@@ -104,7 +109,7 @@ T* thread_scratch(std::vector<uint8_t>& buffer, size_t count) {
   const auto address = reinterpret_cast<uintptr_t>(buffer.data());
   return reinterpret_cast<T*>((address + 63) & ~uintptr_t{63});
 }
-thread_local std::vector<uint8_t> t_activations, t_tile, t_tile_out;
+thread_local std::vector<uint8_t> t_activations, t_panel, t_tile, t_tile_out;
 
 // ---- kernels by type -----------------------------------------------------------------------
 
@@ -134,7 +139,8 @@ int64_t tiles_from_T(const TypeTraits& traits, KernelIsa isa) {
       // Q8_1 types (Q4_1, Q5_1) stay on the direct kernel up to batches of 256 whatever kernel
       // it is: fp32 tiles cannot reproduce the rounded activation sums (s) their offsets are
       // multiplied with, and llama.cpp's greedy tokens differ early without them.
-      if (traits.activations == ActivationFormat::q8_1) return set > 0 ? set : 256;
+      if (traits.activations == ActivationFormat::q8_1)
+        return set > 0 ? set : std::max<int64_t>(256, default_thresholds(kernel_isa).quantized_min_T);
       return set > 0 ? set : default_thresholds(kernel_isa).quantized_min_T;
     }
   }
@@ -168,8 +174,17 @@ void direct_quantized(const kernels::KernelTable& k, const TypeTraits& traits, K
       }
     }
   });
-  const kernels::Q8Rows rows{T, blocks, q, d, block, s, bsums};
-  const QuantGemm gemm = pick_kernel(traits.gemm_q, isa).first;
+  kernels::Q8Rows rows{T, blocks, q, d, block, s, bsums};
+  const auto [gemm, kernel_isa] = pick_kernel(traits.gemm_q, isa);
+  const BatchPanel& panel = traits.panel[static_cast<int>(kernel_isa)];
+  if (T > 1 && panel.prepare_row) {
+    rows.panel_row_bytes = blocks * panel.bytes_per_block;
+    uint8_t* out = thread_scratch<uint8_t>(t_panel, static_cast<size_t>(T * rows.panel_row_bytes));
+    parallel_range(T, std::max<int64_t>(1, 65536 / cols), [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) panel.prepare_row(rows, t, out + t * rows.panel_row_bytes);
+    });
+    rows.panel = out;
+  }
   const int64_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
   parallel_range(groups, grain_in_groups(w, T), [&](int64_t g0, int64_t g1) {
     gemm(w, g0 * kRowGroup, std::min(w.rows, g1 * kRowGroup), rows, bias, y, w.rows);

@@ -31,6 +31,13 @@ using FloatGemm = void (*)(const PackedMatrix& w, int64_t r0, int64_t r1, const 
 
 constexpr int kIsaCount = 3;  // KernelIsa::portable, avx2, avx512vnni
 
+// What a batch kernel wants prepared once per call from the rounded activation rows (kept in
+// Q8Rows::panel), so that it is not redone for every tile of weight rows.
+struct BatchPanel {
+  int64_t bytes_per_block = 0;  // 0: no panel
+  void (*prepare_row)(const kernels::Q8Rows& x, int64_t t, uint8_t* out) = nullptr;
+};
+
 struct TypeTraits {
   DType type;
   const char* name;
@@ -44,6 +51,8 @@ struct TypeTraits {
   // Kernels indexed by KernelIsa; nullptr: use the next lower instruction set's.
   QuantGemm gemm_q[kIsaCount];
   FloatGemm gemm_f[kIsaCount];
+  // The panel the batch kernel of gemm_q[isa] reads when T > 1.
+  BatchPanel panel[kIsaCount] = {};
 };
 
 // nullptr for a type troupe does not know (the caller names the tensor and the type).
