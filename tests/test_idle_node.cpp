@@ -30,10 +30,10 @@ uint64_t smaps_rollup_bytes(pid_t pid, const std::string& key) {
   return 0;
 }
 
-// What an idle daemon holds of its own: LibTorch's operator registry (~45 MiB of heap made
-// before main), the relocated data of the ~290 libraries Debian's LibTorch links (~13 MiB),
-// thread stacks and CAF. Measured 61 MiB on the development machine; the speed probes' freed
-// heap, kept resident without malloc_trim, made it 79 MiB. The shared libraries' code pages
+// What an idle daemon holds of its own: LibTorch's operator registry (~43 MiB of heap made
+// before main), the relocated data of the ~290 libraries Debian's LibTorch links (~12 MiB),
+// thread stacks and CAF. Measured 59.7 MiB on the development machine; the speed probes' freed
+// heap, kept resident without malloc_trim, made it 77.6 MiB. The shared libraries' code pages
 // (another ~100 MiB of RSS, shared and reclaimable) are not the daemon's own and not counted.
 constexpr uint64_t kIdleAnonymousBound = uint64_t(72) << 20;
 

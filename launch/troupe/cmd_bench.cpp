@@ -123,6 +123,7 @@ void run_bench(const BenchOptions& o) {
   // This process's memory in three parts: before any model work (LibTorch and the libraries
   // loaded), the peak of the model work, and the peak of the bandwidth probe run after it
   // (its buffers are not the model's: the peak is started again from the RSS of then).
+  if (!o.distributed.used()) o.distributed.check_single_process();
   const ProcessMemory before_model = process_memory();
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
   json r = o.distributed.used() ? bench_pipeline(ckpt, o) : bench_single_process(ckpt, o);

@@ -109,6 +109,11 @@ void NodeOptions::add_to(CLI::App* cmd) {
                   "once its node holds it)");
 }
 
+void NodeOptions::check_single_process() const {
+  if (!draft.empty())
+    throw std::invalid_argument("--draft needs --nodes: the drafts are verified by the pipeline of caf-node daemons");
+}
+
 std::string& cluster_key_flag() {
   static std::string flag;
   return flag;

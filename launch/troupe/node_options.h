@@ -44,6 +44,8 @@ struct NodeOptions {
 
   void add_to(CLI::App* cmd);
   bool used() const { return !nodes.empty() || discovery.discover; }
+  // Throws when a flag that needs nodes (--draft) was given to a run in this process.
+  void check_single_process() const;
 };
 
 // The --cluster-key given to the troupe command (any subcommand), "" when none.
