@@ -5,11 +5,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -21,6 +23,7 @@
 #include "actors/stage_actor.h"
 #include "models/runtime/byte_size.h"
 #include "models/format/checkpoint.h"
+#include "models/machine/machine_speed.h"
 #include "models/machine/process_memory.h"
 #include "models/runtime/footprint.h"
 #include "models/arch/open_checkpoint.h"
@@ -41,8 +44,30 @@ constexpr auto kStatsTimeout = std::chrono::seconds(1);
 // the timer: a detached stage must hold no timer (see ping_next in stage_actor.cpp).
 constexpr auto kHopPingInterval = std::chrono::seconds(5);
 
+// Idle re-probing (NodeConfig::reprobe_idle): a local message, never sent over the network.
+using reprobe_atom = caf::atom_constant<caf::atom("reprobe")>;
+
+// What the node knows of its stages' work, for idle re-probing: bumped on every spawn and
+// whenever the stages' computed layers move. A probe running on its own thread reads it.
+struct WorkSeen {
+  std::atomic<uint64_t> events{0};
+  std::atomic<bool> stopping{false};  // the node is going down: a running probe stops
+};
+
+struct ReprobeState {
+  std::shared_ptr<WorkSeen> seen = std::make_shared<WorkSeen>();
+  uint64_t layers_seen = 0;  // sum of the stages' StageWork::layers at the last check
+  std::chrono::steady_clock::time_point last_work{};  // or last probe: idleness counts from it
+  std::chrono::milliseconds wait{0};  // idle time the next probe waits for (random, reprobe_idle..2x)
+  bool probing = false;
+  uint64_t events_at_start = 0;  // WorkSeen::events when the running probe started
+  int32_t probes = 1;            // the start-up measurement counts
+  std::mt19937_64 rng{std::random_device{}()};
+};
+
 struct NodeState {
   NodeConfig cfg;
+  ReprobeState reprobe;
   std::set<caf::actor> stages;
   std::map<caf::actor_addr, std::shared_ptr<StageWork>> work;  // per stage, for progress_atom
   // Peers connected to, by "host:port": connected once and reused (see connect_peer).
@@ -155,6 +180,7 @@ caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage re
     if (auto refusal = exceeds_memory_limit(st.cfg, cfg)) return node_error(st, *refusal);
   }
 
+  st.reprobe.seen->events++;  // a running re-probe stops: the machine is about to work
   spdlog::info("node {}: spawning stage {} of {}", st.cfg.name, cfg.spec.describe(), cfg.model_path);
   cfg.work = std::make_shared<StageWork>();
   caf::actor stage = spawn_stage_actor(self->system(), cfg, req.owner);
@@ -218,6 +244,7 @@ caf::result<caf::ok_atom> connect_peer(NodeActor* self, const std::string& host,
 // NodeInfo with the statistics of every stage that answers within kStatsTimeout.
 caf::result<proto::NodeInfo> node_info(NodeActor* self) {
   auto info = std::make_shared<proto::NodeInfo>(describe_node(self->state.cfg));
+  info->speed_probes = self->state.reprobe.probes;
   info->stages = static_cast<int32_t>(self->state.stages.size());
   if (const auto& cache = self->state.cache) {
     info->cache_cap = cache->cap();
@@ -252,6 +279,83 @@ caf::result<caf::message> to_receiver(NodeActor* self, Ts&&... xs) {
   return self->delegate(self->state.receiver, std::forward<Ts>(xs)...);
 }
 
+// How often an idle-watching node looks at its stages' work: often enough that a probe starts
+// within a fraction of --reprobe-idle after it is due.
+std::chrono::milliseconds reprobe_check_interval(std::chrono::milliseconds idle) {
+  return std::clamp(idle / 4, std::chrono::milliseconds(20), std::chrono::milliseconds(5000));
+}
+
+void draw_reprobe_wait(ReprobeState& r, std::chrono::milliseconds idle) {
+  r.wait = idle + std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(0, idle.count())(r.rng));
+}
+
+// Notes the stages' work since the last look and starts a re-probe when the node has been idle
+// long enough. The probe runs on a detached actor (it blocks for a second or two) and stops
+// at its next round once work is seen; its figures are kept only if no work came at all.
+void check_idle(NodeActor* self) {
+  auto& st = self->state;
+  auto& r = st.reprobe;
+  const auto now = std::chrono::steady_clock::now();
+  uint64_t layers = 0;
+  bool busy = false;
+  for (const auto& [addr, work] : st.work) {
+    layers += work->layers.load();
+    busy = busy || work->busy.load();
+  }
+  if (busy || layers != r.layers_seen) {
+    r.layers_seen = layers;
+    r.last_work = now;
+    r.seen->events++;
+  }
+  if (r.probing || busy || now - r.last_work < r.wait) return;
+  r.probing = true;
+  r.events_at_start = r.seen->events.load();
+  auto seen = r.seen;
+  const uint64_t at_start = r.events_at_start;
+  std::vector<std::shared_ptr<StageWork>> works;
+  for (const auto& [addr, work] : st.work) works.push_back(work);
+  // Work is seen between checks too: a pass running, or layers moved since the probe began.
+  auto keep_going = [seen, at_start, works, layers] {
+    uint64_t now_layers = 0;
+    for (const auto& w : works) {
+      if (w->busy.load()) return false;
+      now_layers += w->layers.load();
+    }
+    return !seen->stopping.load() && seen->events.load() == at_start && now_layers == layers;
+  };
+  const int threads = st.cfg.threads;
+  const caf::actor node = caf::actor_cast<caf::actor>(self);
+  spdlog::debug("node {}: idle for {} ms, measuring its speed again", st.cfg.name,
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - r.last_work).count());
+  self->spawn<caf::detached>([node, threads, keep_going](caf::event_based_actor* probe) {
+    const MachineSpeed speed = probe_machine_speed(threads, ProbeSchedule{}, keep_going);
+    probe->send(node, reprobe_atom::value, speed.complete && keep_going(), speed.gflops.median,
+                speed.mem_gbps.median, speed.spread());
+    probe->quit();
+  });
+}
+
+// A re-probe's result: kept when no work came while it ran.
+void reprobe_done(NodeActor* self, bool complete, double gflops, double mem_gbps, double spread) {
+  auto& st = self->state;
+  auto& r = st.reprobe;
+  r.probing = false;
+  r.last_work = std::chrono::steady_clock::now();
+  draw_reprobe_wait(r, st.cfg.reprobe_idle);
+  if (!complete || r.seen->events.load() != r.events_at_start) {
+    spdlog::debug("node {}: work arrived while measuring its speed; the figures of {} s ago stay", st.cfg.name,
+                  std::chrono::duration_cast<std::chrono::seconds>(r.last_work - st.cfg.speed_measured_at).count());
+    return;
+  }
+  spdlog::info("node {}: measured again while idle: {:.0f} GFLOP/s (was {:.0f}), {:.1f} GB/s (was {:.1f})",
+               st.cfg.name, gflops, st.cfg.gflops, mem_gbps, st.cfg.mem_gbps);
+  st.cfg.gflops = gflops;
+  st.cfg.mem_gbps = mem_gbps;
+  st.cfg.speed_spread = spread;
+  st.cfg.speed_measured_at = r.last_work;
+  ++r.probes;
+}
+
 caf::behavior node_behavior(NodeActor* self, NodeConfig cfg, std::shared_ptr<ShardCache> cache) {
   self->state.cfg = std::move(cfg);
   if (cache) {
@@ -266,10 +370,19 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg, std::shared_ptr<Sha
         self->state.work.erase(dm.source);
         break;
       }
+    // A stage's weights are mapped and unmapped, but its KV caches and activations were heap:
+    // give what they leave free back to the kernel once nothing is hosted.
+    if (stages.empty()) release_free_heap();
   });
+  if (self->state.cfg.reprobe_idle.count() > 0) {
+    self->state.reprobe.last_work = self->state.cfg.speed_measured_at;
+    draw_reprobe_wait(self->state.reprobe, self->state.cfg.reprobe_idle);
+    self->delayed_send(self, reprobe_check_interval(self->state.cfg.reprobe_idle), reprobe_atom::value);
+  }
   self->delayed_send(self, kHopPingInterval, proto::tick_atom::value);
   self->set_exit_handler([self](caf::exit_msg& msg) {
     spdlog::info("node {}: shutting down {} stage(s)", self->state.cfg.name, self->state.stages.size());
+    self->state.reprobe.seen->stopping = true;
     for (const auto& stage : self->state.stages) self->send_exit(stage, msg.reason);
     self->state.stages.clear();
     if (self->state.receiver) self->send_exit(self->state.receiver, msg.reason);
@@ -297,6 +410,13 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg, std::shared_ptr<Sha
     },
     [self](proto::peer_atom, const std::string& host, uint16_t port, const caf::node_id& expected) {
       return connect_peer(self, host, port, expected);
+    },
+    [self](reprobe_atom) {
+      check_idle(self);
+      self->delayed_send(self, reprobe_check_interval(self->state.cfg.reprobe_idle), reprobe_atom::value);
+    },
+    [self](reprobe_atom, bool complete, double gflops, double mem_gbps, double spread) {
+      reprobe_done(self, complete, gflops, mem_gbps, spread);
     },
   };
 }
@@ -348,6 +468,8 @@ proto::NodeInfo describe_node(const NodeConfig& cfg) {
   info.gflops = cfg.gflops;
   info.mem_gbps = cfg.mem_gbps;
   info.speed_spread = cfg.speed_spread;
+  if (cfg.speed_measured_at != std::chrono::steady_clock::time_point{})
+    info.speed_age_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - cfg.speed_measured_at).count();
   const ProcessMemory memory = process_memory();
   info.rss = memory.rss;
   info.peak_rss = memory.peak_rss;

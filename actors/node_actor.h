@@ -3,6 +3,7 @@
 // has (memory, cores, model files) and spawns stage actors (with a sampler beside the last
 // one) on request. A client also runs one in-process for stages placed without .on().
 #include <caf/fwd.hpp>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -23,6 +24,11 @@ struct NodeConfig {
   std::string cache_dir = {};  // --cache: shards sent by clients are kept here (actors/shard_cache.h); "" : none
   uint64_t cache_cap = 0;     // --cache-cap: bytes the cache may hold
   double speed_spread = 0;    // of the probe rounds behind those figures (models/machine/speed_probe.h)
+  std::chrono::steady_clock::time_point speed_measured_at{};  // of those figures (epoch: never)
+  // Re-probing (caf-node --reprobe-idle): once no stage has worked for a random time between
+  // this and twice this, the node measures its speed again on a thread of its own, stopping
+  // (and keeping the old figures) as soon as a stage is spawned or computes. 0: never.
+  std::chrono::milliseconds reprobe_idle{0};
 };
 
 // Handles info_atom -> NodeInfo and (spawn_atom, SpawnStage) -> StageReady. An exit message

@@ -116,5 +116,13 @@ TEST(CliErrors, StallTimeoutOutOfRangeIsRefusedByNameOnGenerateAndServe) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+TEST(CliErrors, ADraftModelWithoutNodesIsRefusedSayingItNeedsThem) {
+  const std::string model = test::model_path("stories260K/stories260K.gguf");
+  const auto r = test::run_command({troupe_bin(), "generate", "-m", model, "-p", "Once", "--draft", model});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--draft needs --nodes"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace troupe

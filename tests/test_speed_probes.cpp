@@ -77,6 +77,17 @@ TEST(SpeedProbe, FiguresWithinTheNoiseAreEvenedOutAndOthersKept) {
   EXPECT_DOUBLE_EQ(nodes[3].mem_gbps, 30);
 }
 
+TEST(SpeedProbe, StopsBeforeTheNextRoundWhenToldWorkArrived) {
+  ProbeSchedule s = quick();
+  int taken = 0;
+  s.keep_going = [&] { return taken < 2; };  // work arrives after the second round
+  const ProbedFigure stopped = probe_repeatedly([&] { return ++taken, 100.0; }, s);
+  EXPECT_EQ(taken, 2);
+  EXPECT_EQ(stopped.rounds, 2);
+  s.keep_going = [] { return false; };  // busy from the start: nothing measured
+  EXPECT_EQ(probe_repeatedly([] { return 100.0; }, s).rounds, 0);
+}
+
 TEST(SpeedProbe, ABusyMachineStopsAtTheTimeBudgetAfterTheMinimumRounds) {
   ProbeSchedule s = quick();
   s.budget = 0ms;

@@ -77,12 +77,13 @@
 namespace troupe {
 namespace proto {
 
-constexpr uint32_t kProtocolVersion = 8;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo;
+constexpr uint32_t kProtocolVersion = 9;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo;
                                           // 5: hello before anything else, no version inside structs;
                                           // 6: shard cache and transfer (shard_* atoms, SpawnStage::shard, NodeInfo cache)
                                           // 7: progress_atom (stage progress from its node)
                                           // 8: speculative steps (LogitsRow of several rows, TokenReply::tokens),
                                           //    NodeInfo::speed_spread
+                                          // 9: NodeInfo::speed_age_s, speed_probes (idle re-probing)
 
 // -- atoms (at most 10 characters) --------------------------------------------------------
 
@@ -225,6 +226,8 @@ struct NodeInfo {
   uint64_t cache_cap = 0;    // --cache-cap: bytes of shards it keeps; 0: no --cache (weights are not sent to it)
   uint64_t cache_free = 0;   // cap less what complete and partial shards hold (older ones are evicted as needed)
   std::vector<CachedShard> cached;  // complete shards in its cache
+  double speed_age_s = -1;   // seconds since gflops and mem_gbps were measured (-1: never)
+  int32_t speed_probes = 0;  // measurements so far: 1 at start, +1 per idle re-probe (caf-node --reprobe-idle)
 };
 
 
@@ -241,7 +244,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, NodeInfo& x) {
   return f(caf::meta::type_name("troupe.NodeInfo"), x.node, x.mem_total, x.mem_available,
            x.cores, x.threads, x.models_dir, x.models, x.stages, x.memory_limit, x.gflops, x.mem_gbps, x.rss,
-           x.peak_rss, x.stage_stats, x.cache_cap, x.cache_free, x.cached, x.speed_spread);
+           x.peak_rss, x.stage_stats, x.cache_cap, x.cache_free, x.cached, x.speed_spread,
+           x.speed_age_s, x.speed_probes);
 }
 
 template <class Inspector>

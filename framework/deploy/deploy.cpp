@@ -19,6 +19,7 @@
 #include "models/runtime/generation_loop.h"
 #include "models/arch/open_checkpoint.h"
 #include "models/format/checkpoint.h"
+#include "models/runtime/draft_model.h"
 #include "models/vocab/tokenizer.h"
 
 namespace troupe {
@@ -49,6 +50,7 @@ struct Pipeline::Impl {
   int64_t max_positions = 0;
   int32_t eos_id = -1;
   std::vector<int32_t> stop_ids;  // sorted, from the tokenizer
+  std::shared_ptr<const DraftModel> draft;  // DeployOptions::draft_model, loaded here
   mutable std::atomic<uint64_t> next_session{1};
   mutable std::atomic<uint64_t> drafted_total{0};   // speculative decoding: tokens drafted
   mutable std::atomic<uint64_t> accepted_total{0};  // ... and kept
@@ -147,7 +149,8 @@ std::vector<proto::StageStats> Pipeline::stats() const {
 
 const std::vector<ShardOutcome>& Pipeline::shard_transfers() const { return impl_->shards; }
 SpeculationStats Pipeline::speculation() const {
-  return SpeculationStats{impl_->options.speculate, impl_->drafted_total.load(), impl_->accepted_total.load()};
+  return SpeculationStats{impl_->options.speculate, impl_->draft ? impl_->draft->path() : "prompt lookup",
+                          impl_->drafted_total.load(), impl_->accepted_total.load()};
 }
 
 std::vector<Recovery> Pipeline::recoveries() const {
@@ -271,6 +274,11 @@ Generation Pipeline::generate_tokens(const std::vector<int32_t>& prompt, int64_t
   };
   LoopResult run;
   std::string failure;
+  // With a draft model (DeployOptions::draft_model), its own cache follows this generation and
+  // is rolled back past every rejected draft (models/runtime/draft_model.h).
+  const std::unique_ptr<DraftSequence> drafter =
+    loop.speculate > 0 && !loop.want_logits && I.draft ? I.draft->start() : nullptr;
+  if (drafter) loop.draft = [&drafter](const std::vector<int32_t>& history, int32_t k) { return drafter->propose(history, k); };
   Generation g;
   {
     PipelineStepper stepper(*I.supervisor, *I.sys, session);
@@ -538,6 +546,16 @@ Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const Dep
   check_coverage(desc, ready);
   I.n_vocab = ready.front().n_vocab;
   I.max_positions = ready.front().max_positions;
+  if (!options.draft_model.empty()) {
+    const std::string path = resolve_model_path(options.local_models_dir, options.draft_model);
+    try {
+      auto draft = std::make_shared<DraftModel>(open_checkpoint(path), path);
+      draft->check_vocabulary(I.n_vocab, "the pipeline's model " + desc.stages.front().model);
+      I.draft = std::move(draft);
+    } catch (const std::exception& e) {
+      throw DeployError(std::string("--draft: ") + e.what());
+    }
+  }
   for (const auto& r : ready) I.max_positions = std::min(I.max_positions, r.max_positions);
   peer_nodes(self, desc, options, nodes, ready);
   wire_stages(self, options, I);

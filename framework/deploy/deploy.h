@@ -59,6 +59,11 @@ struct DeployOptions {
   // of plain decoding, greedy or sampled (the sampler keeps a draft only where it draws that
   // very token). 0: off. Not with GenerateOptions::want_logits.
   int64_t speculate = 0;
+  // With speculate > 0: draft with this model instead of by prompt lookup (`--draft M`), a small
+  // model of the same vocabulary loaded in this process (path relative to local_models_dir
+  // unless absolute) and run greedily (models/runtime/draft_model.h). deploy() refuses one whose
+  // vocabulary differs from the pipeline's. "": prompt lookup.
+  std::string draft_model;
   // Called (on a CAF thread) as each stage reads its weights: node, stage, bytes done / total.
   std::function<void(const std::string& node, const std::string& stage, uint64_t done, uint64_t total)>
       on_load_progress;
@@ -165,6 +170,7 @@ struct Generation {
 // Speculative decoding over the pipeline's life (for /metrics).
 struct SpeculationStats {
   int64_t draft_tokens = 0;  // DeployOptions::speculate
+  std::string drafter;       // "prompt lookup", or the draft model's path
   uint64_t drafted = 0;
   uint64_t accepted = 0;
 };

@@ -5,6 +5,20 @@
 
 namespace troupe {
 
+namespace {
+
+// A Prometheus label value: backslash, quote and newline escaped.
+std::string label_value(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '\\' || c == '"') out += '\\';
+    out += c == '\n' ? std::string("\\n") : std::string(1, c);
+  }
+  return out;
+}
+
+}  // namespace
+
 PipelineGenerator::PipelineGenerator(const Pipeline& pipeline, ChatTemplate chat_template)
     : pipeline_(pipeline), chat_template_(std::move(chat_template)) {}
 
@@ -80,7 +94,10 @@ std::string PipelineGenerator::stage_metrics() const {
   for (const auto& [kind, v] : by_kind) m << "troupe_recovery_seconds_total{kind=\"" << kind << "\"} " << v.second << "\n";
   const SpeculationStats spec = pipeline_.speculation();
   if (spec.draft_tokens > 0) {
-    m << "# HELP troupe_speculative_draft_tokens_total tokens drafted by prompt lookup and verified by the pipeline\n"
+    m << "# HELP troupe_speculative_drafter what drafts: prompt lookup, or a draft model (its path)\n"
+      << "# TYPE troupe_speculative_drafter gauge\ntroupe_speculative_drafter{drafter=\"" << label_value(spec.drafter)
+      << "\"} 1\n";
+    m << "# HELP troupe_speculative_draft_tokens_total tokens drafted and verified by the pipeline\n"
       << "# TYPE troupe_speculative_draft_tokens_total counter\ntroupe_speculative_draft_tokens_total " << spec.drafted
       << "\n# HELP troupe_speculative_accepted_tokens_total drafted tokens kept (each one a pass saved)\n"
       << "# TYPE troupe_speculative_accepted_tokens_total counter\ntroupe_speculative_accepted_tokens_total "

@@ -33,9 +33,8 @@
 #include "actors/protocol/cluster_key.h"
 #include "framework/cluster/discovery.h"
 #include "models/runtime/byte_size.h"
-#include "models/machine/compute_speed.h"
-#include "models/machine/memory_bandwidth.h"
-#include "models/machine/speed_probe.h"
+#include "models/machine/machine_speed.h"
+#include "models/machine/process_memory.h"
 
 namespace {
 
@@ -122,6 +121,12 @@ int main(int argc, char** argv) {
                  "(on unless listening on loopback only)")
     ->capture_default_str()->check(CLI::IsMember({"auto", "on", "off"}));
   app.add_option("--discovery-port", discovery_port, "UDP port announcements go to")->capture_default_str();
+  double reprobe_idle_s = 600;
+  app.add_option("--reprobe-idle", reprobe_idle_s,
+                 "measure the machine's speed again once no stage has worked for a random time between this many "
+                 "seconds and twice that (never while a stage works), so planners see what the machine does now; "
+                 "0: only at start")
+    ->capture_default_str()->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   std::error_code ec;
   models_dir = std::filesystem::absolute(models_dir, ec).lexically_normal().string();
@@ -202,18 +207,19 @@ int main(int argc, char** argv) {
     spdlog::error("--cache-cap needs --cache DIR");
     return 2;
   }
-  // Measured once, for planners: how fast this machine multiplies and streams memory.
-  // Repeated in rounds at random moments and summarised by the median: a neighbour starting
-  // at the same moment (its own probes) slows a few rounds, not the figure.
-  const troupe::ProbedFigure gflops = troupe::probe_repeatedly([&] { return troupe::measure_matmul_gflops(threads, 1); });
-  const troupe::ProbedFigure gbps = troupe::probe_repeatedly(
-    [&] { return troupe::measure_memory_bandwidth(threads, size_t(64) << 20).read_bytes_per_s / 1e9; });
-  node_cfg.gflops = gflops.median;
-  node_cfg.mem_gbps = gbps.median;
-  node_cfg.speed_spread = std::max(gflops.spread, gbps.spread);
-  if (gflops.uncertain || gbps.uncertain)
+  // Measured for planners: how fast this machine multiplies and streams memory. Repeated in
+  // rounds at random moments and summarised by the median: a neighbour starting at the same
+  // moment (its own probes) slows a few rounds, not the figure. Measured again later when the
+  // node has been idle a while (--reprobe-idle; actors/node_actor.h).
+  const troupe::MachineSpeed speed = troupe::probe_machine_speed(threads);
+  node_cfg.gflops = speed.gflops.median;
+  node_cfg.mem_gbps = speed.mem_gbps.median;
+  node_cfg.speed_spread = speed.spread();
+  node_cfg.speed_measured_at = std::chrono::steady_clock::now();
+  node_cfg.reprobe_idle = std::chrono::milliseconds(static_cast<int64_t>(reprobe_idle_s * 1000));
+  if (speed.uncertain())
     spdlog::warn("speed probes disagree ({} rounds: ±{:.0f}% GFLOP/s, {} rounds: ±{:.0f}% GB/s): is the machine busy?",
-                 gflops.rounds, 50 * gflops.spread, gbps.rounds, 50 * gbps.spread);
+                 speed.gflops.rounds, 50 * speed.gflops.spread, speed.mem_gbps.rounds, 50 * speed.mem_gbps.spread);
   caf::actor node;
   try {
     node = troupe::spawn_node_actor(sys, node_cfg);
@@ -255,6 +261,13 @@ int main(int argc, char** argv) {
       spdlog::warn("not announcing: {}", e.what());
     }
   }
+  // What an idle daemon holds (see README "Memory"): LibTorch's operator registry and the data
+  // of the ~290 libraries Debian's LibTorch links make the anonymous part; their code pages,
+  // shared with other processes and reclaimable, make the rest.
+  const troupe::MemoryBreakdown idle = troupe::memory_breakdown();
+  spdlog::info("idle memory: RSS {} ({} anonymous, {} pages of mapped files such as shared libraries; PSS {})",
+               troupe::format_size(idle.rss), troupe::format_size(idle.anonymous), troupe::format_size(idle.file()),
+               troupe::format_size(idle.pss));
   if (!port_file.empty()) {
     const std::string tmp = port_file + ".tmp";
     std::ofstream(tmp) << *bound << "\n";

@@ -90,6 +90,7 @@ json bench_single_process(const std::shared_ptr<const Checkpoint>& ckpt, const B
     logits = model->forward_batch(steps);
     step_ms.push_back(ms_since(t));
   }
+  // Taken before the bandwidth probe (run_bench), which allocates buffers of its own.
   return {{"mode", "single-process"}, {"load_ms", load_ms}, {"prefill_ms", prefill_ms}, {"step_ms", step_ms},
           {"nodes", json::array({{{"node", "local"}, {"peak_rss_bytes", process_memory().peak_rss}}})}};
 }
@@ -119,11 +120,23 @@ json bench_pipeline(const std::shared_ptr<const Checkpoint>& ckpt, const BenchOp
 
 void run_bench(const BenchOptions& o) {
   set_compute_threads(o.threads);
+  // This process's memory in three parts: before any model work (LibTorch and the libraries
+  // loaded), the peak of the model work, and the peak of the bandwidth probe run after it
+  // (its buffers are not the model's: the peak is started again from the RSS of then).
+  if (!o.distributed.used()) o.distributed.check_single_process();
+  const ProcessMemory before_model = process_memory();
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
   json r = o.distributed.used() ? bench_pipeline(ckpt, o) : bench_single_process(ckpt, o);
+  const ProcessMemory after_model = process_memory();
   const auto steps = r["step_ms"].get<std::vector<double>>();
   const double ms_per_token = median(steps);
+  const bool probe_peak_apart = reset_peak_rss();
   const MemoryBandwidth bw = measure_memory_bandwidth(at::get_num_threads());
+  const ProcessMemory after_probe = process_memory();
+  r["rss_before_model_bytes"] = before_model.rss;
+  r["peak_rss_model_bytes"] = after_model.peak_rss;
+  r["rss_after_model_bytes"] = after_model.rss;
+  if (probe_peak_apart) r["peak_rss_bandwidth_probe_bytes"] = after_probe.peak_rss;
   const uint64_t bytes_per_token = weight_bytes_per_token(*ckpt);
   const double bound_ms = 1e3 * static_cast<double>(bytes_per_token) / bw.read_bytes_per_s;
   r["model"] = o.model;
@@ -155,6 +168,11 @@ void run_bench(const BenchOptions& o) {
   std::printf("memory bandwidth      %.1f GB/s read, %.1f GB/s copy (read+write)\n", bw.read_bytes_per_s / 1e9,
               bw.copy_bytes_per_s / 1e9);
   std::printf("bandwidth bound       %.2f ms/token; measured / bound = %.2fx\n", bound_ms, ms_per_token / bound_ms);
+  std::printf("memory (this process) RSS %.1f MB before the model, peak %.1f MB during the model work (+%.1f MB)",
+              before_model.rss / 1e6, after_model.peak_rss / 1e6,
+              (after_model.peak_rss > before_model.rss ? after_model.peak_rss - before_model.rss : 0) / 1e6);
+  if (probe_peak_apart) std::printf("; the bandwidth probe after it peaked at %.1f MB", after_probe.peak_rss / 1e6);
+  std::printf("\n");
   for (const auto& n : r["nodes"]) {
     std::printf("node %-16s", n["node"].get<std::string>().c_str());
     if (n.contains("stage")) std::printf(" %-26s", n["stage"].get<std::string>().c_str());

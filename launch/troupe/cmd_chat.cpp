@@ -138,6 +138,7 @@ void run_chat(const ChatOptions& o) {
   catch_interrupts();
   if (!o.distributed.used()) {
     if (!o.distributed.layers.empty()) throw std::invalid_argument("--layers needs --nodes");
+    o.distributed.check_single_process();
     LocalGenerator generator(apply_context(ckpt, o.distributed.ctx));
     load_with_progress(o.model, [&](const auto& on_progress) { generator.prefetch_weights(on_progress); });
     return chat_loop(generator, o, sampling);

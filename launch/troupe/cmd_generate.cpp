@@ -62,6 +62,7 @@ void run_generate(const GenerateOptions& o) {
   sampling.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   if (o.distributed.used()) return run_distributed(o, sampling);
   if (!o.distributed.layers.empty()) throw std::invalid_argument("--layers needs --nodes");
+  o.distributed.check_single_process();
 
   std::shared_ptr<const Checkpoint> ckpt = apply_context(open_checkpoint(o.model), o.distributed.ctx);
   const auto tokenizer = make_tokenizer(ckpt->vocab());

@@ -71,6 +71,7 @@ void run_serve(ServeCliOptions o) {
   std::shared_ptr<const Checkpoint> ckpt = open_checkpoint(o.model);
   if (o.serve.model_name.empty()) o.serve.model_name = ckpt->config().name;
   if (!o.distributed.used()) {
+    o.distributed.check_single_process();
     LocalGenerator generator(apply_context(ckpt, o.distributed.ctx));
     load_with_progress(o.model, [&](const auto& on_progress) { generator.prefetch_weights(on_progress); });
     return serve_until_signal(generator, o);

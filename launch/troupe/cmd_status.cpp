@@ -1,6 +1,7 @@
 // `troupe status`: what each node has and does, reachable or not.
 
 #include <cstdio>
+#include <string>
 
 #include "models/runtime/byte_size.h"
 #include "framework/cluster/cluster.h"
@@ -18,6 +19,14 @@ struct StatusOptions {
   DiscoverOptions discovery;
 };
 
+// How long ago the node measured its speed: "40s ago", "12m ago", "3h ago" ("-": unknown).
+std::string speed_age(double seconds) {
+  if (seconds < 0) return "-";
+  if (seconds < 120) return std::to_string(static_cast<int64_t>(seconds)) + "s ago";
+  if (seconds < 7200) return std::to_string(static_cast<int64_t>(seconds / 60)) + "m ago";
+  return std::to_string(static_cast<int64_t>(seconds / 3600)) + "h ago";
+}
+
 void run_status(const StatusOptions& o) {
   std::vector<std::string> endpoints;
   if (!o.cluster.empty()) {
@@ -26,16 +35,16 @@ void run_status(const StatusOptions& o) {
     endpoints = o.discovery.endpoints(o.nodes);
   }
   ClientActorSystem sys;
-  std::printf("%-22s %-12s %-10s %-10s %-10s %-10s %-6s %-9s %-8s %s\n", "node", "state", "memory", "available",
-              "limit", "rss", "cores", "GFLOP/s", "GB/s", "stages");
+  std::printf("%-22s %-12s %-10s %-10s %-10s %-10s %-6s %-9s %-8s %-9s %s\n", "node", "state", "memory", "available",
+              "limit", "rss", "cores", "GFLOP/s", "GB/s", "measured", "stages");
   int unreachable = 0;
   for (const auto& e : endpoints) {
     try {
       const proto::NodeInfo i = connect_node(sys.get(), parse_endpoint(e), std::chrono::seconds(3)).info;
-      std::printf("%-22s %-12s %-10s %-10s %-10s %-10s %-6d %-9.0f %-8.1f %d\n", e.c_str(), "reachable",
+      std::printf("%-22s %-12s %-10s %-10s %-10s %-10s %-6d %-9.0f %-8.1f %-9s %d\n", e.c_str(), "reachable",
                   format_size(i.mem_total).c_str(), format_size(i.mem_available).c_str(),
                   i.memory_limit ? format_size(i.memory_limit).c_str() : "none", format_size(i.rss).c_str(), i.cores,
-                  i.gflops, i.mem_gbps, i.stages);
+                  i.gflops, i.mem_gbps, speed_age(i.speed_age_s).c_str(), i.stages);
       if (i.cache_cap > 0)
         std::printf("    shard cache: %zu shard(s), %s free of %s\n", i.cached.size(), format_size(i.cache_free).c_str(),
                     format_size(i.cache_cap).c_str());

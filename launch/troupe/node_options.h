@@ -30,7 +30,8 @@ struct NodeOptions {
   std::string nodes, layers, wire = "f32";
   int32_t max_batch = 0;  // sessions per forward pass in each stage; 0: the stage default
   int64_t prefill_chunk = kDefaultPrefillChunk;  // --prefill-chunk
-  int64_t speculate = 0;  // --speculate: draft tokens per step (prompt lookup)
+  int64_t speculate = 0;  // --speculate: draft tokens per step (prompt lookup, or the --draft model)
+  std::string draft;      // --draft: a small model of the same vocabulary that drafts, in this process
   std::string standby;     // host:port,... daemons that may take over a failed stage
   double repair_wait_s = 60;  // a request waits this long for a repair under way
   double stall_timeout_s = 5;  // a stage without progress this long is stuck (DeployOptions::stage_stall_timeout)
@@ -43,6 +44,8 @@ struct NodeOptions {
 
   void add_to(CLI::App* cmd);
   bool used() const { return !nodes.empty() || discovery.discover; }
+  // Throws when a flag that needs nodes (--draft) was given to a run in this process.
+  void check_single_process() const;
 };
 
 // The --cluster-key given to the troupe command (any subcommand), "" when none.

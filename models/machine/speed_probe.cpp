@@ -34,12 +34,14 @@ ProbedFigure probe_repeatedly(const std::function<double()>& once, const ProbeSc
   const auto start = std::chrono::steady_clock::now();
   for (int32_t round = 0; round < std::max(1, s.max_rounds); ++round) {
     std::this_thread::sleep_for(std::chrono::milliseconds(gap(rng)));
+    if (s.keep_going && !s.keep_going()) break;
     results.push_back(once());
     const int32_t n = static_cast<int32_t>(results.size());
     if (n < std::max(1, s.min_rounds)) continue;
     const bool over_budget = std::chrono::steady_clock::now() - start > s.budget;
     if (over_budget || (n >= s.rounds && !summarise(results, s.agree).uncertain)) break;
   }
+  if (results.empty()) return ProbedFigure{};
   return summarise(results, s.agree);
 }
 

@@ -19,12 +19,15 @@ struct ProbeSchedule {
   double agree = 0.15;       // rounds agree when their interquartile range is below this share of the median
   std::chrono::milliseconds max_gap{120};  // random pause before each round, up to this
   uint64_t seed = 0;         // of the pauses; 0: from the process id and the clock
+  // Asked before each round (may be empty): false stops the probe with the rounds taken so far
+  // (none: rounds 0). A daemon re-probing while idle stops when work arrives.
+  std::function<bool()> keep_going;
 };
 
 struct ProbedFigure {
   double median = 0;
   double spread = 0;    // interquartile range of the rounds / median
-  int32_t rounds = 0;
+  int32_t rounds = 0;    // 0: stopped by keep_going before the first round
   bool uncertain = false;  // the rounds still disagreed after max_rounds
 };
 

@@ -17,7 +17,7 @@ std::vector<int32_t> recent_window(const std::vector<int32_t>& history, const Sa
 void run_generation(ModelStepper& stepper, const std::vector<int32_t>& prompt, const LoopOptions& options,
                     LoopResult& result) {
   using Clock = std::chrono::steady_clock;
-  // Speculative steps: a draft by prompt lookup rides behind the last token, the model
+  // Speculative steps: a draft (prompt lookup, or LoopOptions::draft) rides behind the last token, the model
   // computes all its rows in one pass, and the sampler keeps the drafts it would have drawn
   // anyway; the rows past the first wrong draft are overwritten by the next step.
   const int64_t speculate = options.want_logits ? 0 : options.speculate;
@@ -32,7 +32,8 @@ void run_generation(ModelStepper& stepper, const std::vector<int32_t>& prompt, c
     if (step > 0 && speculate > 0) {
       // No draft past the tokens asked for (the step always adds one of its own) or the context.
       const int64_t room = std::min(options.n_tokens - made - 1, options.max_positions - pos - 1);
-      request.draft = prompt_lookup_draft(history, static_cast<int32_t>(std::min(speculate, room)));
+      const auto k = static_cast<int32_t>(std::min(speculate, room));
+      request.draft = options.draft ? options.draft(history, k) : prompt_lookup_draft(history, k);
       input.insert(input.end(), request.draft.begin(), request.draft.end());
     }
     request.pos = pos;

@@ -43,6 +43,9 @@ struct LoopOptions {
   int64_t max_positions = 0;  // the context: no step past it
   int64_t prefill_chunk = 0;  // prompt tokens per part of the first step; 0: one part
   int64_t speculate = 0;      // draft tokens per decode step (prompt lookup); 0: off
+  // Drafts up to k tokens after `history` instead of prompt lookup (a draft model: models/
+  // runtime/draft_model.h, which keeps its own cache in step with the history it is given).
+  std::function<std::vector<int32_t>(const std::vector<int32_t>& history, int32_t k)> draft;
   bool want_logits = false;   // keep each token's logits row (no speculation then)
   SamplingOptions sampling;
   // The token ends the generation (included), e.g. EOS; none when empty.
