@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
   if (gflops.uncertain || gbps.uncertain)
     spdlog::warn("speed probes disagree ({} rounds: ±{:.0f}% GFLOP/s, {} rounds: ±{:.0f}% GB/s): is the machine busy?",
                  gflops.rounds, 50 * gflops.spread, gbps.rounds, 50 * gbps.spread);
-  caf::actor node;
+  troupe::proto::node_actor node;
   try {
     node = troupe::spawn_node_actor(sys, node_cfg);
   } catch (const std::exception& e) {
