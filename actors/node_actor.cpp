@@ -44,9 +44,6 @@ constexpr auto kStatsTimeout = std::chrono::seconds(1);
 // the timer: a detached stage must hold no timer (see ping_next in stage_actor.cpp).
 constexpr auto kHopPingInterval = std::chrono::seconds(5);
 
-// Idle re-probing (NodeConfig::reprobe_idle): a local message, never sent over the network.
-using reprobe_atom = caf::atom_constant<caf::atom("reprobe")>;
-
 // What the node knows of its stages' work, for idle re-probing: bumped on every spawn and
 // whenever the stages' computed layers move. A probe running on its own thread reads it.
 struct WorkSeen {
@@ -68,16 +65,16 @@ struct ReprobeState {
 struct NodeState {
   NodeConfig cfg;
   ReprobeState reprobe;
-  std::set<caf::actor> stages;
+  std::set<proto::stage_actor> stages;
   std::map<caf::actor_addr, std::shared_ptr<StageWork>> work;  // per stage, for progress_atom
   // Peers connected to, by "host:port": connected once and reused (see connect_peer).
-  std::map<std::string, std::pair<caf::node_id, caf::actor>> peers;
+  std::map<std::string, std::pair<caf::node_id, proto::node_actor>> peers;
   std::shared_ptr<ShardCache> cache;  // with --cache
-  caf::actor receiver;                // writes the cache (detached; see shard_receiver_actor.h)
+  proto::shard_receiver receiver;     // writes the cache (detached; see shard_receiver_actor.h)
   static inline const char* name = "troupe.node";
 };
 
-using NodeActor = caf::stateful_actor<NodeState>;
+using NodeActor = proto::node_actor::stateful_base<NodeState>;
 
 uint64_t meminfo_bytes(const std::string& key) {
   std::ifstream in("/proc/meminfo");
@@ -183,7 +180,7 @@ caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage re
   st.reprobe.seen->events++;  // a running re-probe stops: the machine is about to work
   spdlog::info("node {}: spawning stage {} of {}", st.cfg.name, cfg.spec.describe(), cfg.model_path);
   cfg.work = std::make_shared<StageWork>();
-  caf::actor stage = spawn_stage_actor(self->system(), cfg, req.owner);
+  proto::stage_actor stage = spawn_stage_actor(self->system(), cfg, req.owner);
   self->monitor(stage);
   st.stages.insert(stage);
   st.work[stage.address()] = cfg.work;
@@ -215,7 +212,7 @@ caf::result<caf::ok_atom> connect_peer(NodeActor* self, const std::string& host,
       .then([rp](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); },
             [self, rp, host, port, expected, peer](caf::error&) mutable {
               self->state.peers.erase(peer);
-              rp.delegate(caf::actor_cast<caf::actor>(self), proto::peer_atom::value, host, port, expected);
+              rp.delegate(caf::actor_cast<proto::node_actor>(self), proto::peer_atom::value, host, port, expected);
             });
     return rp;
   }
@@ -229,9 +226,33 @@ caf::result<caf::ok_atom> connect_peer(NodeActor* self, const std::string& host,
                                        " than the client did (name nodes by addresses every node can reach)"));
           return;
         }
-        if (published) self->state.peers[peer] = {nid, caf::actor_cast<caf::actor>(published)};
-        spdlog::debug("node {}: connected to peer {}", me, peer);
-        rp.deliver(caf::ok_atom::value);
+        if (!published) {
+          rp.deliver(caf::make_error(caf::sec::runtime_error, "node " + me + ": no troupe node is published at " + peer));
+          return;
+        }
+        // The version handshake first, as the client does (framework/cluster/cluster.cpp):
+        // stages here will send that node's stages versioned structs. The published actor
+        // comes from CAF's middleman untyped: it is the peer's node actor.
+        auto other = caf::actor_cast<proto::node_actor>(published);
+        self->request(other, kPeerTimeout, proto::hello_atom::value, proto::kProtocolVersion)
+          .then(
+            [self, rp, peer, me, nid, other](proto::hello_atom, uint32_t version) mutable {
+              if (version != proto::kProtocolVersion) {
+                rp.deliver(caf::make_error(caf::sec::runtime_error,
+                                           "node " + me + ": node " + peer + " speaks troupe protocol v" +
+                                             std::to_string(version) + ", this node v" +
+                                             std::to_string(proto::kProtocolVersion) +
+                                             ": run the same troupe version on every machine"));
+                return;
+              }
+              self->state.peers[peer] = {nid, other};
+              spdlog::debug("node {}: connected to peer {}", me, peer);
+              rp.deliver(caf::ok_atom::value);
+            },
+            [rp, peer, me](caf::error& err) mutable {
+              rp.deliver(caf::make_error(caf::sec::runtime_error, "node " + me + ": node " + peer +
+                                                                    " does not answer hello: " + proto::error_text(err)));
+            });
       },
       [rp, peer, me](caf::error& err) mutable {
         rp.deliver(caf::make_error(caf::sec::runtime_error,
@@ -272,11 +293,17 @@ caf::result<proto::NodeInfo> node_info(NodeActor* self) {
 }
 
 // Hands a shard_* request to the receiver, or refuses it on a node without a cache.
-template <class... Ts>
-caf::result<caf::message> to_receiver(NodeActor* self, Ts&&... xs) {
+template <class Answer, class... Ts>
+caf::result<Answer> to_receiver(NodeActor* self, Ts&&... xs) {
   if (!self->state.receiver)
     return node_error(self->state, "has no --cache: weights cannot be sent to it (start it with --cache DIR)");
   return self->delegate(self->state.receiver, std::forward<Ts>(xs)...);
+}
+
+// Whether the message being handled was sent by an actor of this process.
+bool from_this_process(NodeActor* self) {
+  const auto& sender = self->current_sender();
+  return sender && sender->node() == self->node();
 }
 
 // How often an idle-watching node looks at its stages' work: often enough that a probe starts
@@ -329,7 +356,7 @@ void check_idle(NodeActor* self) {
                 std::chrono::duration_cast<std::chrono::milliseconds>(now - r.last_work).count());
   self->spawn<caf::detached>([node, threads, keep_going](caf::event_based_actor* probe) {
     const MachineSpeed speed = probe_machine_speed(threads, ProbeSchedule{}, keep_going);
-    probe->send(node, reprobe_atom::value, speed.complete && keep_going(), speed.gflops.median,
+    probe->send(node, proto::reprobe_atom::value, speed.complete && keep_going(), speed.gflops.median,
                 speed.mem_gbps.median, speed.spread());
     probe->quit();
   });
@@ -356,7 +383,7 @@ void reprobe_done(NodeActor* self, bool complete, double gflops, double mem_gbps
   ++r.probes;
 }
 
-caf::behavior node_behavior(NodeActor* self, NodeConfig cfg, std::shared_ptr<ShardCache> cache) {
+proto::node_actor::behavior_type node_behavior(NodeActor* self, NodeConfig cfg, std::shared_ptr<ShardCache> cache) {
   self->state.cfg = std::move(cfg);
   if (cache) {
     self->state.cache = cache;
@@ -377,7 +404,7 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg, std::shared_ptr<Sha
   if (self->state.cfg.reprobe_idle.count() > 0) {
     self->state.reprobe.last_work = self->state.cfg.speed_measured_at;
     draw_reprobe_wait(self->state.reprobe, self->state.cfg.reprobe_idle);
-    self->delayed_send(self, reprobe_check_interval(self->state.cfg.reprobe_idle), reprobe_atom::value);
+    self->delayed_send(self, reprobe_check_interval(self->state.cfg.reprobe_idle), proto::reprobe_atom::value);
   }
   self->delayed_send(self, kHopPingInterval, proto::tick_atom::value);
   self->set_exit_handler([self](caf::exit_msg& msg) {
@@ -390,19 +417,23 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg, std::shared_ptr<Sha
     self->quit(msg.reason);
   });
   return {
-    [](proto::hello_atom, uint32_t) { return caf::make_message(proto::hello_atom::value, proto::kProtocolVersion); },
+    [](proto::hello_atom, uint32_t) {
+      return caf::result<proto::hello_atom, uint32_t>(proto::hello_atom::value, proto::kProtocolVersion);
+    },
     [self](proto::info_atom) { return node_info(self); },
     [self](proto::spawn_atom, proto::SpawnStage& req) { return spawn_stage(self, std::move(req)); },
     [](proto::ping_atom) { return caf::ok_atom::value; },
-    [self](proto::shard_offer_atom a, proto::ShardOffer& offer) { return to_receiver(self, a, std::move(offer)); },
-    [self](proto::shard_chunk_atom a, std::string& sha, uint64_t offset, std::string& bytes) {
-      return to_receiver(self, a, std::move(sha), offset, std::move(bytes));
+    [self](proto::shard_offer_atom a, proto::ShardOffer& offer) {
+      return to_receiver<uint64_t>(self, a, std::move(offer));
     },
-    [self](proto::shard_done_atom a, std::string& sha) { return to_receiver(self, a, std::move(sha)); },
-    [self](proto::progress_atom, const caf::actor& stage) {
+    [self](proto::shard_chunk_atom a, std::string& sha, uint64_t offset, std::string& bytes) {
+      return to_receiver<uint64_t>(self, a, std::move(sha), offset, std::move(bytes));
+    },
+    [self](proto::shard_done_atom a, std::string& sha) { return to_receiver<proto::CachedShard>(self, a, std::move(sha)); },
+    [self](proto::progress_atom, const proto::stage_actor& stage) -> caf::result<bool, uint64_t> {
       const auto it = self->state.work.find(stage.address());
-      if (it == self->state.work.end()) return caf::make_message(false, uint64_t{0});  // gone: its down message tells
-      return caf::make_message(it->second->busy.load(), it->second->layers.load());
+      if (it == self->state.work.end()) return {false, uint64_t{0}};  // gone: its down message tells
+      return {it->second->busy.load(), it->second->layers.load()};
     },
     [self](proto::tick_atom) {
       for (const auto& stage : self->state.stages) self->send(stage, proto::tick_atom::value);
@@ -411,11 +442,15 @@ caf::behavior node_behavior(NodeActor* self, NodeConfig cfg, std::shared_ptr<Sha
     [self](proto::peer_atom, const std::string& host, uint16_t port, const caf::node_id& expected) {
       return connect_peer(self, host, port, expected);
     },
-    [self](reprobe_atom) {
+    // Local only: the node's own timer and its probe. The same message from another node
+    // (which the interface cannot rule out) is dropped.
+    [self](proto::reprobe_atom) {
+      if (!from_this_process(self)) return;
       check_idle(self);
-      self->delayed_send(self, reprobe_check_interval(self->state.cfg.reprobe_idle), reprobe_atom::value);
+      self->delayed_send(self, reprobe_check_interval(self->state.cfg.reprobe_idle), proto::reprobe_atom::value);
     },
-    [self](reprobe_atom, bool complete, double gflops, double mem_gbps, double spread) {
+    [self](proto::reprobe_atom, bool complete, double gflops, double mem_gbps, double spread) {
+      if (!from_this_process(self)) return;
       reprobe_done(self, complete, gflops, mem_gbps, spread);
     },
   };
@@ -476,7 +511,7 @@ proto::NodeInfo describe_node(const NodeConfig& cfg) {
   return info;
 }
 
-caf::actor spawn_node_actor(caf::actor_system& sys, NodeConfig cfg) {
+proto::node_actor spawn_node_actor(caf::actor_system& sys, NodeConfig cfg) {
   std::shared_ptr<ShardCache> cache;  // made here, so that a bad --cache is the caller's exception
   if (!cfg.cache_dir.empty()) cache = std::make_shared<ShardCache>(cfg.cache_dir, cfg.cache_cap, cfg.name);
   return sys.spawn(node_behavior, std::move(cfg), std::move(cache));

@@ -31,10 +31,10 @@ struct NodeConfig {
   std::chrono::milliseconds reprobe_idle{0};
 };
 
-// Handles info_atom -> NodeInfo and (spawn_atom, SpawnStage) -> StageReady. An exit message
-// sent to the node takes its stages down with it. With cfg.cache_dir it also keeps a shard
-// cache (actors/shard_cache.h; throws ShardCacheError when the directory cannot be made).
-caf::actor spawn_node_actor(caf::actor_system& sys, NodeConfig cfg);
+// proto::node_actor (actors/protocol/interfaces.h). An exit message sent to the node takes
+// its stages down with it. With cfg.cache_dir it also keeps a shard cache
+// (actors/shard_cache.h; throws ShardCacheError when the directory cannot be made).
+proto::node_actor spawn_node_actor(caf::actor_system& sys, NodeConfig cfg);
 
 // What info_atom answers, minus the live stage count.
 proto::NodeInfo describe_node(const NodeConfig& cfg);

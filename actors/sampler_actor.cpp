@@ -7,7 +7,7 @@
 
 namespace troupe {
 
-caf::behavior sampler_behavior(caf::event_based_actor* self) {
+proto::sampler_actor::behavior_type sampler_behavior() {
   return {
     [](proto::LogitsRow& row) -> caf::result<proto::TokenReply> {
       if (row.logits.empty()) return caf::make_error(caf::sec::runtime_error, "sampler: empty logits row");

@@ -3,11 +3,11 @@
 // as the last stage (spawned by it), so logits never cross the network; only the token id
 // (and the logits row when a request asks for it) goes back to the client. Stateless: the
 // options, the recent tokens and the step index all come with each request.
-#include <caf/fwd.hpp>
+#include "actors/protocol/interfaces.h"
 
 namespace troupe {
 
-// Handles proto::LogitsRow -> proto::TokenReply.
-caf::behavior sampler_behavior(caf::event_based_actor* self);
+// proto::sampler_actor: LogitsRow -> TokenReply.
+proto::sampler_actor::behavior_type sampler_behavior();
 
 }  // namespace troupe

@@ -18,7 +18,7 @@ auto answer(F&& f) -> caf::result<decltype(f())> {
   }
 }
 
-caf::behavior receiver(caf::event_based_actor*, std::shared_ptr<ShardCache> cache) {
+proto::shard_receiver::behavior_type receiver(std::shared_ptr<ShardCache> cache) {
   return {
     [cache](proto::shard_offer_atom, const proto::ShardOffer& offer) {
       return answer([&] { return cache->offer(offer); });
@@ -32,7 +32,7 @@ caf::behavior receiver(caf::event_based_actor*, std::shared_ptr<ShardCache> cach
 
 }  // namespace
 
-caf::actor spawn_shard_receiver(caf::actor_system& sys, std::shared_ptr<ShardCache> cache) {
+proto::shard_receiver spawn_shard_receiver(caf::actor_system& sys, std::shared_ptr<ShardCache> cache) {
   return sys.spawn<caf::detached>(receiver, std::move(cache));
 }
 

@@ -6,6 +6,8 @@
 #include <caf/fwd.hpp>
 #include <memory>
 
+#include "actors/protocol/interfaces.h"
+
 namespace troupe {
 
 class ShardCache;
@@ -14,6 +16,6 @@ class ShardCache;
 //   (shard_chunk_atom, string sha256, uint64_t offset, string)   -> uint64_t bytes held
 //   (shard_done_atom, string sha256)                             -> CachedShard
 // Failures (cap, wrong offset, hash mismatch) are errors naming the node and the shard.
-caf::actor spawn_shard_receiver(caf::actor_system& sys, std::shared_ptr<ShardCache> cache);
+proto::shard_receiver spawn_shard_receiver(caf::actor_system& sys, std::shared_ptr<ShardCache> cache);
 
 }  // namespace troupe

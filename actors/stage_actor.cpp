@@ -40,7 +40,7 @@ std::string shape_str(const at::Tensor& t) {
 struct PendingStep {
   TensorMessage msg;
   at::Tensor input;
-  caf::response_promise rp;
+  caf::typed_response_promise<proto::TokenReply> rp;
 };
 
 constexpr auto kRecentWindow = std::chrono::seconds(10);  // for StageStats::recent_tokens_per_s
@@ -51,7 +51,8 @@ struct StageState {
   std::unique_ptr<StageModel> model;
   int64_t max_positions = 0;
   std::unordered_map<uint64_t, std::unique_ptr<KvCache>> caches;  // one per session
-  caf::actor next;  // the next stage, or the sampler beside the last stage
+  proto::stage_successor next;   // the next stage (not for the last stage) ...
+  proto::sampler_actor sampler;  // ... or the sampler beside the last stage
   proto::StageStats stats;
   std::deque<std::pair<Clock::time_point, uint64_t>> recent;  // (end of a forward pass, activations in it)
   void forget_old_passes(Clock::time_point now) {  // keeps `recent` to kRecentWindow
@@ -114,7 +115,7 @@ struct StageState {
   }
 };
 
-using StageActor = caf::stateful_actor<StageState>;
+using StageActor = proto::stage_actor::stateful_base<StageState>;
 
 proto::StageReady load(StageActor* self) {
   auto& st = self->state;
@@ -133,11 +134,11 @@ proto::StageReady load(StageActor* self) {
   });
   const ModelConfig& c = st.model->config();
   st.max_positions = st.cfg.max_positions > 0 ? std::min(st.cfg.max_positions, c.n_ctx) : c.n_ctx;
-  if (st.cfg.with_sampler) st.next = self->spawn<caf::linked>(sampler_behavior);
+  if (st.cfg.with_sampler) st.sampler = self->spawn<caf::linked>(sampler_behavior);
 
   proto::StageReady ready;
-  ready.stage = caf::actor_cast<caf::actor>(self);
-  ready.sampler = st.cfg.with_sampler ? st.next : caf::actor{};
+  ready.stage = caf::actor_cast<proto::stage_actor>(self);
+  ready.sampler = st.sampler;
   ready.node = st.cfg.node;
   ready.describe = st.cfg.spec.describe();
   ready.n_layer = c.n_layer;
@@ -155,8 +156,9 @@ proto::StageReady load(StageActor* self) {
   return ready;
 }
 
+// A failure of this stage: named in the text, and carried as data (proto::StageFailure).
 caf::error stage_error(const StageState& st, const std::string& what) {
-  return caf::make_error(caf::sec::runtime_error, st.label() + ": " + what);
+  return proto::stage_failure_error(st.label() + ": " + what, proto::StageFailure{st.cfg.node, st.cfg.spec, what});
 }
 
 // A request refused as a whole (not a failure of the stage): its text goes back unchanged.
@@ -165,10 +167,11 @@ struct SessionRefused : std::runtime_error {
 };
 
 // Checks one hop's activation and queues it for the next forward pass.
-void enqueue(StageActor* self, const proto::Activation& in, caf::response_promise rp) {
+void enqueue(StageActor* self, const proto::Activation& in, caf::typed_response_promise<proto::TokenReply> rp) {
   auto& st = self->state;
   if (!st.model) throw std::runtime_error("not loaded");
-  if (!st.next) throw std::runtime_error("has no successor (the pipeline was not wired)");
+  if (st.cfg.spec.has_head ? !st.sampler : !st.next)
+    throw std::runtime_error("has no successor (the pipeline was not wired)");
   TensorMessage m = decode_tensor_message(in.bytes);
   st.stats.bytes_in += in.bytes.size();
   at::Tensor input = from_wire(m.tensor);
@@ -188,7 +191,7 @@ void enqueue(StageActor* self, const proto::Activation& in, caf::response_promis
   st.pending.push_back(PendingStep{std::move(m), std::move(input), std::move(rp)});
   if (!st.flush_sent) {
     st.flush_sent = true;
-    self->send(self, proto::flush_atom::value);
+    self->send(caf::actor_cast<proto::stage_actor>(self), proto::flush_atom::value);
   }
 }
 
@@ -218,7 +221,7 @@ void pass_on(StageState& st, PendingStep& p, const at::Tensor& out) {
     logits.session_id = p.msg.session_id;
     logits.logits.assign(row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
     logits.sampling = std::move(p.msg.sampling);
-    p.rp.delegate(st.next, std::move(logits));
+    p.rp.delegate(st.sampler, std::move(logits));
   } else {
     p.msg.tensor = to_wire(out, st.cfg.wire_dtype);
     proto::Activation next{encode_tensor_message(p.msg)};
@@ -330,7 +333,7 @@ void run_batch(StageActor* self) {
   }
   if (!st.pending.empty() && !st.flush_sent) {
     st.flush_sent = true;
-    self->send(self, proto::flush_atom::value);
+    self->send(caf::actor_cast<proto::stage_actor>(self), proto::flush_atom::value);
   }
 }
 
@@ -376,10 +379,12 @@ caf::error not_owner(StageActor* self, const char* what) {
   const auto& sender = self->current_sender();
   spdlog::warn("{}: refused {} from {}, not its owner's process", self->state.label(), what,
                sender ? caf::to_string(sender->node()) : std::string("an anonymous sender"));
-  return stage_error(self->state, std::string("refused ") + what + ": only the client that deployed this stage may send it");
+  // A refusal, not a failure of the stage: no StageFailure, nobody restarts it.
+  return caf::make_error(caf::sec::runtime_error, self->state.label() + ": refused " + what +
+                                                    ": only the client that deployed this stage may send it");
 }
 
-caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner) {
+proto::stage_actor::behavior_type stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner) {
   self->state.cfg = std::move(cfg);
   self->state.owner = owner;
   if (owner) {
@@ -401,7 +406,7 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
                                                             self->state.cfg.model_path + ": " + e.what());
       }
     },
-    [self](proto::next_atom, caf::actor next) -> caf::result<caf::ok_atom> {
+    [self](proto::next_atom, proto::stage_successor next) -> caf::result<caf::ok_atom> {
       if (!from_owner(self)) return not_owner(self, "setnext");
       const bool first = !self->state.next;
       self->state.next = std::move(next);
@@ -409,12 +414,13 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
       return caf::ok_atom::value;
     },
     [self](proto::hop_ping_atom, uint64_t seq) {
-      self->send(caf::actor_cast<caf::actor>(self->current_sender()), proto::hop_pong_atom::value, seq);
+      // The sender is the stage before this one (it set this one as its successor).
+      self->send(caf::actor_cast<proto::stage_actor>(self->current_sender()), proto::hop_pong_atom::value, seq);
     },
     [self](proto::hop_pong_atom, uint64_t seq) { on_hop_pong(self->state, seq); },
     [self](proto::tick_atom) { ping_next(self); },
     [self](const proto::Activation& in) {
-      auto rp = self->make_response_promise();
+      auto rp = self->make_response_promise<proto::TokenReply>();
       try {
         enqueue(self, in, rp);
       } catch (const SessionRefused& e) {
@@ -424,6 +430,7 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
         spdlog::error("{}: {}", self->state.label(), e.what());
         rp.deliver(stage_error(self->state, e.what()));
       }
+      return rp;
     },
     [self](proto::flush_atom) { run_batch(self); },
     [self](proto::end_session_atom, uint64_t session) -> caf::result<caf::ok_atom> {
@@ -452,7 +459,7 @@ caf::behavior stage_behavior(StageActor* self, StageConfig cfg, caf::actor owner
 
 }  // namespace
 
-caf::actor spawn_stage_actor(caf::actor_system& sys, const StageConfig& cfg, const caf::actor& owner) {
+proto::stage_actor spawn_stage_actor(caf::actor_system& sys, const StageConfig& cfg, const caf::actor& owner) {
   return sys.spawn<caf::detached>(stage_behavior, cfg, owner);
 }
 

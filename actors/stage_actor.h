@@ -6,11 +6,11 @@
 // Spawned detached: each stage has its own thread and LibTorch thread team.
 #include <memory>
 
-#include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 #include <cstdint>
 #include <string>
 
+#include "actors/protocol/interfaces.h"
 #include "actors/protocol/wire_tensor.h"
 #include "models/arch/stage_spec.h"
 #include "actors/stage_work.h"
@@ -33,12 +33,13 @@ struct StageConfig {
   bool with_sampler = false;  // spawn a sampler beside it and make it the successor
   int32_t max_batch = kDefaultMaxBatch;  // sessions per forward pass (1: one at a time)
   int32_t max_sessions = 0;   // sessions held at once (the node's --max-sessions; 0: no cap)
-  caf::actor progress;        // gets proto::LoadProgress while the weights load (may be invalid)
+  proto::load_listener progress;  // gets proto::LoadProgress while the weights load (may be invalid)
   std::shared_ptr<StageWork> work;  // shared with its node, which reports it (may be null)
 };
 
-// Spawns the stage (detached). It loads its weights when it receives load_atom (reply:
-// proto::StageReady), and quits when `owner` (if valid) goes down.
-caf::actor spawn_stage_actor(caf::actor_system& sys, const StageConfig& cfg, const caf::actor& owner);
+// Spawns the stage (detached; proto::stage_actor in actors/protocol/interfaces.h). It loads
+// its weights when it receives load_atom (reply: proto::StageReady), and quits when `owner`
+// (if valid) goes down.
+proto::stage_actor spawn_stage_actor(caf::actor_system& sys, const StageConfig& cfg, const caf::actor& owner);
 
 }  // namespace troupe

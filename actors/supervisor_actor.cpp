@@ -24,8 +24,8 @@ struct SupervisorState {
   HeartbeatTimes times;
   FailureHandler on_failure;
   TickHandler on_tick;
-  std::vector<caf::actor> stages;
-  std::vector<caf::actor> nodes;  // per stage; invalid for in-process stages
+  std::vector<proto::stage_actor> stages;
+  std::vector<proto::node_actor> nodes;  // per stage; invalid for in-process stages
   std::vector<bool> probing;      // per stage: a progress probe is out
   std::vector<uint64_t> layers_seen;                         // per stage: its layer count at the last change
   std::vector<std::chrono::steady_clock::time_point> moved;  // per stage: when it last computed a layer (or was idle)
@@ -47,7 +47,7 @@ void heartbeat(SupervisorActor* self) {
   auto& st = self->state;
   std::set<caf::actor_addr> pinged;
   for (size_t i = 0; i < st.nodes.size(); ++i) {
-    const caf::actor& node = st.nodes[i];
+    const proto::node_actor& node = st.nodes[i];
     if (!node || !pinged.insert(node.address()).second) continue;
     const uint64_t epoch = st.epoch;
     const auto timeout = st.times.timeout;
@@ -115,11 +115,12 @@ caf::behavior supervisor_behavior(SupervisorActor* self, HeartbeatTimes times, F
   });
   self->send(self, proto::tick_atom::value);
   return {
-    [self](proto::watch_atom, std::vector<caf::actor>& stages, std::vector<caf::actor>& nodes, uint64_t epoch) {
+    [self](proto::watch_atom, std::vector<proto::stage_actor>& stages, std::vector<proto::node_actor>& nodes,
+           uint64_t epoch) {
       auto& st = self->state;
-      for (const auto& a : st.stages) self->demonitor(a);
+      for (const auto& a : st.stages) self->demonitor(a.address());
       for (const auto& a : st.nodes)
-        if (a) self->demonitor(a);
+        if (a) self->demonitor(a.address());
       st.stages = std::move(stages);
       st.nodes = std::move(nodes);
       st.nodes.resize(st.stages.size());

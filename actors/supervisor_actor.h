@@ -39,8 +39,8 @@ struct HeartbeatTimes {
   std::chrono::milliseconds stall{0};
 };
 
-// Handles (watch_atom, std::vector<caf::actor> stages, std::vector<caf::actor> nodes,
-// uint64_t epoch) -> ok_atom: `nodes[i]` is the node actor holding stage i (invalid for a
+// Handles (watch_atom, std::vector<proto::stage_actor> stages, std::vector<proto::node_actor>
+// nodes, uint64_t epoch) -> ok_atom: `nodes[i]` is the node actor holding stage i (invalid for a
 // stage in this process, which needs no heartbeat). Replaces what it watched before.
 caf::actor spawn_supervisor_actor(caf::actor_system& sys, HeartbeatTimes times, FailureHandler on_failure,
                                   TickHandler on_tick = {});

@@ -343,6 +343,30 @@ TEST(Pipeline, ComputeErrorComesBackNamingStageAndNodeAndTheNodeKeepsServing) {
   EXPECT_EQ(p.generate("Once upon a time", 4).tokens.size(), 4u);
 }
 
+TEST(Pipeline, AFailureInStageKCarriesStageKsLayersAndNodeAsDataAcrossTheNetwork) {
+  auto nodes = SharedNodes::nodes(3);
+  Pipeline p = deploy(actor_system(), even_split("stories260K/stories260K.gguf", 3, nodes), test_options());
+  caf::scoped_actor self{actor_system()};
+  for (size_t k = 0; k < 3; ++k) {
+    // Stage k throws inside compute at its next pass; the request enters at stage 0, so the
+    // failure of stage k comes back from its node, delegated along the chain.
+    p.inject_fault(k, 0);
+    TensorMessage m;
+    m.session_id = 900 + k;
+    m.tensor = tokens_to_wire({1, 403, 511});
+    caf::error error;
+    self->request(p.stages()[0].actor, 10s, proto::Activation{encode_tensor_message(m)})
+      .receive([](const proto::TokenReply&) {}, [&](caf::error& e) { error = std::move(e); });
+    ASSERT_TRUE(error) << "stage " << k << " did not fail";
+    const auto failure = proto::stage_failure_of(error);
+    ASSERT_TRUE(failure.has_value()) << "stage " << k << ": no StageFailure in " << proto::error_text(error);
+    EXPECT_EQ(failure->spec.describe(), p.stages()[k].describe) << "stage " << k;
+    EXPECT_EQ(failure->node, nodes[k]->endpoint()) << "stage " << k;
+    EXPECT_NE(failure->what.find("injected fault"), std::string::npos) << failure->what;
+  }
+  EXPECT_EQ(p.generate("Once upon a time", 4).tokens.size(), 4u);  // every stage still serves
+}
+
 TEST(Pipeline, DestroyingThePipelineStopsItsStagesOnTheNodes) {
   auto nodes = SharedNodes::nodes(2);
   { Pipeline p = deploy(actor_system(), even_split("stories260K/stories260K.gguf", 2, nodes), test_options()); }

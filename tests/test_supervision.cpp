@@ -226,6 +226,7 @@ TEST(Supervision, ExceptionInsideAStageRestartsItOnItsNodeAndTheTextIsUnchanged)
   ASSERT_EQ(recoveries.size(), 1u);
   const Recovery& r = recoveries[0];
   EXPECT_EQ(r.kind, "exception");
+  EXPECT_EQ(r.stage_index, 1u);  // from the StageFailure the stage's error carries
   EXPECT_NE(r.cause.find("injected fault"), std::string::npos) << r.cause;
   EXPECT_EQ(r.from_node, nodes[1]->endpoint());
   EXPECT_EQ(r.to_node, nodes[1]->endpoint());  // its node is alive: restarted there

@@ -156,5 +156,56 @@ TEST(Wire, ActivationSurvivesCafSerialization) {
   EXPECT_EQ(in.get_as<proto::Activation>(0).bytes, out.bytes);
 }
 
+// Every option set away from its default, so that a field one serializer leaves out shows.
+SamplingOptions unusual_options() {
+  SamplingOptions o;
+  o.temperature = 0.25f;
+  o.top_k = 7;
+  o.top_p = 0.5f;
+  o.repeat_penalty = 1.3f;
+  o.repeat_window = 11;
+  o.seed = 99;
+  return o;
+}
+
+void expect_same_options(const SamplingOptions& a, const SamplingOptions& b) {
+  EXPECT_EQ(a.temperature, b.temperature);
+  EXPECT_EQ(a.top_k, b.top_k);
+  EXPECT_EQ(a.top_p, b.top_p);
+  EXPECT_EQ(a.repeat_penalty, b.repeat_penalty);
+  EXPECT_EQ(a.repeat_window, b.repeat_window);
+  EXPECT_EQ(a.seed, b.seed);
+}
+
+TEST(Wire, EverySamplingOptionSurvivesBothTheWireCodecAndCafSerialization) {
+  TensorMessage m = hidden_message(WireDType::f32);
+  m.sampling.options = unusual_options();
+  expect_same_options(decode_tensor_message(encode_tensor_message(m)).sampling.options, unusual_options());
+
+  caf::actor_system_config cfg;
+  configure_actor_system(cfg);
+  caf::actor_system sys{cfg};
+  proto::LogitsRow row;
+  row.session_id = 5;
+  row.logits = {1.0f, -2.0f};
+  row.sampling = m.sampling;
+  row.sampling.draft = {4, 8};
+  std::vector<char> buf;
+  caf::binary_serializer sink{sys, buf};
+  ASSERT_FALSE(caf::make_message(row).save(sink));
+  caf::binary_deserializer source{sys, buf};
+  caf::message in;
+  ASSERT_FALSE(in.load(source));
+  ASSERT_TRUE(in.match_elements<proto::LogitsRow>());
+  const proto::LogitsRow& back = in.get_as<proto::LogitsRow>(0);
+  expect_same_options(back.sampling.options, unusual_options());
+  EXPECT_EQ(back.session_id, 5u);
+  EXPECT_EQ(back.logits, row.logits);
+  EXPECT_EQ(back.sampling.recent, row.sampling.recent);
+  EXPECT_EQ(back.sampling.step, row.sampling.step);
+  EXPECT_EQ(back.sampling.want_logits, row.sampling.want_logits);
+  EXPECT_EQ(back.sampling.draft, row.sampling.draft);
+}
+
 }  // namespace
 }  // namespace troupe

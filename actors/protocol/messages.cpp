@@ -20,6 +20,22 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<TokenizerInfo>("troupe.TokenizerInfo");
   cfg.add_message_type<CachedShard>("troupe.CachedShard");
   cfg.add_message_type<ShardOffer>("troupe.ShardOffer");
+  cfg.add_message_type<StageFailure>("troupe.StageFailure");
+  // Handles that cross the network as a message element of their own (not inside a struct).
+  cfg.add_message_type<stage_actor>("troupe.stage_actor");
+  cfg.add_message_type<stage_successor>("troupe.stage_successor");
+}
+
+caf::error stage_failure_error(const std::string& text, StageFailure failure) {
+  return caf::make_error(caf::sec::runtime_error, text, std::move(failure));
+}
+
+std::optional<StageFailure> stage_failure_of(const caf::error& err) {
+  if (!err) return std::nullopt;
+  const caf::message& m = err.context();
+  for (size_t i = 0; i < m.size(); ++i)
+    if (m.match_element<StageFailure>(i)) return m.get_as<StageFailure>(i);
+  return std::nullopt;
 }
 
 std::string error_text(const caf::error& err) {

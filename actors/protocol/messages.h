@@ -1,75 +1,22 @@
 #pragma once
-// The troupe protocol: every message the actors exchange, in one place.
+// The troupe protocol's messages: every struct the actors exchange, and how CAF serializes
+// it. Who takes which message and answers what: actors/protocol/interfaces.h (typed actor
+// interfaces, which the compiler checks every handler and request against).
 //
-// Actors and who talks to whom (one generated token, see docs/architecture.md):
-//
-//   client ──request(Activation{tokens})──▶ stage 0 ──delegate(Activation{hidden})──▶ stage 1 ──▶ …
-//        ◀───────────── TokenReply ──────── sampler ◀──delegate(LogitsRow)── last stage (same node)
-//
-// Every stage forwards the client's request with CAF's `delegate`, so the reply of the
-// sampler at the end of the chain goes straight back to the client that asked. ("client"
-// is the client actor of a deployed Pipeline, or any actor that sends an Activation.)
-//
-//   node (one per caf-node daemon, published on its port)
-//     hello_atom, uint32_t version           -> hello_atom, uint32_t version (the node's; sent first,
-//                                                before any versioned struct crosses)
-//     info_atom                              -> NodeInfo (with every hosted stage's StageStats)
-//     spawn_atom, SpawnStage                 -> StageReady      (loads the stage, and its sampler if asked)
-//     peer_atom, host, port, caf::node_id    -> caf::ok_atom    (connect directly to the node at host:port,
-//                                                                which must be that node id; sent before
-//                                                                wiring a stage here to a stage there)
-//     ping_atom                              -> caf::ok_atom    (the supervisor's heartbeat)
-//     shard_offer_atom, ShardOffer           -> uint64_t offset (a node with --cache: where to resume the shard's
-//                                                bytes; == size when it holds the shard, hash re-checked)
-//     shard_chunk_atom, string sha256, uint64_t offset, string bytes
-//                                            -> uint64_t offset (bytes held after this chunk; the client keeps a
-//                                                few chunks in flight, framework/deploy/shard_transfer.h)
-//     shard_done_atom, string sha256         -> CachedShard (hash checked, renamed into the cache, LRU evicted)
-//     progress_atom, caf::actor stage        -> bool busy, uint64_t layers (whether a forward pass of
-//                                                that stage is running, and the layers it has computed:
-//                                                answered while the stage's own thread computes)
-//   stage (detached actor, one per layer range)
-//     Activation                             -> (delegated) TokenReply, or an error naming stage+layers+node
-//     next_atom, caf::actor successor        -> caf::ok_atom
-//     end_session_atom, uint64_t session     -> caf::ok_atom    (frees the session's KV cache)
-//     stats_atom                             -> StageStats
-//     fault_atom, uint64_t step              -> caf::ok_atom    (tests: throw inside compute at that step)
-//     fault_atom, step, uint32_t ms, bool progressing -> caf::ok_atom (tests: freeze there, or run slowly)
-//     hop_ping_atom, uint64_t seq            -> (sends hop_pong_atom, seq back: the stage before it
-//                                                measures the hop's round trip)
-//     hop_pong_atom, uint64_t seq            (the answer of the next stage to its hop ping)
-//     tick_atom                              (from its node, every 5 s: ping the next stage if idle)
-//     flush_atom                             (to itself: run the pending steps as one batch)
-//     while loading, it sends LoadProgress to SpawnStage::progress (if set)
-//   sampler (on the last stage's node)
-//     LogitsRow                              -> TokenReply
-//   client (in the client process, one per deployed pipeline; never remote)
-//     Activation                             -> TokenReply (relayed to stage 0; fails at once if a stage died)
-//     watch_atom, std::vector<caf::actor>, std::vector<std::string> -> caf::ok_atom (again after a recovery)
-//     fail_atom, std::string why             -> (fails every request in flight; from the supervisor)
-//   supervisor (in the client process, one per deployed pipeline; never remote)
-//     watch_atom, std::vector<caf::actor> stages, std::vector<caf::actor> nodes, uint64_t epoch
-//                                            -> caf::ok_atom    (monitors stages and nodes, pings nodes)
-//     tick_atom                              (to itself: one heartbeat round)
-//     (see framework/deploy_supervision.h and "Supervision and failover" in docs/architecture.md)
-//   tokenizer (on the client, never remote)
-//     encode_atom, std::string text          -> std::vector<int32_t>
-//     decode_atom, std::vector<int32_t> ids  -> std::string
-//     piece_atom, int32_t id                 -> std::string (the bytes of one token)
-//     info_atom                              -> TokenizerInfo
-//
-// Versioning: a client's first message to a node is `hello` with kProtocolVersion, in plain
-// integers that every version decodes the same way; only when the node answers with the same
-// version does any struct of this file cross. The activation bytes carry their own format
-// version (kWireFormatVersion, actors/protocol/wire_tensor.h).
+// Versioning: a client's first message to a node (and a node's to a node it peers with) is
+// `hello` with kProtocolVersion, in plain integers that every version decodes the same way;
+// only when the other answers with the same version does any struct of this file cross.
+// The activation bytes carry their own format version (kWireFormatVersion, wire_tensor.h).
 #include <caf/actor.hpp>
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
 #include <caf/meta/type_name.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "actors/protocol/interfaces.h"
 #include "actors/protocol/wire_tensor.h"
 #include "models/runtime/sampler.h"
 #include "models/arch/stage_spec.h"
@@ -77,39 +24,15 @@
 namespace troupe {
 namespace proto {
 
-constexpr uint32_t kProtocolVersion = 9;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo;
+constexpr uint32_t kProtocolVersion = 10;  // 2: ping_atom, fault_atom; 4: batching, load progress, stage stats in NodeInfo;
                                           // 5: hello before anything else, no version inside structs;
                                           // 6: shard cache and transfer (shard_* atoms, SpawnStage::shard, NodeInfo cache)
                                           // 7: progress_atom (stage progress from its node)
                                           // 8: speculative steps (LogitsRow of several rows, TokenReply::tokens),
                                           //    NodeInfo::speed_spread
-                                          // 9: NodeInfo::speed_age_s, speed_probes (idle re-probing)
-
-// -- atoms (at most 10 characters) --------------------------------------------------------
-
-using hello_atom = caf::atom_constant<caf::atom("hello")>;
-using info_atom = caf::atom_constant<caf::atom("info")>;
-using spawn_atom = caf::atom_constant<caf::atom("spawnstage")>;
-using peer_atom = caf::atom_constant<caf::atom("peer")>;
-using next_atom = caf::atom_constant<caf::atom("setnext")>;
-using end_session_atom = caf::atom_constant<caf::atom("endsession")>;
-using stats_atom = caf::atom_constant<caf::atom("stats")>;
-using load_atom = caf::atom_constant<caf::atom("load")>;  // node -> its own new stage (local only)
-using encode_atom = caf::atom_constant<caf::atom("encode")>;
-using decode_atom = caf::atom_constant<caf::atom("decode")>;
-using piece_atom = caf::atom_constant<caf::atom("piece")>;
-using watch_atom = caf::atom_constant<caf::atom("watch")>;  // deploy -> its client actor (local only)
-using ping_atom = caf::atom_constant<caf::atom("ping")>;    // supervisor -> node (heartbeat)
-using progress_atom = caf::atom_constant<caf::atom("progress")>;  // supervisor -> node (a stage's progress)
-using fault_atom = caf::atom_constant<caf::atom("fault")>;  // test -> stage (fault injection)
-using fail_atom = caf::atom_constant<caf::atom("fail")>;    // supervisor -> client actor (local only)
-using tick_atom = caf::atom_constant<caf::atom("tick")>;    // supervisor -> itself (heartbeat timer)
-using flush_atom = caf::atom_constant<caf::atom("flush")>;  // stage -> itself (run the pending batch)
-using hop_ping_atom = caf::atom_constant<caf::atom("hopping")>;  // stage -> next stage (hop round trip)
-using hop_pong_atom = caf::atom_constant<caf::atom("hoppong")>;  // next stage -> stage
-using shard_offer_atom = caf::atom_constant<caf::atom("shardoffer")>;  // client -> node (weights transfer)
-using shard_chunk_atom = caf::atom_constant<caf::atom("shardchunk")>;
-using shard_done_atom = caf::atom_constant<caf::atom("sharddone")>;
+                                          // 9: typed interfaces (interfaces.h), StageFailure in a stage's errors,
+                                          //    hello between nodes before they peer
+                                          // 10: NodeInfo::speed_age_s, speed_probes (idle re-probing)
 
 // -- node: spawning a stage -----------------------------------------------------------------
 
@@ -120,9 +43,10 @@ struct SpawnStage {
   int32_t threads = 0;       // 0: the node's default
   int64_t max_positions = 0; // KV cache length per session; 0: the model's context
   bool with_sampler = false; // the last stage: also spawn the sampler next to it, wired as successor
-  caf::actor owner;          // the stage quits when this actor (the client's pipeline) goes down
+  caf::actor owner;          // the stage quits when this actor goes down (the pipeline's supervision
+                             // actor, framework/deploy/deploy_supervision.cpp; only monitored)
   int32_t max_batch = 0;     // sessions per forward pass; 0: the default (stage_actor.h), 1: no batching
-  caf::actor progress;       // receives LoadProgress while the stage loads (may be invalid)
+  load_listener progress;    // receives LoadProgress while the stage loads (may be invalid)
   std::string shard;         // SHA-256 of a shard in the node's --cache to load instead of `model` ("" : use `model`)
 };
 
@@ -151,8 +75,8 @@ struct LoadProgress {
 };
 
 struct StageReady {
-  caf::actor stage;
-  caf::actor sampler;        // invalid unless with_sampler
+  stage_actor stage;
+  sampler_actor sampler;     // invalid unless with_sampler
   std::string node;
   std::string describe;      // "layers 0-2 +embedding"
   int64_t n_layer = 0;       // of the whole model
@@ -230,6 +154,22 @@ struct NodeInfo {
   int32_t speed_probes = 0;  // measurements so far: 1 at start, +1 per idle re-probe (caf-node --reprobe-idle)
 };
 
+// -- failures as data ---------------------------------------------------------------------------
+
+// A stage that fails a request says which stage it is in the error's context, beside the
+// text (caf::error's context is a message: it crosses the network with the error), so the
+// client finds the failed stage by its layers, not by reading the words.
+struct StageFailure {
+  std::string node;          // "host:port" of its node, as the daemon was started
+  StageSpec spec;            // its layers: unique within a pipeline
+  std::string what;          // what went wrong, without the stage's name
+};
+
+// An error naming the stage (`text`, for people) that also carries `failure` (for code).
+caf::error stage_failure_error(const std::string& text, StageFailure failure);
+// The StageFailure an error carries, if a stage raised it (nothing for a refusal, a timeout,
+// a stage that went down: those come without one).
+std::optional<StageFailure> stage_failure_of(const caf::error& err);
 
 struct TokenizerInfo {
   int32_t n_vocab = 0;
@@ -279,10 +219,12 @@ typename Inspector::result_type inspect(Inspector& f, Activation& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, LogitsRow& x) {
-  auto& o = x.sampling.options;
-  return f(caf::meta::type_name("troupe.LogitsRow"), x.session_id, x.logits, o.temperature, o.top_k, o.top_p,
-           o.repeat_penalty, o.repeat_window, o.seed, x.sampling.recent, x.sampling.step, x.sampling.want_logits,
-           x.sampling.draft);
+  SamplingRequest& s = x.sampling;
+  // The options' fields come from their one list (models/runtime/sampler.h), as in the wire codec.
+  return visit_fields(s.options, [&](auto&... options) {
+    return f(caf::meta::type_name("troupe.LogitsRow"), x.session_id, x.logits, options..., s.recent, s.step,
+             s.want_logits, s.draft);
+  });
 }
 
 template <class Inspector>
@@ -299,6 +241,12 @@ typename Inspector::result_type inspect(Inspector& f, StageStats& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, LoadProgress& x) {
   return f(caf::meta::type_name("troupe.LoadProgress"), x.node, x.describe, x.bytes_done, x.bytes_total);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, StageFailure& x) {
+  return f(caf::meta::type_name("troupe.StageFailure"), x.node, x.spec.layer_first, x.spec.layer_last,
+           x.spec.has_embedding, x.spec.has_head, x.what);
 }
 
 template <class Inspector>

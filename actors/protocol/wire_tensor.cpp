@@ -171,8 +171,7 @@ std::string encode_tensor_message(const TensorMessage& m) {
     ar(static_cast<uint8_t>(m.tensor.dtype));
     save_pod_vector(ar, m.tensor.shape);
     save_bytes(ar, m.tensor.data);
-    const SamplingOptions& o = m.sampling.options;
-    ar(o.temperature, o.top_k, o.top_p, o.repeat_penalty, o.repeat_window, o.seed);
+    visit_fields(m.sampling.options, [&](const auto&... xs) { ar(xs...); });
     save_pod_vector(ar, m.sampling.recent);
     ar(m.sampling.step, static_cast<uint8_t>(m.sampling.want_logits));
     save_pod_vector(ar, m.sampling.draft);
@@ -204,8 +203,7 @@ TensorMessage decode_tensor_message(const std::string& bytes) {
       throw WireError("wire message: tensor of rank " + std::to_string(m.tensor.shape.size()) + " (at most " +
                       std::to_string(kMaxRank) + " expected)");
     load_bytes(ar, src, m.tensor.data, "tensor data");
-    SamplingOptions& o = m.sampling.options;
-    ar(o.temperature, o.top_k, o.top_p, o.repeat_penalty, o.repeat_window, o.seed);
+    visit_fields(m.sampling.options, [&](auto&... xs) { ar(xs...); });
     load_pod_vector(ar, src, m.sampling.recent, "recent tokens");
     uint8_t want_logits = 0;
     ar(m.sampling.step, want_logits);

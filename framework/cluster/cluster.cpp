@@ -108,12 +108,12 @@ std::string explain_refusal(caf::actor_system& sys, const Endpoint& ep, const st
 // the first one (every stage of a pipeline on it goes down). So a process connects to a node
 // once and reuses the actor while it answers.
 static std::mutex reached_mutex;
-static std::map<std::pair<std::string, std::string>, caf::actor> reached;  // (this node id, endpoint)
+static std::map<std::pair<std::string, std::string>, proto::node_actor> reached;  // (this node id, endpoint)
 
 ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   const auto key = std::make_pair(caf::to_string(sys.node()), ep.str());
-  caf::actor known;
+  proto::node_actor known;
   {
     std::lock_guard<std::mutex> lock(reached_mutex);
     if (auto it = reached.find(key); it != reached.end()) known = it->second;
@@ -144,7 +144,9 @@ ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chro
         if (ptr == nullptr)
           failure = "no troupe node is published there";
         else
-          node.actor = caf::actor_cast<caf::actor>(std::move(ptr));
+          // The one place a node's handle arrives untyped (CAF's middleman hands out what a
+          // port publishes): it is a node_actor, and hello below checks it speaks this version.
+          node.actor = caf::actor_cast<proto::node_actor>(std::move(ptr));
       },
       [&](caf::error& err) {
         failure = err == caf::sec::request_timeout ? "no handshake within " + std::to_string(timeout.count()) + " ms"

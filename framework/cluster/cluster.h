@@ -36,7 +36,7 @@ void probe_tcp(const Endpoint& ep, std::chrono::milliseconds timeout);
 // The node actor published at `ep`, with its info; checks the protocol version. Throws
 // NodeUnreachable (naming host:port) when that takes longer than `timeout`.
 struct ConnectedNode {
-  caf::actor actor;
+  proto::node_actor actor;
   proto::NodeInfo info;
 };
 ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chrono::milliseconds timeout);

@@ -40,7 +40,7 @@ struct Pipeline::Impl {
   DeployOptions options;
   SamplingOptions sampling;
   std::shared_ptr<const Tokenizer> tokenizer;  // immutable and thread-safe: called directly
-  caf::actor local_node;
+  proto::node_actor local_node;
   std::vector<DeployedStage> stages;  // as deployed; the supervision actor holds them as repaired
   std::mutex stages_mu;               // Pipeline::stages() refreshes `stages` from the supervisor
   std::vector<proto::SpawnStage> spawns;  // what each stage was spawned with (to restart it)
@@ -68,10 +68,10 @@ struct Pipeline::Impl {
     }
     supervisor.reset();
     std::vector<caf::actor> all;
-    for (const auto& s : stages) all.push_back(s.actor);
-    if (local_node) all.push_back(local_node);
+    for (const auto& s : stages) all.push_back(caf::actor_cast<caf::actor>(s.actor));
+    if (local_node) all.push_back(caf::actor_cast<caf::actor>(local_node));
     stages.clear();
-    local_node = caf::actor{};
+    local_node = proto::node_actor{};
     if (all.empty() || sys == nullptr) return;
     caf::scoped_actor self{*sys};
     for (const auto& a : all) {
@@ -318,10 +318,10 @@ std::string timeout_or_text(const caf::error& e, const std::string& what, std::c
 
 // The node actor for each endpoint named in the description (connecting once per node),
 // and a node actor in this process for stages without .on().
-std::map<std::string, caf::actor> reach_nodes(caf::actor_system& sys, const dsl::PipelineDesc& desc,
+std::map<std::string, proto::node_actor> reach_nodes(caf::actor_system& sys, const dsl::PipelineDesc& desc,
                                               const DeployOptions& options, Pipeline::Impl& I,
                                               std::map<std::string, proto::NodeInfo>& infos) {
-  std::map<std::string, caf::actor> nodes;
+  std::map<std::string, proto::node_actor> nodes;
   for (const auto& s : desc.stages) {
     if (nodes.count(s.endpoint)) continue;
     if (s.endpoint.empty()) {
@@ -343,7 +343,7 @@ std::map<std::string, caf::actor> reach_nodes(caf::actor_system& sys, const dsl:
 // Sends each stage placed on a node with a shard cache its shard (when the model is here and
 // the node does not hold it yet); fills I.shards, one per stage.
 void send_weights(caf::actor_system& sys, const dsl::PipelineDesc& desc, const DeployOptions& options,
-                  const std::map<std::string, caf::actor>& nodes,
+                  const std::map<std::string, proto::node_actor>& nodes,
                   const std::map<std::string, proto::NodeInfo>& infos, Pipeline::Impl& I) {
   I.shards.assign(desc.stages.size(), ShardOutcome{});
   if (!options.send_weights) return;
@@ -372,11 +372,11 @@ void send_weights(caf::actor_system& sys, const dsl::PipelineDesc& desc, const D
 // last the head and the sampler.
 std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::PipelineDesc& desc,
                                             const DeployOptions& options,
-                                            const std::map<std::string, caf::actor>& nodes, Pipeline::Impl& I) {
+                                            const std::map<std::string, proto::node_actor>& nodes, Pipeline::Impl& I) {
   // Relays the stages' LoadProgress to the caller's callback while they load.
-  caf::actor progress;
+  proto::load_listener progress;
   if (options.on_load_progress)
-    progress = self->spawn([cb = options.on_load_progress]() -> caf::behavior {
+    progress = self->spawn([cb = options.on_load_progress]() -> proto::load_listener::behavior_type {
       return {[cb](const proto::LoadProgress& p) { cb(p.node, p.describe, p.bytes_done, p.bytes_total); }};
     });
   std::vector<proto::SpawnStage> requests;
@@ -412,7 +412,7 @@ std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::
   outcome->ready.resize(requests.size());
   outcome->errors.resize(requests.size());
   outcome->left = requests.size();
-  std::vector<caf::actor> stage_nodes;
+  std::vector<proto::node_actor> stage_nodes;
   for (const auto& s : desc.stages) stage_nodes.push_back(nodes.at(s.endpoint));
   const auto timeout = options.spawn_timeout;
   auto settle = [outcome](size_t i, std::optional<proto::StageReady> r, std::string error) {
@@ -427,7 +427,7 @@ std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::
         if (stage_nodes[i].address() == dm.source)
           settle(i, std::nullopt, "its node went down while loading (" + proto::error_text(dm.reason) + ")");
     });
-    std::set<caf::actor> watched;
+    std::set<proto::node_actor> watched;
     for (size_t i = 0; i < requests.size(); ++i) {
       if (watched.insert(stage_nodes[i]).second) helper->monitor(stage_nodes[i]);
       helper->request(stage_nodes[i], timeout, proto::spawn_atom::value, requests[i])
@@ -473,9 +473,9 @@ void check_coverage(const dsl::PipelineDesc& desc, const std::vector<proto::Stag
 // Connects each stage's node directly to the next stage's node, before any activation
 // flows (see "Direct connections" in docs/architecture.md).
 void peer_nodes(caf::scoped_actor& self, const dsl::PipelineDesc& desc, const DeployOptions& options,
-                const std::map<std::string, caf::actor>& nodes, const std::vector<proto::StageReady>& ready) {
+                const std::map<std::string, proto::node_actor>& nodes, const std::vector<proto::StageReady>& ready) {
   const auto timeout = options.connect_timeout + std::chrono::seconds(10);  // the node has its own timeout
-  using Handle = decltype(self->request(caf::actor{}, timeout, proto::peer_atom::value, std::string{}, uint16_t{0},
+  using Handle = decltype(self->request(proto::node_actor{}, timeout, proto::peer_atom::value, std::string{}, uint16_t{0},
                                         caf::node_id{}));
   std::vector<Handle> pending;
   for (size_t i = 0; i + 1 < desc.stages.size(); ++i) {
@@ -497,7 +497,8 @@ void peer_nodes(caf::scoped_actor& self, const dsl::PipelineDesc& desc, const De
 void wire_stages(caf::scoped_actor& self, const DeployOptions& options, const Pipeline::Impl& I) {
   for (size_t i = 0; i + 1 < I.stages.size(); ++i) {
     std::string failure;
-    self->request(I.stages[i].actor, options.connect_timeout, proto::next_atom::value, I.stages[i + 1].actor)
+    self->request(I.stages[i].actor, options.connect_timeout, proto::next_atom::value,
+                  proto::stage_successor{I.stages[i + 1].actor})
       .receive([](caf::ok_atom) {}, [&](caf::error& e) { failure = proto::error_text(e); });
     if (!failure.empty())
       throw DeployError("cannot wire stage " + std::to_string(i) + " to stage " + std::to_string(i + 1) + ": " + failure);

@@ -138,7 +138,7 @@ class PipelineError : public std::runtime_error {
 struct DeployedStage {
   std::string endpoint;  // as in the description ("" for in-process)
   std::string describe;  // "layers 0-2 +embedding"
-  caf::actor actor;
+  proto::stage_actor actor;
   uint64_t weight_bytes = 0;
   double load_ms = 0;
   int32_t threads = 0;

@@ -27,12 +27,12 @@ milliseconds left_until(Clock::time_point deadline, milliseconds at_least = mill
   return std::max(at_least, std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
 }
 
-using NodeMap = std::map<std::string, caf::actor>;  // endpoint -> node actor ("" : this process)
+using NodeMap = std::map<std::string, proto::node_actor>;  // endpoint -> node actor ("" : this process)
 
 // Where a stage could run: a node actor and its endpoint ("" : this process).
 struct Placement {
   std::string endpoint;
-  caf::actor node;
+  proto::node_actor node;
 };
 
 // What a repair (or a move home) gave, sent by its worker to the supervision actor.
@@ -103,15 +103,15 @@ std::string stage_label(const DeployedStage& s) {
 
 struct Topology {
   DeployOptions options;
-  caf::actor local_node;
+  proto::node_actor local_node;
   std::vector<DeployedStage> stages;
   std::vector<proto::SpawnStage> spawns;
-  std::map<std::string, caf::actor> nodes;  // endpoint -> node actor ("" : this process)
+  std::map<std::string, proto::node_actor> nodes;  // endpoint -> node actor ("" : this process)
   std::vector<std::string> homes;           // the node each stage was deployed on
   std::shared_ptr<std::atomic<bool>> cancelled;  // set when the pipeline stops
 };
 
-bool answers(caf::blocking_actor* self, const Topology& t, const caf::actor& node) {
+bool answers(caf::blocking_actor* self, const Topology& t, const proto::node_actor& node) {
   if (!node) return false;
   if (node == t.local_node) return true;
   bool ok = false;
@@ -121,9 +121,10 @@ bool answers(caf::blocking_actor* self, const Topology& t, const caf::actor& nod
 }
 
 // Reaches `endpoint` and checks it answers a ping; throws when it does not.
-caf::actor reach(caf::blocking_actor* self, const Topology& t, const std::string& endpoint, milliseconds timeout) {
+proto::node_actor reach(caf::blocking_actor* self, const Topology& t, const std::string& endpoint,
+                        milliseconds timeout) {
   if (endpoint.empty()) return t.local_node;
-  caf::actor node = connect_node(self->system(), parse_endpoint(endpoint), timeout).actor;  // throws when unreachable
+  proto::node_actor node = connect_node(self->system(), parse_endpoint(endpoint), timeout).actor;  // throws when unreachable
   if (!answers(self, t, node)) throw std::runtime_error("node " + endpoint + " did not answer a ping");
   return node;
 }
@@ -162,7 +163,7 @@ std::optional<Placement> place(caf::blocking_actor* self, const Topology& t, siz
     // node keep their place in front).
     struct Live {
       std::string endpoint;
-      caf::actor node;
+      proto::node_actor node;
       uint64_t free = 0;
       bool ranked = false;
     };
@@ -225,18 +226,18 @@ std::string wire_in(caf::blocking_actor* self, const Topology& t, size_t index, 
   std::string failure;
   auto node_for = [&](const std::string& ep) {
     auto it = t.nodes.find(ep);
-    return it == t.nodes.end() ? caf::actor{} : it->second;
+    return it == t.nodes.end() ? proto::node_actor{} : it->second;
   };
   auto alive = [&](size_t i) { return now[i].endpoint.empty() || answers(self, t, node_for(now[i].endpoint)); };
-  auto peer = [&](const std::string& from, const caf::actor& from_node, const std::string& target,
-                  const caf::actor& to_stage) {
+  auto peer = [&](const std::string& from, const proto::node_actor& from_node, const std::string& target,
+                  const proto::stage_actor& to_stage) {
     if (!failure.empty() || from.empty() || target.empty() || from == target) return;
     const Endpoint ep = parse_endpoint(target);
     self->request(from_node, t.options.connect_timeout + std::chrono::seconds(10), proto::peer_atom::value, ep.host,
                   ep.port, to_stage.node())
       .receive([](caf::ok_atom) {}, [&](caf::error& e) { failure = proto::error_text(e); });
   };
-  auto wire = [&](const caf::actor& from, const caf::actor& target) {
+  auto wire = [&](const proto::stage_actor& from, const proto::stage_successor& target) {
     if (!failure.empty()) return;
     self->request(from, t.options.connect_timeout, proto::next_atom::value, target)
       .receive([](caf::ok_atom) {}, [&](caf::error& e) { failure = proto::error_text(e); });
@@ -278,13 +279,13 @@ void probe_worker(caf::blocking_actor* self, Topology t, caf::actor supervision)
   for (size_t i = 0; i < t.stages.size(); ++i) {
     if (t.stages[i].endpoint == t.homes[i]) continue;
     try {
-      caf::actor node = reach(self, t, t.homes[i], std::min(t.options.connect_timeout, milliseconds(1000)));
+      proto::node_actor node = reach(self, t, t.homes[i], std::min(t.options.connect_timeout, milliseconds(1000)));
       self->send(supervision, reached_atom::value, true, i, node, t.stages[i].actor);
       return;
     } catch (const std::exception&) {
     }
   }
-  self->send(supervision, reached_atom::value, false, size_t{0}, caf::actor{}, caf::actor{});
+  self->send(supervision, reached_atom::value, false, size_t{0}, proto::node_actor{}, proto::stage_actor{});
 }
 
 // A stage spawned again on its own node (which answers again) and wired in.
@@ -330,10 +331,10 @@ struct Report {
 
 struct SupervisionState {
   DeployOptions options;
-  caf::actor local_node;
+  proto::node_actor local_node;
   std::vector<DeployedStage> stages;
   std::vector<proto::SpawnStage> spawns;
-  std::map<std::string, caf::actor> nodes;  // endpoint -> node actor ("" : this process)
+  std::map<std::string, proto::node_actor> nodes;  // endpoint -> node actor ("" : this process)
   std::vector<std::string> homes;           // the node each stage was deployed on
   caf::actor watcher;                       // actors/supervisor_actor.h
   uint64_t epoch = 0;
@@ -374,14 +375,20 @@ void report(SupervisionActor* self, const Report& r);
 
 // A failed step learns whether a repair follows: it is answered "retry" at once when one is
 // (or was) under way, else after a heartbeat round with its failure.
-void step_failed(SupervisionActor* self, caf::response_promise rp, uint64_t epoch, const std::string& failure) {
+void step_failed(SupervisionActor* self, caf::response_promise rp, uint64_t epoch, const std::string& failure,
+                 const std::optional<proto::StageFailure>& failed_stage) {
   auto& st = self->state;
-  // A stage that threw names itself ("stage layers 2-3 of <model> on node ..."): restart it
-  // like a dead one. Other failures (down, hung) the watcher reports itself.
-  for (size_t i = 0; i < st.stages.size(); ++i)
-    if (failure.find("stage " + st.stages[i].describe + " of ") != std::string::npos) {
-      report(self, Report{i, FailureKind::exception, "threw: " + failure, epoch});
-      break;
+  // A stage that threw says which it is (proto::StageFailure: its layers): restart it like a
+  // dead one. Other failures (down, hung) the watcher reports itself.
+  if (failed_stage)
+    for (size_t i = 0; i < st.spawns.size() && i < st.stages.size(); ++i) {
+      const StageSpec& s = st.spawns[i].spec;
+      const StageSpec& f = failed_stage->spec;
+      if (s.layer_first == f.layer_first && s.layer_last == f.layer_last && s.has_embedding == f.has_embedding &&
+          s.has_head == f.has_head) {
+        report(self, Report{i, FailureKind::exception, "threw: " + failure, epoch});
+        break;
+      }
     }
   if (st.epoch != epoch || st.recovering || !st.broken.empty() || st.stopping) {
     deliver_retry(rp, failure, st.epoch);
@@ -426,7 +433,7 @@ void forward(SupervisionActor* self, caf::response_promise rp, std::vector<std::
   // All parts go out at once (a chunked prefill: stage k computes part i while stage k+1
   // computes part i-1); a stage keeps one session's parts in order, and one part failing
   // fails those after it.
-  const caf::actor first = st.stages.front().actor;
+  const proto::stage_actor first = st.stages.front().actor;
   const auto timeout = st.options.step_timeout;
   for (size_t i = 0; i < parts.size(); ++i)
     self->request(first, timeout, proto::Activation{std::move(parts[i])})
@@ -448,7 +455,8 @@ void forward(SupervisionActor* self, caf::response_promise rp, std::vector<std::
           step_failed(self, std::move(f.rp), f.epoch,
                       e == caf::sec::request_timeout ? "no token within " + std::to_string(timeout.count()) +
                                                          " ms (a node is down or overloaded)"
-                                                     : proto::error_text(e));
+                                                     : proto::error_text(e),
+                      proto::stage_failure_of(e));
         });
 }
 
@@ -475,10 +483,11 @@ void handle_step(SupervisionActor* self, caf::response_promise rp, uint64_t epoc
 // neighbour that is dead too (monitoring it reports it at once) starts the next repair.
 void watch(SupervisionActor* self) {
   auto& st = self->state;
-  std::vector<caf::actor> actors, nodes;
+  std::vector<proto::stage_actor> actors;
+  std::vector<proto::node_actor> nodes;
   for (const auto& s : st.stages) {
     actors.push_back(s.actor);
-    nodes.push_back(s.endpoint.empty() ? caf::actor{} : st.nodes.at(s.endpoint));
+    nodes.push_back(s.endpoint.empty() ? proto::node_actor{} : st.nodes.at(s.endpoint));
   }
   self->send(st.watcher, proto::watch_atom::value, std::move(actors), std::move(nodes), st.epoch);
 }
@@ -603,7 +612,7 @@ void on_tick(SupervisionActor* self) {
   self->spawn<caf::detached>(probe_worker, st.topology(), caf::actor_cast<caf::actor>(self));
 }
 
-void on_reached(SupervisionActor* self, bool found, size_t i, caf::actor node, const caf::actor& probed) {
+void on_reached(SupervisionActor* self, bool found, size_t i, proto::node_actor node, const proto::stage_actor& probed) {
   auto& st = self->state;
   // Only at a quiet moment: a generation that starts now waits for the move (repair_wait).
   if (!found || st.stopping || st.recovering || !st.broken.empty() || st.active_sessions > 0 ||
@@ -635,7 +644,7 @@ PipelineHealth health_of(const SupervisionState& st) {
   return h;
 }
 
-caf::behavior supervision_behavior(SupervisionActor* self, DeployOptions options, caf::actor local_node) {
+caf::behavior supervision_behavior(SupervisionActor* self, DeployOptions options, proto::node_actor local_node) {
   self->state.options = std::move(options);
   self->state.local_node = std::move(local_node);
   self->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& e) -> caf::error {
@@ -720,7 +729,7 @@ caf::behavior supervision_behavior(SupervisionActor* self, DeployOptions options
       report(self, Report{stage, static_cast<FailureKind>(kind), std::move(cause), epoch});
     },
     [self](repaired_atom, RepairOutcome& outcome) { on_repaired(self, outcome); },
-    [self](reached_atom, bool found, size_t i, caf::actor& node, caf::actor& probed) {
+    [self](reached_atom, bool found, size_t i, proto::node_actor& node, proto::stage_actor& probed) {
       on_reached(self, found, i, std::move(node), probed);
     },
     [self](tick_atom) {
@@ -750,7 +759,7 @@ caf::behavior supervision_behavior(SupervisionActor* self, DeployOptions options
 
 }  // namespace
 
-Supervisor::Supervisor(caf::actor_system& sys, const DeployOptions& options, caf::actor local_node)
+Supervisor::Supervisor(caf::actor_system& sys, const DeployOptions& options, proto::node_actor local_node)
     : sys_(sys), options_(options), local_node_(local_node), actor_(sys.spawn(supervision_behavior, options, local_node)) {}
 
 Supervisor::~Supervisor() { stop(); }

@@ -43,7 +43,7 @@ class Supervisor {
   using Clock = std::chrono::steady_clock;
 
   // Spawns the supervision actor (deploy makes it the owner of the stages it spawns).
-  Supervisor(caf::actor_system& sys, const DeployOptions& options, caf::actor local_node);
+  Supervisor(caf::actor_system& sys, const DeployOptions& options, proto::node_actor local_node);
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
@@ -89,7 +89,7 @@ class Supervisor {
 
   caf::actor_system& sys_;
   DeployOptions options_;
-  caf::actor local_node_;
+  proto::node_actor local_node_;
   caf::actor actor_;
 };
 

@@ -95,7 +95,7 @@ StageSpec parse_spec_key(const std::string& key) {
 
 // One transfer to one node: chunks read from the built shard, `window` in flight.
 struct Transfer {
-  caf::actor node;
+  proto::node_actor node;
   std::string endpoint, stage, sha, path;
   uint64_t size = 0, resumed_from = 0, next = 0, acked = 0;
   int in_flight = 0;

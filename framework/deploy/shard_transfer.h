@@ -56,7 +56,7 @@ std::string default_shard_build_dir();
 
 // One stage that should load from a node's cache.
 struct ShardRequest {
-  caf::actor node;
+  proto::node_actor node;
   std::string endpoint;      // for messages
   std::string model_path;    // the model file (or HF directory) in this process
   StageSpec spec;

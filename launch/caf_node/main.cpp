@@ -220,7 +220,7 @@ int main(int argc, char** argv) {
   if (speed.uncertain())
     spdlog::warn("speed probes disagree ({} rounds: ±{:.0f}% GFLOP/s, {} rounds: ±{:.0f}% GB/s): is the machine busy?",
                  speed.gflops.rounds, 50 * speed.gflops.spread, speed.mem_gbps.rounds, 50 * speed.mem_gbps.spread);
-  caf::actor node;
+  troupe::proto::node_actor node;
   try {
     node = troupe::spawn_node_actor(sys, node_cfg);
   } catch (const std::exception& e) {

@@ -16,6 +16,13 @@ struct SamplingOptions {
   uint64_t seed = 0;
 };
 
+// The fields of SamplingOptions in their wire order, handed to `visit` (a cereal archive, a
+// CAF inspector): the one list every serializer of the options uses.
+template <class Options, class Visit>
+decltype(auto) visit_fields(Options& o, Visit&& visit) {
+  return visit(o.temperature, o.top_k, o.top_p, o.repeat_penalty, o.repeat_window, o.seed);
+}
+
 // Samples one token. `recent` are the tokens so far (prompt + generated), for the
 // repetition penalty. The random draw depends only on (seed, step), not on earlier
 // calls: a sampler holds no state, so a restarted stage or a replayed session draws
