@@ -17,7 +17,6 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<TokenReply>("troupe.TokenReply");
   cfg.add_message_type<StageStats>("troupe.StageStats");
   cfg.add_message_type<LoadProgress>("troupe.LoadProgress");
-  cfg.add_message_type<TokenizerInfo>("troupe.TokenizerInfo");
   cfg.add_message_type<CachedShard>("troupe.CachedShard");
   cfg.add_message_type<ShardOffer>("troupe.ShardOffer");
   cfg.add_message_type<StageFailure>("troupe.StageFailure");

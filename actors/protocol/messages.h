@@ -171,13 +171,6 @@ caf::error stage_failure_error(const std::string& text, StageFailure failure);
 // a stage that went down: those come without one).
 std::optional<StageFailure> stage_failure_of(const caf::error& err);
 
-struct TokenizerInfo {
-  int32_t n_vocab = 0;
-  int32_t bos_id = -1;
-  int32_t eos_id = -1;
-  bool adds_bos = false;
-};
-
 // -- inspection (CAF serialization) ---------------------------------------------------------
 
 template <class Inspector>
@@ -247,11 +240,6 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StageFailure& x) {
   return f(caf::meta::type_name("troupe.StageFailure"), x.node, x.spec.layer_first, x.spec.layer_last,
            x.spec.has_embedding, x.spec.has_head, x.what);
-}
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, TokenizerInfo& x) {
-  return f(caf::meta::type_name("troupe.TokenizerInfo"), x.n_vocab, x.bos_id, x.eos_id, x.adds_bos);
 }
 
 // Registers every type above with CAF (needed for the ones that cross the network).
