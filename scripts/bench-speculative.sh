@@ -12,6 +12,9 @@ rounds="${ROUNDS:-5}"
 n_nodes="${NODES:-3}"
 tokens="${TOKENS:-200}"
 prompt="${PROMPT:-Once upon a time, there was a little girl named Lily. She loved to play outside.}"
+# The nodes serve from / (--models /): give them absolute paths.
+model="$(cd "$(dirname "$model")" && pwd)/$(basename "$model")"
+draft="$(cd "$(dirname "$draft")" && pwd)/$(basename "$draft")"
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -30,7 +33,7 @@ run() {  # name, extra flags...
   local name="$1"; shift
   local log
   log="$(build/bin/troupe generate -m "$model" -p "$prompt" -n "$tokens" --temp 0 --threads 1 --nodes "$nodes" "$@" \
-         2>&1 >/dev/null)"
+         2>&1 >/dev/null)" || { echo "$log" >&2; exit 1; }
   local ms kept
   ms="$(sed -n 's/.*decode: [0-9]* tokens, \([0-9.]*\) ms\/token.*/\1/p' <<< "$log")"
   kept="$(sed -n 's/.*speculative: .*(\([0-9]*\)%).*/\1/p' <<< "$log")"
