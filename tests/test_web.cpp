@@ -3,9 +3,12 @@
 // and the chat and cluster page at / driven in headless Chromium.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests/test_support.h"
 #include "tests/test_support_nodes.h"
@@ -22,9 +25,23 @@ bool exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
+// Node.js as found on PATH (NodeSource and nvm put it outside /usr/bin), or "".
+std::string node_binary() {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    const size_t end = std::min(dirs.find(':', start), dirs.size());
+    const std::string candidate = dirs.substr(start, end - start) + "/node";
+    if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return "";
+}
+
 // Why the node-driven checks cannot run here ("" when they can).
 std::string node_missing(const char* package) {
-  if (!exists("/usr/bin/node")) return "node is not installed (scripts/install-deps.sh installs it)";
+  if (node_binary().empty()) return "node is not on PATH (scripts/install-deps.sh installs it)";
   if (!exists(kWebDir + "/node_modules/" + package))
     return std::string("npm package ") + package + " is not installed in tests/web (scripts/install-deps.sh runs npm ci there)";
   return "";
@@ -271,7 +288,7 @@ TEST_F(WebApi, OfficialOpenAiSdkSeesEveryFieldInItsShape) {
   const auto tokens = reference_sequence(ref, 20);
   std::string list;
   for (int32_t t : tokens) list += (list.empty() ? "" : ",") + std::to_string(t);
-  const auto r = test::run_command({"/usr/bin/node", kWebDir + "/sdk_check.mjs", server_->url("/v1"), "stories", list}, 120);
+  const auto r = test::run_command({node_binary(), kWebDir + "/sdk_check.mjs", server_->url("/v1"), "stories", list}, 120);
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   const auto out = json::parse(r.out);
   const auto& logprobs = out["echo"]["token_logprobs"];
@@ -298,7 +315,7 @@ TEST(WebPage, ChromiumChatsStreamsStopsKeepsHistoryAndShowsTheCluster) {
   Server server({"--model", dir.file("slow.gguf")});
   const std::string shots = std::string(TROUPE_BIN_DIR) + "/../tests";
   const auto r = test::run_command(
-      {"/usr/bin/node", kWebDir + "/browser_check.mjs", server.url("/"), shots, dir.file("chromium-profile")}, 240);
+      {node_binary(), kWebDir + "/browser_check.mjs", server.url("/"), shots, dir.file("chromium-profile")}, 240);
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out << server.process->log();
   const auto out = json::parse(r.out);
   // The streamed answer is what the API gives for the same conversation, greedy.

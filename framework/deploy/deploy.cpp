@@ -6,16 +6,15 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
-#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <set>
 
 #include "actors/node_actor.h"
 #include "framework/cluster/cluster.h"
 #include "framework/deploy/deploy_planning.h"
 #include "framework/deploy/deploy_supervision.h"
+#include "framework/deploy/stage_spawning.h"
 #include "models/runtime/generation_loop.h"
 #include "models/arch/open_checkpoint.h"
 #include "models/format/checkpoint.h"
@@ -311,11 +310,6 @@ namespace {
 // Joins "a; b; c".
 void add_failure(std::string& all, const std::string& one) { all += (all.empty() ? "" : "; ") + one; }
 
-std::string timeout_or_text(const caf::error& e, const std::string& what, std::chrono::milliseconds timeout) {
-  return e == caf::sec::request_timeout ? what + " within " + std::to_string(timeout.count()) + " ms"
-                                        : proto::error_text(e);
-}
-
 // The node actor for each endpoint named in the description (connecting once per node),
 // and a node actor in this process for stages without .on().
 std::map<std::string, proto::node_actor> reach_nodes(caf::actor_system& sys, const dsl::PipelineDesc& desc,
@@ -399,57 +393,21 @@ std::vector<proto::StageReady> spawn_stages(caf::scoped_actor& self, const dsl::
     I.spawns.push_back(req);
     requests.push_back(req);
   }
-  // The requests go out from a helper that also monitors the nodes: a node that dies while
-  // loading (its connection drops) fails its stages at once, instead of after spawn_timeout
-  // (CAF does not answer a request whose remote receiver's node is lost).
-  struct Outcome {
-    std::vector<std::optional<proto::StageReady>> ready;
-    std::vector<std::string> errors;
-    size_t left = 0;
-    std::promise<void> done;
-  };
-  auto outcome = std::make_shared<Outcome>();
-  outcome->ready.resize(requests.size());
-  outcome->errors.resize(requests.size());
-  outcome->left = requests.size();
   std::vector<proto::node_actor> stage_nodes;
   for (const auto& s : desc.stages) stage_nodes.push_back(nodes.at(s.endpoint));
-  const auto timeout = options.spawn_timeout;
-  auto settle = [outcome](size_t i, std::optional<proto::StageReady> r, std::string error) {
-    if (outcome->ready[i] || !outcome->errors[i].empty()) return;  // settled already (down, then answer)
-    outcome->ready[i] = std::move(r);
-    outcome->errors[i] = std::move(error);
-    if (--outcome->left == 0) outcome->done.set_value();
-  };
-  auto requester = self->spawn([=](caf::event_based_actor* helper) -> caf::behavior {
-    helper->set_down_handler([=](caf::down_msg& dm) {
-      for (size_t i = 0; i < stage_nodes.size(); ++i)
-        if (stage_nodes[i].address() == dm.source)
-          settle(i, std::nullopt, "its node went down while loading (" + proto::error_text(dm.reason) + ")");
-    });
-    std::set<proto::node_actor> watched;
-    for (size_t i = 0; i < requests.size(); ++i) {
-      if (watched.insert(stage_nodes[i]).second) helper->monitor(stage_nodes[i]);
-      helper->request(stage_nodes[i], timeout, proto::spawn_atom::value, requests[i])
-        .then([=](proto::StageReady& r) { settle(i, std::move(r), ""); },
-              [=](caf::error& e) { settle(i, std::nullopt, timeout_or_text(e, "not loaded", timeout)); });
-    }
-    return {[](caf::ok_atom) {}};
-  });
-  outcome->done.get_future().wait();
-  self->send_exit(requester, caf::exit_reason::user_shutdown);
+  std::vector<SpawnOutcome> outcome = spawn_on_nodes(self->system(), stage_nodes, requests, options.spawn_timeout);
   std::string failures;
   std::vector<proto::StageReady> ready(desc.stages.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     const std::string& ep = desc.stages[i].endpoint;
-    if (outcome->ready[i]) {
-      ready[i] = std::move(*outcome->ready[i]);
+    if (outcome[i].ready) {
+      ready[i] = std::move(*outcome[i].ready);
       // Kept even if another stage fails, so that ~Impl stops it.
       I.stages.push_back(DeployedStage{ep, ready[i].describe, ready[i].stage, ready[i].weight_bytes, ready[i].load_ms,
                                        ready[i].threads});
     } else {
       add_failure(failures, "stage " + std::to_string(i) + (ep.empty() ? " in this process" : " on " + ep) + ": " +
-                              outcome->errors[i]);
+                              outcome[i].error);
     }
   }
   if (progress) self->send_exit(progress, caf::exit_reason::user_shutdown);

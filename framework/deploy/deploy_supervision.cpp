@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "framework/cluster/cluster.h"
+#include "framework/deploy/stage_spawning.h"
 #include "models/runtime/byte_size.h"
 
 namespace troupe {
@@ -204,12 +205,12 @@ std::optional<Placement> place(caf::blocking_actor* self, const Topology& t, siz
       return a.ranked && b.ranked && a.free > b.free;
     });
     for (const auto& l : live) {
-      std::string failure;
-      self->request(l.node, options.spawn_timeout, proto::spawn_atom::value, t.spawns[index])
-        .receive([&](proto::StageReady& r) { ready = std::move(r); },
-                 [&](caf::error& e) { failure = proto::error_text(e); });
-      if (failure.empty()) return Placement{l.endpoint, l.node};
-      why_not(l.endpoint, failure);
+      SpawnOutcome o = spawn_on_nodes(self->system(), {l.node}, {t.spawns[index]}, options.spawn_timeout).front();
+      if (o.ready) {
+        ready = std::move(*o.ready);
+        return Placement{l.endpoint, l.node};
+      }
+      why_not(l.endpoint, o.error);
     }
     if (t.cancelled->load() || Clock::now() >= deadline) return std::nullopt;
     std::this_thread::sleep_for(std::min(milliseconds(250), left_until(deadline)));  // this worker's own thread
@@ -290,11 +291,10 @@ void probe_worker(caf::blocking_actor* self, Topology t, caf::actor supervision)
 
 // A stage spawned again on its own node (which answers again) and wired in.
 void move_home_worker(caf::blocking_actor* self, Topology t, caf::actor supervision, RepairOutcome out) {
-  std::string failure;
-  self->request(out.to.node, t.options.spawn_timeout, proto::spawn_atom::value, t.spawns[out.index])
-    .receive([&](proto::StageReady& r) { out.ready = std::move(r); },
-             [&](caf::error& e) { failure = proto::error_text(e); });
-  if (failure.empty()) {
+  SpawnOutcome o = spawn_on_nodes(self->system(), {out.to.node}, {t.spawns[out.index]}, t.options.spawn_timeout).front();
+  std::string failure = std::move(o.error);
+  if (o.ready) {
+    out.ready = std::move(*o.ready);
     failure = wire_in(self, t, out.index, out.to, out.ready);
     if (!failure.empty()) self->send_exit(out.ready.stage, caf::exit_reason::user_shutdown);
   }
