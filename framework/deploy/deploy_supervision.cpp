@@ -109,7 +109,7 @@ struct Topology {
   std::vector<proto::SpawnStage> spawns;
   std::map<std::string, proto::node_actor> nodes;  // endpoint -> node actor ("" : this process)
   std::vector<std::string> homes;           // the node each stage was deployed on
-  std::shared_ptr<std::atomic<bool>> cancelled;  // set when the pipeline stops
+  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);  // set when the pipeline stops
 };
 
 bool answers(caf::blocking_actor* self, const Topology& t, const proto::node_actor& node) {
@@ -329,13 +329,8 @@ struct Report {
   uint64_t epoch = 0;
 };
 
-struct SupervisionState {
-  DeployOptions options;
-  proto::node_actor local_node;
-  std::vector<DeployedStage> stages;
-  std::vector<proto::SpawnStage> spawns;
-  std::map<std::string, proto::node_actor> nodes;  // endpoint -> node actor ("" : this process)
-  std::vector<std::string> homes;           // the node each stage was deployed on
+// The topology (what a worker gets a copy of) and what only the actor keeps.
+struct SupervisionState : Topology {
   caf::actor watcher;                       // actors/supervisor_actor.h
   uint64_t epoch = 0;
   bool recovering = false;  // a repair or a move home is under way
@@ -349,7 +344,6 @@ struct SupervisionState {
   int32_t active_sessions = 0;
   std::vector<Recovery> recoveries;
   std::optional<Report> deferred;  // a failure reported while a move home was under way
-  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
   uint64_t next_id = 0;
   std::map<uint64_t, InFlight> in_flight;
   std::map<uint64_t, Queued> queued;
@@ -359,7 +353,7 @@ struct SupervisionState {
 
   std::string label(size_t i) const { return stage_label(stages[i]); }
 
-  Topology topology() const { return Topology{options, local_node, stages, spawns, nodes, homes, cancelled}; }
+  Topology topology() const { return *this; }  // a copy of the Topology part, for a worker
 };
 
 using SupervisionActor = caf::stateful_actor<SupervisionState>;
