@@ -226,6 +226,30 @@ TEST(WeightsTransfer, TheDslReportsProgressPerNodeAndThePipelineGivesTheSinglePr
   p.shutdown();
 }
 
+// A stage whose node dies is taken over by the surviving node, which holds no model file
+// (empty models dir, a cache): the supervisor sends it that stage's shard first, and the
+// pipeline goes on with the single process's bits.
+TEST(WeightsTransfer, ASurvivorTakingOverAStageGetsItsShardFirst) {
+  CachedNodes c(2);
+  test::TempDir out;
+  using namespace dsl;
+  const auto desc = tokenizer(kModel) >> stage(kModel, layers(0, 2)).on(c.nodes[0]->endpoint()) >>
+                    stage(kModel, layers(3, 4)).on(c.nodes[1]->endpoint()) >> sampler(greedy());
+  DeployOptions options = test::bounded_deploy_options();
+  options.transfer.build_dir = out.path();
+  Pipeline p = deploy(test::actor_system(), desc, options);
+  ASSERT_EQ(cached_shards(c.caches[0]).size(), 1u);
+  kill(c.nodes[1]->pid(), SIGKILL);
+  ASSERT_TRUE(test::eventually([&] { return !p.recoveries().empty(); }, std::chrono::seconds(120))) << p.health().detail;
+  EXPECT_EQ(p.recoveries()[0].to_node, c.nodes[0]->endpoint());
+  const auto shards = cached_shards(c.caches[0]);
+  EXPECT_EQ(shards.size(), 2u);  // its own and the one of the stage it took over
+  for (const auto& shard : shards) expect_named_by_hash(shard);
+  const auto prompt = p.encode(kPrompt);
+  EXPECT_TRUE(test::bitwise_same(test::single_process(kModel, prompt, 24, greedy()), test::through(p, prompt, 24, greedy())));
+  p.shutdown();
+}
+
 TEST(WeightsTransfer, ThePlannerGivesANodeNoMoreLayersThanItsCacheCapHolds) {
   ModelFootprint m;
   m.model = "uniform";

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <thread>
 
+#include "actors/node_actor.h"
 #include "framework/cluster/cluster.h"
 #include "framework/deploy/stage_spawning.h"
 #include "models/runtime/byte_size.h"
@@ -148,6 +150,29 @@ std::vector<std::string> candidates(const Topology& t, size_t index, FailureKind
   return out;
 }
 
+// Stage `index`'s spawn request for the node at `endpoint`. Weights travel as at deploy
+// (send_weights in deploy.cpp): a node with a shard cache gets the stage's shard first when
+// the model file is here, and loads from it; any other node (or this process) loads the model
+// from its own models dir. Throws naming the node when the shard cannot be sent.
+proto::SpawnStage spawn_request_for(caf::blocking_actor* self, const Topology& t, size_t index,
+                                    const std::string& endpoint, const proto::node_actor& node) {
+  proto::SpawnStage spawn = t.spawns[index];
+  spawn.shard.clear();
+  if (endpoint.empty() || !t.options.send_weights) return spawn;
+  const std::string path = resolve_model_path(t.options.local_models_dir, spawn.model);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return spawn;
+  proto::NodeInfo info;
+  std::string failure;
+  self->request(node, t.options.connect_timeout, proto::info_atom::value)
+    .receive([&](proto::NodeInfo& i) { info = std::move(i); }, [&](caf::error& e) { failure = proto::error_text(e); });
+  if (!failure.empty()) throw std::runtime_error(failure);
+  if (info.cache_cap == 0) return spawn;
+  const auto sent = ensure_stage_shards(self->system(), {ShardRequest{node, endpoint, path, spawn.spec}}, t.options.transfer);
+  spawn.shard = sent.front().sha256;
+  return spawn;
+}
+
 // Spawns stage `index` on the first candidate that loads it, trying again until `deadline`;
 // `reasons` says why each candidate could not.
 std::optional<Placement> place(caf::blocking_actor* self, const Topology& t, size_t index, FailureKind kind,
@@ -205,7 +230,14 @@ std::optional<Placement> place(caf::blocking_actor* self, const Topology& t, siz
       return a.ranked && b.ranked && a.free > b.free;
     });
     for (const auto& l : live) {
-      SpawnOutcome o = spawn_on_nodes(self->system(), {l.node}, {t.spawns[index]}, options.spawn_timeout).front();
+      proto::SpawnStage spawn;
+      try {
+        spawn = spawn_request_for(self, t, index, l.endpoint, l.node);
+      } catch (const std::exception& e) {
+        why_not(l.endpoint, e.what());
+        continue;
+      }
+      SpawnOutcome o = spawn_on_nodes(self->system(), {l.node}, {spawn}, options.spawn_timeout).front();
       if (o.ready) {
         ready = std::move(*o.ready);
         return Placement{l.endpoint, l.node};
@@ -291,7 +323,13 @@ void probe_worker(caf::blocking_actor* self, Topology t, caf::actor supervision)
 
 // A stage spawned again on its own node (which answers again) and wired in.
 void move_home_worker(caf::blocking_actor* self, Topology t, caf::actor supervision, RepairOutcome out) {
-  SpawnOutcome o = spawn_on_nodes(self->system(), {out.to.node}, {t.spawns[out.index]}, t.options.spawn_timeout).front();
+  SpawnOutcome o;
+  try {
+    const proto::SpawnStage spawn = spawn_request_for(self, t, out.index, out.to.endpoint, out.to.node);
+    o = spawn_on_nodes(self->system(), {out.to.node}, {spawn}, t.options.spawn_timeout).front();
+  } catch (const std::exception& e) {
+    o.error = e.what();
+  }
   std::string failure = std::move(o.error);
   if (o.ready) {
     out.ready = std::move(*o.ready);
