@@ -11,9 +11,12 @@
 #include <filesystem>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "actors/protocol/messages.h"
 #include "framework/cluster/discovery.h"
 #include "tests/test_support.h"
+#include "tests/test_support_nodes.h"
 
 namespace troupe {
 namespace {
@@ -158,6 +161,45 @@ TEST(Discovery, OnALanOfNamespacesEveryNodeOfTheClusterIsFoundOthersIgnoredALeav
   EXPECT_EQ(after.out.find(NamespaceLan::address(2)), std::string::npos) << after.out;
   EXPECT_NE(after.out.find(NamespaceLan::address(0) + ":7000"), std::string::npos) << after.out;
   for (auto& n : nodes) n->stop();
+}
+
+// GET or POST (with a JSON body) on a local `troupe serve`; the body of the answer.
+std::string http(uint16_t port, const std::string& path, const std::string& body = "") {
+  std::vector<std::string> argv{"/usr/bin/curl", "-s", "--max-time", "120"};
+  if (!body.empty()) argv.insert(argv.end(), {"-H", "Content-Type: application/json", "-d", body});
+  argv.push_back("http://127.0.0.1:" + std::to_string(port) + path);
+  return test::run_command(argv, 130).out;
+}
+
+// `troupe serve --discover` on loopback: a node started after the pipeline was deployed is
+// heard, stands by (/v1/status "standby_nodes"), and takes over the stage of a node that is
+// killed; the text stays the undisturbed one.
+TEST(Discovery, ServeTakesANodeThatJoinsLaterAsStandbyAndMovesALostStageOntoIt) {
+  const uint16_t discovery_port = static_cast<uint16_t>(20000 + (getpid() + 1) % 20000);
+  const std::vector<std::string> announce{"--announce", "on", "--discovery-port", std::to_string(discovery_port)};
+  auto early = test::start_nodes(test::models_dir(), 1, "early", std::vector<std::vector<std::string>>{announce, announce});
+  test::TempDir dir;
+  test::ChildProcess server({test::bin_path("troupe"), "serve", "--model", test::model_path("stories260K/stories260K.gguf"),
+                             "--discover", "--discovery-port", std::to_string(discovery_port), "--layers", "0-2,3-4",
+                             "--port", "0", "--port-file", dir.file("port"), "--threads", "1"});
+  const auto port = static_cast<uint16_t>(server.wait_for_port_file(dir.file("port"), 120000));
+  const std::string request = R"({"prompt": "Once upon a time", "max_tokens": 30, "temperature": 0})";
+  const std::string expected = nlohmann::json::parse(http(port, "/v1/completions", request))["choices"][0]["text"];
+  auto status = [&] { return nlohmann::json::parse(http(port, "/v1/status"), nullptr, false); };
+  EXPECT_TRUE(status()["standby_nodes"].empty()) << status().dump();
+
+  test::NodeProcess late(test::models_dir(), 1, "late", 0, announce);
+  late.wait_ready();
+  EXPECT_TRUE(test::eventually([&] { return status()["standby_nodes"] == nlohmann::json::array({late.endpoint()}); },
+                               std::chrono::seconds(30)))
+    << status().dump() << server.log();
+
+  kill(early[1]->pid(), SIGKILL);
+  EXPECT_TRUE(test::eventually([&] { return status()["recoveries"].size() == 1; }, std::chrono::seconds(60)))
+    << status().dump();
+  const std::string recovery = status()["recoveries"][0];
+  EXPECT_NE(recovery.find("moved to " + late.endpoint()), std::string::npos) << recovery;
+  EXPECT_EQ(nlohmann::json::parse(http(port, "/v1/completions", request))["choices"][0]["text"], expected);
 }
 
 }  // namespace

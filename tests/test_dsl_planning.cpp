@@ -157,6 +157,17 @@ TEST(DslPlanning, NodesLimitedToOneLayerGetOneLayerAndTheUnlimitedNodeTheRest) {
     bitwise_same(single_process(kModel, prompt, 16, dsl::greedy()), through(p, prompt, 16, dsl::greedy())));
 }
 
+// A node the plan leaves out (here: no room for one layer) stands by for repairs.
+TEST(DslPlanning, ANodeThePlanLeavesOutStandsByToTakeALostStageOver) {
+  const std::string no_room = std::to_string(kDefaultOverheadBytes + 4096);
+  const auto nodes = start_nodes({{}, {"--memory-limit", no_room}, {}});
+  Pipeline p = deploy(actor_system(), planned_over(test::endpoints(nodes)), test_options());
+  for (const auto& s : p.stages()) EXPECT_NE(s.endpoint, nodes[1]->endpoint());
+  EXPECT_EQ(p.standby_nodes(), std::vector<std::string>{nodes[1]->endpoint()});
+  p.add_standby_nodes({nodes[1]->endpoint(), "127.0.0.1:1"});  // one known, one new
+  EXPECT_EQ(p.standby_nodes(), (std::vector<std::string>{nodes[1]->endpoint(), "127.0.0.1:1"}));
+}
+
 TEST(DslPlanning, ModelThatCannotFitIsRefusedWithThePlannersNumbersBeforeAnyStageIsSpawned) {
   const ModelFootprint f = stories_footprint();
   ASSERT_TRUE(room_for_one_layer_only(f));

@@ -2,6 +2,8 @@
 // server-sent events, stop strings, errors, the bounded queue and client cancellation.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <future>
 #include <thread>
 #include <nlohmann/json.hpp>
@@ -18,7 +20,23 @@ using json = nlohmann::json;
 // (layers 0-1, 2-3, 4) with up to two generations in the pipeline at once.
 class Serve : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { start(test::model_path("stories260K/stories260K.gguf"), test::models_dir(), 3, "2", "4"); }
+  static void SetUpTestSuite() {
+    set_up([] { start(test::model_path("stories260K/stories260K.gguf"), test::models_dir(), 3, "2", "4"); });
+  }
+  // A suite whose server did not start fails each test (gtest would only mark them skipped,
+  // which ctest counts as passing).
+  static void set_up(const std::function<void()>& start_server) {
+    setup_error_.clear();
+    try {
+      start_server();
+    } catch (const std::exception& e) {
+      setup_error_ = e.what();
+    }
+  }
+  void SetUp() override {
+    if (!server_) FAIL() << "troupe serve did not start: " << setup_error_;
+  }
+  static inline std::string setup_error_;
   static void TearDownTestSuite() {
     delete server_;
     server_ = nullptr;
@@ -184,12 +202,14 @@ TEST_F(Serve, ModelsHealthAndMetricsAnswer) {
 class ServeSlowModel : public Serve {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    const auto synth = test::run_command({test::bin_path("troupe"), "synth", "--shape", "gpt2", "--layers", "2", "--type",
-                                          "f16", "--vocab-from", test::model_path("gpt2-tiny/gpt2-tiny.gguf"), "--out",
-                                          dir_->file("slow.gguf")});
-    ASSERT_EQ(synth.exit_code, 0) << synth.err;
-    start(dir_->file("slow.gguf"), dir_->path(), 2, "1", "1");
+    set_up([] {
+      dir_ = new test::TempDir();
+      const auto synth = test::run_command({test::bin_path("troupe"), "synth", "--shape", "gpt2", "--layers", "2",
+                                            "--type", "f16", "--vocab-from", test::model_path("gpt2-tiny/gpt2-tiny.gguf"),
+                                            "--out", dir_->file("slow.gguf")});
+      if (synth.exit_code != 0) throw std::runtime_error("troupe synth failed: " + synth.err);
+      start(dir_->file("slow.gguf"), dir_->path(), 2, "1", "1");
+    });
   }
 };
 

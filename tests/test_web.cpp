@@ -54,7 +54,9 @@ struct Server {
   int port = 0;
 
   explicit Server(std::vector<std::string> args) {
-    std::vector<std::string> argv = {test::bin_path("troupe"), "serve", "--port-file", dir.file("port"), "--threads", "1"};
+    // Any free port: ctest runs each test in a process of its own, several at once.
+    std::vector<std::string> argv = {test::bin_path("troupe"), "serve",   "--port",    "0", "--port-file",
+                                     dir.file("port"),         "--threads", "1"};
     argv.insert(argv.end(), args.begin(), args.end());
     process = std::make_unique<test::ChildProcess>(argv);
     port = process->wait_for_port_file(dir.file("port"), 120000);  // slow to start on a loaded machine
@@ -112,14 +114,24 @@ std::vector<int32_t> reference_sequence(const test::Reference& ref, size_t n) {
 class WebApi : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new Server({"--model", test::model_path("stories260K/stories260K.gguf"), "--name", "stories",
-                          "--alias", "gpt-3.5-turbo", "--cors-origin", "http://app.example"});
+    try {
+      server_ = new Server({"--model", test::model_path("stories260K/stories260K.gguf"), "--name", "stories",
+                            "--alias", "gpt-3.5-turbo", "--cors-origin", "http://app.example"});
+    } catch (const std::exception& e) {
+      setup_error_ = e.what();
+    }
   }
   static void TearDownTestSuite() {
     delete server_;
     server_ = nullptr;
   }
+  // A server that did not start fails each test (gtest would only mark them skipped, which
+  // ctest counts as passing).
+  void SetUp() override {
+    if (!server_) FAIL() << "troupe serve did not start: " << setup_error_;
+  }
   static Server* server_;
+  static inline std::string setup_error_;
 };
 Server* WebApi::server_ = nullptr;
 

@@ -156,6 +156,14 @@ std::vector<Recovery> Pipeline::recoveries() const {
   return impl_->supervisor ? impl_->supervisor->recoveries() : std::vector<Recovery>{};
 }
 
+std::vector<std::string> Pipeline::standby_nodes() const {
+  return impl_->supervisor ? impl_->supervisor->standby_nodes() : std::vector<std::string>{};
+}
+
+void Pipeline::add_standby_nodes(const std::vector<std::string>& endpoints) const {
+  if (impl_->supervisor) impl_->supervisor->add_standby_nodes(endpoints);
+}
+
 PipelineHealth Pipeline::health() const {
   if (!impl_->supervisor) return {PipelineHealth::State::unavailable, "the pipeline was shut down"};
   return impl_->supervisor->health();
@@ -466,7 +474,19 @@ void wire_stages(caf::scoped_actor& self, const DeployOptions& options, const Pi
 }  // namespace
 
 Pipeline deploy(caf::actor_system& sys, const dsl::PipelineDesc& desc, const DeployOptions& options) {
-  if (desc.planned) return deploy(sys, plan_pipeline(sys, desc, options).desc, options);  // the planner splits it first
+  if (desc.planned) {  // the planner splits it first
+    const dsl::PipelineDesc planned = plan_pipeline(sys, desc, options).desc;
+    // A node the plan leaves out (too slow to help, or not needed) answered: it stands by to
+    // take a lost stage over.
+    DeployOptions with_spares = options;
+    for (const auto& node : desc.planned->nodes) {
+      const bool used = std::any_of(planned.stages.begin(), planned.stages.end(),
+                                    [&](const dsl::StageDesc& s) { return s.endpoint == node; });
+      auto& standby = with_spares.standby_nodes;
+      if (!used && std::find(standby.begin(), standby.end(), node) == standby.end()) standby.push_back(node);
+    }
+    return deploy(sys, planned, with_spares);
+  }
   try {
     desc.validate();
   } catch (const std::invalid_argument& e) {

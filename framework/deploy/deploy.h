@@ -205,6 +205,11 @@ class Pipeline {
   const std::vector<ShardOutcome>& shard_transfers() const;
   SpeculationStats speculation() const;          // tokens drafted and kept, all generations so far
   PipelineHealth health() const;
+  // Nodes that take a lost stage over before the pipeline's own survivors do: the deploy
+  // options' standby nodes, the nodes a plan left out, and those added here (a laptop that
+  // joined the cluster later: `troupe serve --discover` adds every node it hears).
+  std::vector<std::string> standby_nodes() const;
+  void add_standby_nodes(const std::vector<std::string>& endpoints) const;
   // Fault injection for tests: stage `index` throws inside compute when it has handled
   // `at_step` activations (counting from its start), which the supervisor repairs.
   void inject_fault(size_t index, uint64_t at_step) const;

@@ -96,6 +96,7 @@ using news_atom = caf::atom_constant<caf::atom("sv_news")>;
 using stages_atom = caf::atom_constant<caf::atom("sv_stages")>;
 using recoveries_atom = caf::atom_constant<caf::atom("sv_recov")>;
 using health_atom = caf::atom_constant<caf::atom("sv_health")>;
+using standby_atom = caf::atom_constant<caf::atom("sv_standby")>;
 
 std::string stage_label(const DeployedStage& s) {
   return "stage " + s.describe + (s.endpoint.empty() ? " in this process" : " on node " + s.endpoint);
@@ -204,7 +205,9 @@ std::optional<Placement> place(caf::blocking_actor* self, const Topology& t, siz
       }
       bool survivor = false;
       for (size_t i = 0; i < t.stages.size(); ++i) survivor = survivor || (i != index && t.stages[i].endpoint == ep);
-      if (survivor && !ep.empty()) {
+      // A node without the memory for the stage is passed over, with why (not its own node:
+      // what it holds includes the stage being replaced).
+      if (!ep.empty() && ep != t.stages[index].endpoint) {
         proto::NodeInfo info;
         std::string failure;
         self->request(l.node, options.connect_timeout, proto::info_atom::value)
@@ -216,7 +219,7 @@ std::optional<Placement> place(caf::blocking_actor* self, const Topology& t, siz
         }
         l.free = info.memory_limit > 0 ? (info.memory_limit > info.rss ? info.memory_limit - info.rss : 0)
                                        : info.mem_available;
-        l.ranked = true;
+        l.ranked = survivor;  // survivors by free memory; standbys and the own node keep their place in front
         if (l.free < weights) {
           why_not(ep, "has " + format_size(l.free) + " free" +
                         (info.memory_limit > 0 ? " under --memory-limit " + format_size(info.memory_limit) : "") +
@@ -786,6 +789,15 @@ caf::behavior supervision_behavior(SupervisionActor* self, DeployOptions options
     [self](stages_atom) { return self->state.stages; },
     [self](recoveries_atom) { return self->state.recoveries; },
     [self](health_atom) { return health_of(self->state); },
+    [self](standby_atom) { return self->state.options.standby_nodes; },
+    [self](standby_atom, const std::vector<std::string>& endpoints) {
+      auto& standby = self->state.options.standby_nodes;
+      for (const auto& ep : endpoints)
+        if (std::find(standby.begin(), standby.end(), ep) == standby.end()) {
+          standby.push_back(ep);
+          spdlog::info("supervisor: node {} stands by to take a stage over", ep);
+        }
+    },
   };
 }
 
@@ -844,6 +856,14 @@ std::vector<DeployedStage> Supervisor::stages() const {
 
 std::vector<Recovery> Supervisor::recoveries() const {
   return ask<std::vector<Recovery>>(sys_, actor_, recoveries_atom::value);
+}
+
+std::vector<std::string> Supervisor::standby_nodes() const {
+  return ask<std::vector<std::string>>(sys_, actor_, standby_atom::value);
+}
+
+void Supervisor::add_standby_nodes(const std::vector<std::string>& endpoints) {
+  caf::anon_send(actor_, standby_atom::value, endpoints);
 }
 
 PipelineHealth Supervisor::health() const {

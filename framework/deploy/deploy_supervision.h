@@ -82,6 +82,10 @@ class Supervisor {
   std::vector<DeployedStage> stages() const;
   std::vector<Recovery> recoveries() const;
   PipelineHealth health() const;
+  // The nodes tried first when a stage must be placed again (DeployOptions::standby_nodes,
+  // plus those added since); adding one that is listed already does nothing.
+  std::vector<std::string> standby_nodes() const;
+  void add_standby_nodes(const std::vector<std::string>& endpoints);
 
  private:
   // "" or why the replay failed (the step is then tried again, as after any failure).

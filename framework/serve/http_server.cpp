@@ -368,7 +368,8 @@ struct HttpServer::Impl {
             {"sessions_queued", queued},
             {"process_rss_bytes", process_memory().rss},
             {"stages", stages},
-            {"recoveries", c.recoveries}};
+            {"recoveries", c.recoveries},
+            {"standby_nodes", c.standby}};
   }
 
   // CORS: a request from a listed origin (or any, with "*") may read the response.

@@ -73,6 +73,7 @@ ClusterStatus PipelineGenerator::status() const {
     c.recoveries.push_back(r.stage + " " + r.kind + " on " + (r.from_node.empty() ? "this process" : r.from_node) +
                            ", moved to " + r.to_node + " in " + std::to_string(static_cast<int64_t>(r.restore_ms)) +
                            " ms: " + r.cause);
+  c.standby = pipeline_.standby_nodes();
   return c;
 }
 

@@ -53,6 +53,7 @@ struct StageStatus {
 struct ClusterStatus {
   std::vector<StageStatus> stages;
   std::vector<std::string> recoveries;  // one line per repaired stage failure, oldest first
+  std::vector<std::string> standby;     // nodes that take a lost stage over first
 };
 
 class TextGenerator {

@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 
@@ -13,6 +14,7 @@
 #include "launch/troupe/cli_checks.h"
 #include "launch/troupe/cli_errors.h"
 #include "launch/troupe/commands.h"
+#include "launch/troupe/joining_nodes.h"
 #include "launch/troupe/node_options.h"
 #include "models/arch/open_checkpoint.h"
 
@@ -78,8 +80,12 @@ void run_serve(ServeCliOptions o) {
   }
   ClientActorSystem sys;
   Pipeline pipeline = deploy_on_nodes(sys.get(), o.distributed, o.model, *ckpt, SamplingOptions{});
+  std::optional<JoiningNodes> joining;  // with --discover, a node heard later stands by
+  if (o.distributed.discovery.discover)
+    joining.emplace(pipeline, find_cluster_key(cluster_key_flag()), o.distributed.discovery.port);
   PipelineGenerator generator(pipeline, read_chat_template(ckpt->has_vocab() ? ckpt->vocab().chat_template : ""));
   serve_until_signal(generator, o);
+  joining.reset();
   pipeline.shutdown();
 }
 
