@@ -82,6 +82,13 @@ struct CachedNodes {
   std::string list() const { return test::node_list(nodes); }
 };
 
+// stories260K as layers 0-2 and 3-4 on the two nodes, greedy.
+dsl::PipelineDesc two_stages_on(const CachedNodes& c) {
+  using namespace dsl;
+  return tokenizer(kModel) >> stage(kModel, layers(0, 2)).on(c.nodes[0]->endpoint()) >>
+         stage(kModel, layers(3, 4)).on(c.nodes[1]->endpoint()) >> sampler(greedy());
+}
+
 TEST(WeightsTransfer, FirstRunSendsEachNodeItsShardThenTheSecondRunSendsNothing) {
   CachedNodes c(3);
   test::TempDir out;
@@ -191,9 +198,7 @@ TEST(WeightsTransfer, ANodeWhoseCacheCapCannotHoldALayerIsPlannedAroundWithTheRe
 TEST(WeightsTransfer, TheDslReportsProgressPerNodeAndThePipelineGivesTheSingleProcessBits) {
   CachedNodes c(2);
   test::TempDir out;
-  using namespace dsl;
-  const auto desc = tokenizer(kModel) >> stage(kModel, layers(0, 2)).on(c.nodes[0]->endpoint()) >>
-                    stage(kModel, layers(3, 4)).on(c.nodes[1]->endpoint()) >> sampler(greedy());
+  const auto desc = two_stages_on(c);
   DeployOptions options = test::bounded_deploy_options();
   options.transfer.build_dir = out.path();
   options.transfer.chunk_bytes = 64 << 10;
@@ -232,9 +237,7 @@ TEST(WeightsTransfer, TheDslReportsProgressPerNodeAndThePipelineGivesTheSinglePr
 TEST(WeightsTransfer, ASurvivorTakingOverAStageGetsItsShardFirst) {
   CachedNodes c(2);
   test::TempDir out;
-  using namespace dsl;
-  const auto desc = tokenizer(kModel) >> stage(kModel, layers(0, 2)).on(c.nodes[0]->endpoint()) >>
-                    stage(kModel, layers(3, 4)).on(c.nodes[1]->endpoint()) >> sampler(greedy());
+  const auto desc = two_stages_on(c);
   DeployOptions options = test::bounded_deploy_options();
   options.transfer.build_dir = out.path();
   Pipeline p = deploy(test::actor_system(), desc, options);
@@ -246,7 +249,7 @@ TEST(WeightsTransfer, ASurvivorTakingOverAStageGetsItsShardFirst) {
   EXPECT_EQ(shards.size(), 2u);  // its own and the one of the stage it took over
   for (const auto& shard : shards) expect_named_by_hash(shard);
   const auto prompt = p.encode(kPrompt);
-  EXPECT_TRUE(test::bitwise_same(test::single_process(kModel, prompt, 24, greedy()), test::through(p, prompt, 24, greedy())));
+  EXPECT_TRUE(test::bitwise_same(test::single_process(kModel, prompt, 24, dsl::greedy()), test::through(p, prompt, 24, dsl::greedy())));
   p.shutdown();
 }
 
