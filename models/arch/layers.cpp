@@ -82,20 +82,4 @@ at::Tensor llama3_rope_factors(int64_t dims, double theta, double factor, double
   return at::tensor(factors, at::kFloat);
 }
 
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  const int64_t n_head = q.size(0), T = q.size(1), head_dim = q.size(2);
-  const int64_t n_head_kv = k.size(0), L = k.size(1);
-  const int64_t group = n_head / n_head_kv;  // query heads sharing one key/value head
-  // Grouped-query attention without copying K/V: fold each group's heads into the query rows.
-  const at::Tensor qg = q.reshape({n_head_kv, group * T, head_dim});
-  at::Tensor scores = at::bmm(qg, k.transpose(1, 2)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
-  if (T > 1) {  // query t sits at position L-T+t and sees keys 0..L-T+t
-    const at::Tensor rows = at::arange(T).repeat({group}).unsqueeze(1) + (L - T);
-    const at::Tensor mask = at::arange(L).unsqueeze(0) > rows;  // [group*T, L]
-    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
-  }
-  const at::Tensor out = at::bmm(at::softmax(scores, -1), v);  // [n_head_kv, group*T, head_dim]
-  return out.reshape({n_head, T, head_dim}).transpose(0, 1).reshape({T, n_head * head_dim});
-}
-
 }  // namespace troupe

@@ -1,8 +1,11 @@
 #pragma once
-// Building blocks shared by the architectures: norms, rotary embedding, attention.
+// Building blocks shared by the architectures: norms, rotary embedding, attention
+// (causal_attention.h).
 #include <ATen/ATen.h>
 
 #include <cstdint>
+
+#include "models/arch/causal_attention.h"
 
 namespace troupe {
 
@@ -38,10 +41,5 @@ at::Tensor llama3_rope_factors(int64_t dims, double theta, double factor, double
 
 // tanh-approximated GELU (GPT-2's and Phi-2's "gelu_new", GPT-J's).
 inline at::Tensor gelu_tanh(const at::Tensor& x) { return at::gelu(x, "tanh"); }
-
-// Causal attention of T new queries over all cached keys/values.
-// q: [n_head, T, head_dim]; k, v: [n_head_kv, L, head_dim] with the T new positions last.
-// Returns [T, n_head * head_dim].
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
 }  // namespace troupe
