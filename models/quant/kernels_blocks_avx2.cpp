@@ -66,6 +66,64 @@ TROUPE_AVX2_INLINE __m256i dot_signed(__m256i q, __m256i x) {
   return _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
 }
 
+// ---- activations to Q8_K ----------------------------------------------------------------------
+
+// As quantize_row_q8_k of activations.cpp, the same bits: the first value of largest magnitude
+// m (NaNs skipped) gives iscale = -127 / m; q = round-half-even(iscale * x) (cvtps_epi32 in the
+// default rounding mode, as nearbyint) capped at 127 and cut to its low byte (as the cast);
+// the sums per 16 of those bytes; d = 1 / iscale.
+TROUPE_AVX2 void quantize_q8_k(const float* x, int64_t cols, int8_t* q, float* d, int16_t* bsums) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256i cap = _mm256_set1_epi32(127), low8 = _mm256_set1_epi32(0xff);
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < cols / 256; ++b, x += 256, q += 256, bsums += 16) {
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < 32; ++i) m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + 8 * i), abs_mask), m);  // NaN: m
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    if (amax == 0) {
+      d[b] = 0;
+      std::memset(q, 0, 256);
+      std::memset(bsums, 0, 16 * sizeof(int16_t));
+      continue;
+    }
+    int first = 0;
+    const __m256 va = _mm256_set1_ps(amax);
+    for (int i = 0; i < 32; ++i) {
+      const int hit =
+          _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + 8 * i), abs_mask), va, _CMP_EQ_OQ));
+      if (hit) {
+        first = 8 * i + __builtin_ctz(static_cast<unsigned>(hit));
+        break;
+      }
+    }
+    const float iscale = -127.0f / x[first];
+    const __m256 vs = _mm256_set1_ps(iscale);
+    __m256i quads[8];  // per 32 values: lane 0 the 4 sums of 4 of the first 16, lane 1 of the next 16
+    for (int v = 0; v < 8; ++v) {
+      __m256i i32[4];
+      for (int k = 0; k < 4; ++k)
+        i32[k] = _mm256_and_si256(
+            _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(x + 32 * v + 8 * k))), cap), low8);
+      const __m256i bytes = _mm256_permutevar8x32_epi32(
+          _mm256_packus_epi16(_mm256_packus_epi32(i32[0], i32[1]), _mm256_packus_epi32(i32[2], i32[3])),
+          _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 32 * v), bytes);
+      quads[v] = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, bytes), ones16);
+    }
+    // hadd twice: lane 0 holds the sums of the even sixteens, lane 1 of the odd ones.
+    const __m256i even_odd_a = _mm256_hadd_epi32(_mm256_hadd_epi32(quads[0], quads[1]), _mm256_hadd_epi32(quads[2], quads[3]));
+    const __m256i even_odd_b = _mm256_hadd_epi32(_mm256_hadd_epi32(quads[4], quads[5]), _mm256_hadd_epi32(quads[6], quads[7]));
+    const __m256i sums = _mm256_packs_epi32(even_odd_a, even_odd_b);  // |sum| <= 2048
+    const __m128i even = _mm256_castsi256_si128(sums), odd = _mm256_extracti128_si256(sums, 1);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(bsums), _mm_unpacklo_epi16(even, odd));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(bsums + 8), _mm_unpackhi_epi16(even, odd));
+    d[b] = 1 / iscale;
+  }
+}
+
 // ---- 32-element blocks (Q8_0 / Q8_1 activations) ----------------------------------------------
 // unpack: the block's 32 values for dot(); step: the fp32 steps after the integer sum.
 
@@ -362,16 +420,24 @@ struct IQ4_XS {
   template <int C>
   TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m128i (&)[C]) {
     uint16_t scales_h;
-    uint32_t scales_l;  // nibble j: the low 4 bits of scale j
+    uint32_t scales_l;
     std::memcpy(&scales_h, block + 2, 2);
     std::memcpy(&scales_l, block + 4, 4);
-    int16_t ls[8];
-    for (int ib = 0; ib < 8; ++ib)
-      ls[ib] = static_cast<int16_t>((((scales_l >> (4 * ib)) & 0x0f) | (((scales_h >> (2 * ib)) & 3) << 4)) - 32);
+    // Scale j: nibble j of scales_l (low nibble of byte j / 2 first) | bits 2j, 2j + 1 of
+    // scales_h << 4, minus 32. The high bits: scales_h << (14 - 2j) keeps them on top of 16.
+    const __m128i l8 = _mm_cvtsi32_si128(static_cast<int32_t>(scales_l));
+    const __m128i low = _mm_and_si128(_mm_unpacklo_epi8(l8, _mm_srli_epi16(l8, 4)), _mm_set1_epi8(0x0f));
+    const __m128i high = _mm_srli_epi16(
+        _mm_mullo_epi16(_mm_set1_epi16(static_cast<int16_t>(scales_h)),
+                        _mm_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1)),
+        14);
+    const __m128i scales8 =
+        _mm_sub_epi16(_mm_or_si128(_mm_cvtepu8_epi16(low), _mm_slli_epi16(high, 4)), _mm_set1_epi16(32));
+    const __m256i scales = _mm256_broadcastsi128_si256(scales8);
     for (int c = 0; c < C; ++c) sum[c] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int ib = 0; ib < 8; ++ib) {
-      const __m256i scale = _mm256_set1_epi16(ls[ib]);
+      const __m256i scale = scale_of_32(scales, ib);
       const __m256i q = iq4_levels(nibbles32(block + 8 + 16 * ib));
       for (int c = 0; c < C; ++c)
         sum[c] = _mm256_add_epi32(sum[c], _mm256_madd_epi16(dot_signed(q, load32(x[c].q + 32 * ib)), scale));
@@ -514,6 +580,10 @@ TROUPE_AVX2 void gemm_k(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8R
 }  // namespace
 
 namespace avx2 {
+void quantize_row_q8_k(const float* x, int64_t cols, int8_t* q, float* d, int16_t* bsums) {
+  quantize_q8_k(x, cols, q, d, bsums);
+}
+
 #define TROUPE_GEMM(name, format)                                                                                \
   void name(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,        \
             int64_t ldy) {                                                                                       \
