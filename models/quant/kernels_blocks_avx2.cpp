@@ -12,8 +12,9 @@
 //   |q| and sign(x, q) (|q|, |x| <= 127: the pair sums stay below 2^15).
 // Tiles of R weight rows x C activation rows share each unpacked block (R = 4, C = 1 for
 // decode; R = 2, C <= 4 for batches), rows a quarter / half of the range apart as
-// kernels_avx2.cpp explains. Each (weight row, activation row) has its own accumulator, so a
-// row's result does not depend on the other rows of the batch.
+// kernels_avx2.cpp explains. Each (weight row, activation row) has its own accumulator (for the
+// K formats a lane of one SSE register per activation row, lane i = weight row i, all lanes
+// doing the same steps), so a row's result does not depend on the other rows of the batch.
 #include "models/quant/block_layouts.h"
 #include "models/quant/kernels_x86.h"
 #include "models/quant/quant_kernels.h"
