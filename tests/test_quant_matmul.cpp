@@ -276,6 +276,44 @@ TEST(ActivationRounding, EveryInstructionSetRoundsLikeQuantFormatsIncludingHalve
   }
 }
 
+TEST(ActivationRounding, EveryInstructionSetRoundsToQ8KLikeTheReferenceIncludingTiesAndSigns) {
+  const int64_t cols = 8 * 256;
+  std::vector<float> x = random_matrix(1, cols, 6);
+  // Block 1: largest magnitude -127 first, so iscale = 1 and k + 0.5 ties round to even.
+  for (int j = 0; j < 256; ++j) x[256 + j] = j == 0 ? -127.0f : static_cast<float>(j % 200 - 100) + 0.5f;
+  for (int j = 0; j < 256; ++j) x[512 + j] = 0;  // block 2: all zero
+  // Block 3: +a then -a of equal magnitude: the first one sets the sign of the scale.
+  x[768 + 40] = 1000.0f;
+  x[768 + 200] = -1000.0f;
+  // Block 4: the same, the other way round, and the maximum in the last lane.
+  x[1024 + 7] = -1000.0f;
+  x[1024 + 255] = 1000.0f;
+  for (int64_t b = 0; b < cols / 256; ++b) x[b * 256 + 3] *= 1e-30f;  // a subnormal-ish product
+  struct Rounded {
+    std::vector<int8_t> q;
+    std::vector<float> d;
+    std::vector<int16_t> bsums;
+  };
+  auto round = [&](const kernels::KernelTable& k) {
+    Rounded r{std::vector<int8_t>(cols), std::vector<float>(cols / 256), std::vector<int16_t>(cols / 16)};
+    k.quantize_row_q8_k(x.data(), cols, r.q.data(), r.d.data(), r.bsums.data());
+    return r;
+  };
+  const Rounded expected = round(kernels::portable_kernels());
+  EXPECT_EQ(expected.q[256 + 1], -98);  // -98.5: ties to even
+  EXPECT_EQ(expected.q[256 + 2], -98);  // -97.5
+  EXPECT_LT(expected.d[3], 0.0f);       // +1000 came first
+  EXPECT_GT(expected.d[4], 0.0f);       // -1000 came first
+  for (KernelIsa isa : supported_isas()) {
+    const Rounded got = round(isa == KernelIsa::portable ? kernels::portable_kernels()
+                              : isa == KernelIsa::avx2   ? kernels::avx2_kernels()
+                                                         : kernels::avx512vnni_kernels());
+    EXPECT_EQ(got.q, expected.q) << kernel_isa_name(isa);
+    EXPECT_EQ(std::memcmp(got.d.data(), expected.d.data(), got.d.size() * sizeof(float)), 0) << kernel_isa_name(isa);
+    EXPECT_EQ(got.bsums, expected.bsums) << kernel_isa_name(isa);
+  }
+}
+
 // ---- embedding rows --------------------------------------------------------------------------
 
 class PackedRows : public PackedMatmul {};

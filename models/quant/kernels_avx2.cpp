@@ -534,7 +534,7 @@ TROUPE_AVX2 void dequantize_rows(const PackedMatrix& w, int64_t r0, int64_t r1, 
 }  // namespace
 
 const KernelTable& avx2_kernels() {
-  static const KernelTable table{quantize_row_q8, dequantize_rows};
+  static const KernelTable table{quantize_row_q8, dequantize_rows, avx2::quantize_row_q8_k};
   return table;
 }
 

@@ -130,7 +130,7 @@ void dequantize_rows(const PackedMatrix& w, int64_t r0, int64_t r1, float* out) 
 }  // namespace
 
 const KernelTable& portable_kernels() {
-  static const KernelTable table{quantize_row_q8, dequantize_rows};
+  static const KernelTable table{quantize_row_q8, dequantize_rows, kernels::quantize_row_q8_k};
   return table;
 }
 

@@ -40,6 +40,8 @@ struct KernelTable {
   void (*quantize_row_q8)(const float* x, int64_t cols, int8_t* q, float* d);
   // Rows [r0, r1) of w to fp32, row-major into out (for tiles and embedding lookups).
   void (*dequantize_rows)(const PackedMatrix& w, int64_t r0, int64_t r1, float* out);
+  // One activation row to Q8_K, bit-identical to quantize_row_q8_k below (the reference).
+  void (*quantize_row_q8_k)(const float* x, int64_t cols, int8_t* q, float* d, int16_t* bsums);
 };
 
 const KernelTable& portable_kernels();
@@ -79,6 +81,7 @@ void gemm_bf16(const PackedMatrix&, int64_t, int64_t, const float*, int64_t, con
 }  // namespace portable
 
 namespace avx2 {
+void quantize_row_q8_k(const float* x, int64_t cols, int8_t* q, float* d, int16_t* bsums);
 void gemm_q8_0(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
 void gemm_q4_0(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);
 void gemm_q4_1(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const float*, float*, int64_t);

@@ -141,7 +141,7 @@ void direct_quantized(const kernels::KernelTable& k, const TypeTraits& traits, K
           kernels::quantize_row_q8_1(x + t * cols, cols, q + t * cols, d + t * blocks, s + t * blocks);
           break;
         case ActivationFormat::q8_k:
-          kernels::quantize_row_q8_k(x + t * cols, cols, q + t * cols, d + t * blocks, bsums + t * blocks * 16);
+          k.quantize_row_q8_k(x + t * cols, cols, q + t * cols, d + t * blocks, bsums + t * blocks * 16);
           break;
         default:
           k.quantize_row_q8(x + t * cols, cols, q + t * cols, d + t * blocks);
@@ -225,7 +225,7 @@ void round_activations(const kernels::KernelTable& k, ActivationFormat format, c
     if (format == ActivationFormat::q8_1)
       kernels::quantize_row_q8_1(xt, cols, q, d, s);
     else if (format == ActivationFormat::q8_k)
-      kernels::quantize_row_q8_k(xt, cols, q, d, bsums);
+      k.quantize_row_q8_k(xt, cols, q, d, bsums);
     else
       k.quantize_row_q8(xt, cols, q, d);
     for (int64_t j = 0; j < cols; ++j) out[t * cols + j] = d[j / block] * static_cast<float>(q[j]);
