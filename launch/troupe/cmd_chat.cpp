@@ -1,7 +1,9 @@
 // `troupe chat`: an interactive conversation with a model, in this process or over caf-node
 // daemons. The history is sent again each turn through the model's chat template; /reset
 // forgets it; Ctrl-C stops the answer being written (not the program); Ctrl-D or /quit leaves.
+#include <poll.h>
 #include <signal.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
@@ -34,8 +36,8 @@ struct ChatOptions {
 volatile sig_atomic_t g_interrupted = 0;
 void on_interrupt(int) { g_interrupted = 1; }
 
-// SIGINT sets a flag instead of ending the program; without SA_RESTART a read at the prompt
-// returns, so Ctrl-C there gives a new prompt.
+// SIGINT sets a flag instead of ending the program: an answer being written stops, and at the
+// prompt read_line sees it and gives a new prompt.
 void catch_interrupts() {
   struct sigaction sa {};
   sa.sa_handler = on_interrupt;
@@ -49,24 +51,27 @@ void print(const std::string& s) {
   std::fflush(stdout);
 }
 
-// Reads one line; false at end of input. Ctrl-C at the prompt gives an empty line.
+// Reads one line from standard input; false at end of input. Ctrl-C at the prompt gives an
+// empty line. The flag is looked at every 50 ms rather than trusted to interrupt the read:
+// SIGINT goes to any thread of the process (LibTorch's, CAF's), whose read is then not
+// interrupted, and one that lands just before the read would not interrupt it either.
 bool read_line(std::string& line) {
   line.clear();
   for (;;) {
-    errno = 0;
-    const int c = std::fgetc(stdin);
-    if (c == EOF) {
-      if (errno == EINTR || g_interrupted) {
-        std::clearerr(stdin);
-        g_interrupted = 0;
-        print("\n(Ctrl-D or /quit leaves)\n");
-        line.clear();
-        return true;
-      }
-      return !line.empty();
+    if (g_interrupted) {
+      g_interrupted = 0;
+      print("\n(Ctrl-D or /quit leaves)\n");
+      line.clear();
+      return true;
     }
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;  // nothing yet, or a signal: look at the flag again
+    char c;
+    const ssize_t n = ::read(STDIN_FILENO, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return !line.empty();
     if (c == '\n') return true;
-    line += static_cast<char>(c);
+    line += c;
   }
 }
 

@@ -5,6 +5,9 @@
 #include <limits>
 #include <string>
 #include <vector>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "models/quant/parallel_range.h"
 #include "models/quant/quant_matmul.h"
@@ -56,7 +59,6 @@ void attend_portable(const QueryRow& r, float* scores) {
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
 #define TROUPE_ATTENTION_AVX2 __attribute__((target("avx2,fma")))
 #define TROUPE_ATTENTION_HAS_AVX2 1
 
