@@ -242,6 +242,7 @@ TROUPE_AVX2_INLINE __m256i bit_to_4(__m256i v) {
 // Q2_K: 2-bit values 0..3 (4 shifts of 32 bytes per half), 4-bit scale and min per 16.
 struct Q2_K {
   static constexpr size_t kBytes = 84;
+  static constexpr int kElems = 256;
   static constexpr bool kHasMin = true;
   static constexpr int kD = 80, kDmin = 82;
   template <int C>
@@ -283,6 +284,7 @@ TROUPE_AVX2_INLINE void start_with_offset(__m256i scales, const XBlock (&x)[C], 
 // Q3_K: 2 low bits plus a high bit (set: +0, clear: -4), taken as q + 4 in 0..7; 6-bit scales - 32.
 struct Q3_K {
   static constexpr size_t kBytes = 110;
+  static constexpr int kElems = 256;
   static constexpr bool kHasMin = false;
   static constexpr int kD = 108, kDmin = 0;
   template <int C>
@@ -339,6 +341,7 @@ TROUPE_AVX2_INLINE __m128i scales_mins_k4(const uint8_t* s) {
 template <bool kFifthBit>
 struct Q4_K_or_Q5_K {
   static constexpr size_t kBytes = kFifthBit ? 176 : 144;
+  static constexpr int kElems = 256;
   static constexpr bool kHasMin = true;
   static constexpr int kD = 0, kDmin = 2;
   template <int C>
@@ -384,6 +387,7 @@ using Q5_K = Q4_K_or_Q5_K<true>;
 // Q6_K: 4 low bits plus 2 high bits, 0..63 (the stored q + 32); int8 scale per 16.
 struct Q6_K {
   static constexpr size_t kBytes = 210;
+  static constexpr int kElems = 256;
   static constexpr bool kHasMin = false;
   static constexpr int kD = 208, kDmin = 0;
   template <int C>
@@ -416,6 +420,7 @@ struct Q6_K {
 // IQ4_XS: IQ4 levels, 6-bit scale - 32 per 32.
 struct IQ4_XS {
   static constexpr size_t kBytes = 136;
+  static constexpr int kElems = 256;
   static constexpr bool kHasMin = false;
   static constexpr int kD = 0, kDmin = 0;
   template <int C>
@@ -521,8 +526,8 @@ TROUPE_AVX2 void tile_k(const PackedMatrix& w, int64_t r, int64_t step, const Q8
 // ---- row tiles ------------------------------------------------------------------------------
 
 template <class F, int R, int C>
-TROUPE_AVX2 void tile(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t, const float* bias,
-                      float* y, int64_t ldy) {
+TROUPE_AVX2 void tile_32(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t, const float* bias,
+                         float* y, int64_t ldy) {
   const uint8_t* rows[R];
   for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
   float acc[R][C] = {};
@@ -530,6 +535,16 @@ TROUPE_AVX2 void tile(const PackedMatrix& w, int64_t r, int64_t step, const Q8Ro
     for (int i = 0; i < R; ++i) F::template accumulate<C>(rows[i] + b * F::kBytes, x, t, b, acc[i]);
   for (int i = 0; i < R; ++i)
     for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = acc[i][c] + (bias ? bias[r + i * step] : 0.0f);
+}
+
+// A tile of a 32-element block format or of a K format (super-blocks of 256).
+template <class F, int R, int C>
+TROUPE_AVX2_INLINE void tile(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
+                             const float* bias, float* y, int64_t ldy) {
+  if constexpr (F::kElems == 256)
+    tile_k<F, R, C>(w, r, step, x, t, bias, y, ldy);
+  else
+    tile_32<F, R, C>(w, r, step, x, t, bias, y, ldy);
 }
 
 template <class F, int R>
@@ -555,29 +570,6 @@ TROUPE_AVX2 void gemm(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Row
   for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_all<F, 1>(w, r, 1, x, bias, y, ldy);
 }
 
-template <class F, int R>
-TROUPE_AVX2 void tile_k_all(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, const float* bias,
-                            float* y, int64_t ldy) {
-  int64_t t = 0;
-  for (; t + 4 <= x.n; t += 4) tile_k<F, R, 4>(w, r, step, x, t, bias, y, ldy);
-  for (; t + 2 <= x.n; t += 2) tile_k<F, R, 2>(w, r, step, x, t, bias, y, ldy);
-  if (t < x.n) tile_k<F, R, 1>(w, r, step, x, t, bias, y, ldy);
-}
-
-template <class F>
-TROUPE_AVX2 void gemm_k(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,
-                        int64_t ldy) {
-  if (x.n == 1) {
-    const int64_t step = (r1 - r0) / 4;
-    for (int64_t k = 0; k < step; ++k) tile_k<F, 4, 1>(w, r0 + k, step, x, 0, bias, y, ldy);
-    for (int64_t r = r0 + 4 * step; r < r1; ++r) tile_k<F, 1, 1>(w, r, 1, x, 0, bias, y, ldy);
-    return;
-  }
-  const int64_t step = (r1 - r0) / 2;
-  for (int64_t k = 0; k < step; ++k) tile_k_all<F, 2>(w, r0 + k, step, x, bias, y, ldy);
-  for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_k_all<F, 1>(w, r, 1, x, bias, y, ldy);
-}
-
 }  // namespace
 
 namespace avx2 {
@@ -590,23 +582,17 @@ void quantize_row_q8_k(const float* x, int64_t cols, int8_t* q, float* d, int16_
             int64_t ldy) {                                                                                       \
     gemm<format>(w, r0, r1, x, bias, y, ldy);                                                                    \
   }
-#define TROUPE_GEMM_K(name, format)                                                                              \
-  void name(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias, float* y,        \
-            int64_t ldy) {                                                                                       \
-    gemm_k<format>(w, r0, r1, x, bias, y, ldy);                                                                  \
-  }
 TROUPE_GEMM(gemm_q4_1, Q4_1)
 TROUPE_GEMM(gemm_q5_0, Q5_0)
 TROUPE_GEMM(gemm_q5_1, Q5_1)
 TROUPE_GEMM(gemm_iq4_nl, IQ4_NL)
-TROUPE_GEMM_K(gemm_q2_k, Q2_K)
-TROUPE_GEMM_K(gemm_q3_k, Q3_K)
-TROUPE_GEMM_K(gemm_q4_k, Q4_K)
-TROUPE_GEMM_K(gemm_q5_k, Q5_K)
-TROUPE_GEMM_K(gemm_q6_k, Q6_K)
-TROUPE_GEMM_K(gemm_iq4_xs, IQ4_XS)
+TROUPE_GEMM(gemm_q2_k, Q2_K)
+TROUPE_GEMM(gemm_q3_k, Q3_K)
+TROUPE_GEMM(gemm_q4_k, Q4_K)
+TROUPE_GEMM(gemm_q5_k, Q5_K)
+TROUPE_GEMM(gemm_q6_k, Q6_K)
+TROUPE_GEMM(gemm_iq4_xs, IQ4_XS)
 #undef TROUPE_GEMM
-#undef TROUPE_GEMM_K
 }  // namespace avx2
 
 }  // namespace troupe::kernels
