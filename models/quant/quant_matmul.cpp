@@ -122,12 +122,25 @@ int64_t tiles_from_T(const TypeTraits& traits, KernelIsa isa) {
 
 // ---- the two paths --------------------------------------------------------------------------
 
+// Values per scale of an activation format (Q8_K: super-blocks of 256).
+int64_t activation_block(ActivationFormat format) { return format == ActivationFormat::q8_k ? 256 : 32; }
+
+// One activation row rounded to `format` (q, d per block; s for Q8_1, sums per 16 for Q8_K).
+void quantize_activation_row(const kernels::KernelTable& k, ActivationFormat format, const float* x, int64_t cols,
+                             int8_t* q, float* d, float* s, int16_t* bsums) {
+  switch (format) {
+    case ActivationFormat::q8_1: kernels::quantize_row_q8_1(x, cols, q, d, s); break;
+    case ActivationFormat::q8_k: k.quantize_row_q8_k(x, cols, q, d, bsums); break;
+    default: k.quantize_row_q8(x, cols, q, d);
+  }
+}
+
 // Rounds the activation rows to the type's Q8 format, then the type's kernel on groups of rows.
 void direct_quantized(const kernels::KernelTable& k, const TypeTraits& traits, KernelIsa isa, const PackedMatrix& w,
                       const float* x, int64_t T, const float* bias, float* y) {
   const int64_t cols = w.cols;
   const ActivationFormat format = traits.activations;
-  const int64_t block = format == ActivationFormat::q8_k ? 256 : 32, blocks = cols / block;
+  const int64_t block = activation_block(format), blocks = cols / block;
   // q: T * cols int8 (32-byte aligned rows: cols is a multiple of 32), then d, s: T * blocks
   // floats each, then the sums per 16: T * cols / 16 int16.
   auto* q = thread_scratch<int8_t>(t_activations, static_cast<size_t>(T * cols + 2 * T * blocks * 4 + T * cols / 8));
@@ -135,18 +148,9 @@ void direct_quantized(const kernels::KernelTable& k, const TypeTraits& traits, K
   float* s = d + T * blocks;
   auto* bsums = reinterpret_cast<int16_t*>(s + T * blocks);
   parallel_range(T, std::max<int64_t>(1, 65536 / cols), [&](int64_t t0, int64_t t1) {  // ~30 us a task
-    for (int64_t t = t0; t < t1; ++t) {
-      switch (format) {
-        case ActivationFormat::q8_1:
-          kernels::quantize_row_q8_1(x + t * cols, cols, q + t * cols, d + t * blocks, s + t * blocks);
-          break;
-        case ActivationFormat::q8_k:
-          k.quantize_row_q8_k(x + t * cols, cols, q + t * cols, d + t * blocks, bsums + t * blocks * 16);
-          break;
-        default:
-          k.quantize_row_q8(x + t * cols, cols, q + t * cols, d + t * blocks);
-      }
-    }
+    for (int64_t t = t0; t < t1; ++t)
+      quantize_activation_row(k, format, x + t * cols, cols, q + t * cols, d + t * blocks, s + t * blocks,
+                              bsums + t * blocks * 16);
   });
   kernels::Q8Rows rows{T, blocks, q, d, block, s, bsums};
   const auto [gemm, kernel_isa] = pick_kernel(traits.gemm_q, isa);
@@ -215,19 +219,13 @@ thread_local std::vector<uint8_t> t_rounded, t_rounding;
 // x[T, cols] rounded to `format` and back to fp32 (d * q), row by row.
 void round_activations(const kernels::KernelTable& k, ActivationFormat format, const float* x, int64_t T,
                        int64_t cols, float* out) {
-  const int64_t block = format == ActivationFormat::q8_k ? 256 : 32, blocks = cols / block;
+  const int64_t block = activation_block(format), blocks = cols / block;
   auto* q = thread_scratch<int8_t>(t_rounding, static_cast<size_t>(cols + 2 * blocks * 4 + cols / 8));
   auto* d = reinterpret_cast<float*>(q + cols);
   float* s = d + blocks;
   auto* bsums = reinterpret_cast<int16_t*>(s + blocks);
   for (int64_t t = 0; t < T; ++t) {
-    const float* xt = x + t * cols;
-    if (format == ActivationFormat::q8_1)
-      kernels::quantize_row_q8_1(xt, cols, q, d, s);
-    else if (format == ActivationFormat::q8_k)
-      k.quantize_row_q8_k(xt, cols, q, d, bsums);
-    else
-      k.quantize_row_q8(xt, cols, q, d);
+    quantize_activation_row(k, format, x + t * cols, cols, q, d, s, bsums);
     for (int64_t j = 0; j < cols; ++j) out[t * cols + j] = d[j / block] * static_cast<float>(q[j]);
   }
 }
