@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -353,13 +352,13 @@ void send_weights(caf::actor_system& sys, const dsl::PipelineDesc& desc, const D
   std::vector<size_t> which;
   for (size_t i = 0; i < desc.stages.size(); ++i) {
     const dsl::StageDesc& s = desc.stages[i];
-    if (s.endpoint.empty() || infos.at(s.endpoint).cache_cap == 0) continue;
-    const std::string path = resolve_model_path(options.local_models_dir, s.model);
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) continue;  // not here: the node reads it under its --models
-    StageSpec spec{s.range.first, s.range.last, i == 0, i + 1 == desc.stages.size()};
-    requests.push_back(ShardRequest{nodes.at(s.endpoint), s.endpoint, path, spec});
-    which.push_back(i);
+    if (s.endpoint.empty()) continue;
+    const StageSpec spec{s.range.first, s.range.last, i == 0, i + 1 == desc.stages.size()};
+    if (auto request = shard_request_for(nodes.at(s.endpoint), s.endpoint, infos.at(s.endpoint).cache_cap,
+                                         options.local_models_dir, s.model, spec)) {
+      requests.push_back(std::move(*request));
+      which.push_back(i);
+    }
   }
   if (requests.empty()) return;
   try {

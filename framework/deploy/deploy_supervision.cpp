@@ -5,12 +5,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
 #include <map>
 #include <optional>
 #include <thread>
 
-#include "actors/node_actor.h"
 #include "framework/cluster/cluster.h"
 #include "framework/deploy/stage_spawning.h"
 #include "models/runtime/byte_size.h"
@@ -152,25 +150,26 @@ std::vector<std::string> candidates(const Topology& t, size_t index, FailureKind
 }
 
 // Stage `index`'s spawn request for the node at `endpoint`. Weights travel as at deploy
-// (send_weights in deploy.cpp): a node with a shard cache gets the stage's shard first when
-// the model file is here, and loads from it; any other node (or this process) loads the model
-// from its own models dir. Throws naming the node when the shard cannot be sent.
+// (shard_request_for): a node with a shard cache gets the stage's shard first when the model
+// file is here, and loads from it; any other node (or this process) loads the model from its
+// own models dir. `cache_cap`: the node's, when its NodeInfo was read already. Throws naming
+// the node when the shard cannot be sent.
 proto::SpawnStage spawn_request_for(caf::blocking_actor* self, const Topology& t, size_t index,
-                                    const std::string& endpoint, const proto::node_actor& node) {
+                                    const std::string& endpoint, const proto::node_actor& node,
+                                    std::optional<uint64_t> cache_cap) {
   proto::SpawnStage spawn = t.spawns[index];
   spawn.shard.clear();
   if (endpoint.empty() || !t.options.send_weights) return spawn;
-  const std::string path = resolve_model_path(t.options.local_models_dir, spawn.model);
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return spawn;
-  proto::NodeInfo info;
-  std::string failure;
-  self->request(node, t.options.connect_timeout, proto::info_atom::value)
-    .receive([&](proto::NodeInfo& i) { info = std::move(i); }, [&](caf::error& e) { failure = proto::error_text(e); });
-  if (!failure.empty()) throw std::runtime_error(failure);
-  if (info.cache_cap == 0) return spawn;
-  const auto sent = ensure_stage_shards(self->system(), {ShardRequest{node, endpoint, path, spawn.spec}}, t.options.transfer);
-  spawn.shard = sent.front().sha256;
+  if (!cache_cap) {
+    std::string failure;
+    self->request(node, t.options.connect_timeout, proto::info_atom::value)
+      .receive([&](proto::NodeInfo& i) { cache_cap = i.cache_cap; },
+               [&](caf::error& e) { failure = proto::error_text(e); });
+    if (!failure.empty()) throw std::runtime_error(failure);
+  }
+  if (auto request =
+        shard_request_for(node, endpoint, *cache_cap, t.options.local_models_dir, spawn.model, spawn.spec))
+    spawn.shard = ensure_stage_shards(self->system(), {*request}, t.options.transfer).front().sha256;
   return spawn;
 }
 
@@ -193,10 +192,11 @@ std::optional<Placement> place(caf::blocking_actor* self, const Topology& t, siz
       proto::node_actor node;
       uint64_t free = 0;
       bool ranked = false;
+      std::optional<uint64_t> cache_cap;  // from its NodeInfo, when read here
     };
     std::vector<Live> live;
     for (const auto& ep : list) {
-      Live l{ep, {}, 0, false};
+      Live l{ep, {}, 0, false, std::nullopt};
       try {
         l.node = reach(self, t, ep, std::min(options.connect_timeout, left_until(deadline, milliseconds(500))));
       } catch (const std::exception& e) {
@@ -220,6 +220,7 @@ std::optional<Placement> place(caf::blocking_actor* self, const Topology& t, siz
         l.free = info.memory_limit > 0 ? (info.memory_limit > info.rss ? info.memory_limit - info.rss : 0)
                                        : info.mem_available;
         l.ranked = survivor;  // survivors by free memory; standbys and the own node keep their place in front
+        l.cache_cap = info.cache_cap;
         if (l.free < weights) {
           why_not(ep, "has " + format_size(l.free) + " free" +
                         (info.memory_limit > 0 ? " under --memory-limit " + format_size(info.memory_limit) : "") +
@@ -235,7 +236,7 @@ std::optional<Placement> place(caf::blocking_actor* self, const Topology& t, siz
     for (const auto& l : live) {
       proto::SpawnStage spawn;
       try {
-        spawn = spawn_request_for(self, t, index, l.endpoint, l.node);
+        spawn = spawn_request_for(self, t, index, l.endpoint, l.node, l.cache_cap);
       } catch (const std::exception& e) {
         why_not(l.endpoint, e.what());
         continue;
@@ -328,7 +329,7 @@ void probe_worker(caf::blocking_actor* self, Topology t, caf::actor supervision)
 void move_home_worker(caf::blocking_actor* self, Topology t, caf::actor supervision, RepairOutcome out) {
   SpawnOutcome o;
   try {
-    const proto::SpawnStage spawn = spawn_request_for(self, t, out.index, out.to.endpoint, out.to.node);
+    const proto::SpawnStage spawn = spawn_request_for(self, t, out.index, out.to.endpoint, out.to.node, std::nullopt);
     o = spawn_on_nodes(self->system(), {out.to.node}, {spawn}, t.options.spawn_timeout).front();
   } catch (const std::exception& e) {
     o.error = e.what();
@@ -416,15 +417,11 @@ void step_failed(SupervisionActor* self, caf::response_promise rp, uint64_t epoc
   // A stage that threw says which it is (proto::StageFailure: its layers): restart it like a
   // dead one. Other failures (down, hung) the watcher reports itself.
   if (failed_stage)
-    for (size_t i = 0; i < st.spawns.size() && i < st.stages.size(); ++i) {
-      const StageSpec& s = st.spawns[i].spec;
-      const StageSpec& f = failed_stage->spec;
-      if (s.layer_first == f.layer_first && s.layer_last == f.layer_last && s.has_embedding == f.has_embedding &&
-          s.has_head == f.has_head) {
+    for (size_t i = 0; i < st.spawns.size() && i < st.stages.size(); ++i)
+      if (st.spawns[i].spec == failed_stage->spec) {
         report(self, Report{i, FailureKind::exception, "threw: " + failure, epoch});
         break;
       }
-    }
   if (st.epoch != epoch || st.recovering || !st.broken.empty() || st.stopping) {
     deliver_retry(rp, failure, st.epoch);
     return;

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "actors/node_actor.h"
 #include "actors/protocol/content_hash.h"
 #include "models/arch/open_checkpoint.h"
 #include "models/convert/model_split.h"
@@ -255,6 +256,16 @@ void ShardIndex::add(const std::string& model_path, const proto::CachedShard& sh
   std::ofstream out(file_, std::ios::app);
   out << model_identity(model_path) << "\t" << spec_key(shard.spec) << "\t" << shard.sha256 << "\t" << shard.size
       << "\t" << shard.model_id << "\n";
+}
+
+std::optional<ShardRequest> shard_request_for(const proto::node_actor& node, const std::string& endpoint,
+                                              uint64_t cache_cap, const std::string& local_models_dir,
+                                              const std::string& model, const StageSpec& spec) {
+  if (endpoint.empty() || cache_cap == 0) return std::nullopt;
+  const std::string path = resolve_model_path(local_models_dir, model);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return std::nullopt;
+  return ShardRequest{node, endpoint, path, spec};
 }
 
 std::vector<ShardOutcome> ensure_stage_shards(caf::actor_system& sys, const std::vector<ShardRequest>& requests,

@@ -62,6 +62,14 @@ struct ShardRequest {
   StageSpec spec;
 };
 
+// The shard request for a stage of `model` placed on the node at `endpoint`: the node has a
+// shard cache (`cache_cap` > 0) and the model file is in this process (resolved under
+// `local_models_dir`, as the tokenizer is). Otherwise none: the node reads the model under its
+// own --models. The one rule for deploy and for a repair.
+std::optional<ShardRequest> shard_request_for(const proto::node_actor& node, const std::string& endpoint,
+                                              uint64_t cache_cap, const std::string& local_models_dir,
+                                              const std::string& model, const StageSpec& spec);
+
 struct ShardOutcome {
   std::string sha256;
   uint64_t size = 0;

@@ -14,6 +14,10 @@ struct StageSpec {
 
   int64_t n_layers() const { return layer_last - layer_first + 1; }
   std::string describe() const;  // "layers 0-2 +embedding +head"
+  bool operator==(const StageSpec& o) const {
+    return layer_first == o.layer_first && layer_last == o.layer_last && has_embedding == o.has_embedding &&
+           has_head == o.has_head;
+  }
 };
 
 // The whole model as one stage (the single-process run).
