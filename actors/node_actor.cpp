@@ -239,10 +239,8 @@ caf::result<caf::ok_atom> connect_peer(NodeActor* self, const std::string& host,
             [self, rp, peer, me, nid, other](proto::hello_atom, uint32_t version) mutable {
               if (version != proto::kProtocolVersion) {
                 rp.deliver(caf::make_error(caf::sec::runtime_error,
-                                           "node " + me + ": node " + peer + " speaks troupe protocol v" +
-                                             std::to_string(version) + ", this node v" +
-                                             std::to_string(proto::kProtocolVersion) +
-                                             ": run the same troupe version on every machine"));
+                                           "node " + me + ": " +
+                                             proto::version_mismatch_text("node " + peer, version, "this node")));
                 return;
               }
               self->state.peers[peer] = {nid, other};

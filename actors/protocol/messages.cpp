@@ -37,6 +37,11 @@ std::optional<StageFailure> stage_failure_of(const caf::error& err) {
   return std::nullopt;
 }
 
+std::string version_mismatch_text(const std::string& other, uint32_t version, const std::string& me) {
+  return other + " speaks troupe protocol v" + std::to_string(version) + ", " + me + " v" +
+         std::to_string(kProtocolVersion) + ": run the same troupe version on every machine";
+}
+
 std::string error_text(const caf::error& err) {
   if (!err) return "no error";
   std::string context;

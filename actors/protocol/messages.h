@@ -248,5 +248,9 @@ void add_message_types(caf::actor_system_config& cfg);
 // The message text of an error made by troupe (or CAF's rendering of any other error).
 std::string error_text(const caf::error& err);
 
+// What the version handshake says when the other side (`other`: "node host:port") answered
+// hello with another `version` than kProtocolVersion; `me`: "this client", "this node".
+std::string version_mismatch_text(const std::string& other, uint32_t version, const std::string& me);
+
 }  // namespace proto
 }  // namespace troupe

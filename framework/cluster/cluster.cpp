@@ -163,9 +163,7 @@ ConnectedNode connect_node(caf::actor_system& sys, const Endpoint& ep, std::chro
     .receive([&](proto::hello_atom, uint32_t version) { node_version = version; }, answer_failure);
   if (!failure.empty()) throw NodeUnreachable("node " + ep.str() + " does not answer: " + failure);
   if (node_version != proto::kProtocolVersion)
-    throw NodeUnreachable("node " + ep.str() + " speaks troupe protocol v" + std::to_string(node_version) +
-                          ", this client v" + std::to_string(proto::kProtocolVersion) +
-                          ": run the same troupe version on every machine");
+    throw NodeUnreachable(proto::version_mismatch_text("node " + ep.str(), node_version, "this client"));
   self->request(node.actor, left(), proto::info_atom::value)
     .receive([&](proto::NodeInfo& info) { node.info = std::move(info); }, answer_failure);
   if (!failure.empty()) throw NodeUnreachable("node " + ep.str() + " does not answer: " + failure);
