@@ -3,28 +3,16 @@
 # 127.0.0.1, each pinned to its own core with one thread, the prompt flowing through them in
 # chunks (--prefill-chunk) and in one pass (--prefill-chunk 0). Alternating runs; min / median.
 #   [ROUNDS=3] [PROMPT=256] [CHUNK=32] [LAYERS=0-10,11-21] scripts/bench-prefill-nodes.sh [MODEL]
-# MODEL defaults to the TinyLlama-shaped Q4_0 synth of scripts/bench-tls.sh (made once in build/).
+# MODEL defaults to a TinyLlama-shaped Q4_0 synth (made once in build/; scripts/lib/bench-nodes.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model="${1:-build/bench-tinyllama-q4_0.gguf}"
 rounds="${ROUNDS:-3}" prompt="${PROMPT:-256}" chunk="${CHUNK:-32}" layers="${LAYERS:-0-10,11-21}"
-[ -f "$model" ] || build/bin/troupe synth --shape tinyllama --type q4_0 --out "$model"
-model="$(cd "$(dirname "$model")" && pwd)/$(basename "$model")"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+. scripts/lib/bench-nodes.sh
+model="$(bench_model "${1:-build/bench-tinyllama-q4_0.gguf}")"
 
-for i in 0 1; do
-  taskset -c "$i" build/bin/caf-node --port 0 --models / --threads 1 --memory-limit 0 --port-file "$work/port$i" \
-    2>"$work/node$i.log" &
-  pids+=($!)
-done
 nodes=""
-for i in 0 1; do
-  for _ in $(seq 300); do [ -s "$work/port$i" ] && break; sleep 0.1; done
-  nodes="${nodes:+$nodes,}127.0.0.1:$(cat "$work/port$i")"
-done
+for i in 0 1; do start_node "node$i" taskset -c "$i" --; done
+for i in 0 1; do nodes="${nodes:+$nodes,}$(node_endpoint "node$i")"; done
 
 # run NAME ARGS...: prints the prefill (time to first token) in ms of one bench run.
 run() {

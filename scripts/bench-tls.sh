@@ -6,34 +6,23 @@
 # Everything runs on 127.0.0.1 and is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model="${1:-build/bench-tinyllama-q4_0.gguf}"
 rounds="${ROUNDS:-5}"
 tokens="${TOKENS:-32}"
 layers="${LAYERS:-0-7,8-15,16-21}"
-[ -f "$model" ] || build/bin/troupe synth --shape tinyllama --type q4_0 --out "$model"
-model="$(cd "$(dirname "$model")" && pwd)/$(basename "$model")"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+. scripts/lib/bench-nodes.sh
+model="$(bench_model "${1:-build/bench-tinyllama-q4_0.gguf}")"
 build/bin/troupe keys init --out "$work/cluster.pem" > /dev/null
 
 # run_once plain|tls: prints the decode ms/token of one bench run on three fresh nodes.
 run_once() {
-  local mode="$1" key=() nodes="" ports=() port
+  local mode="$1" key=() nodes=""
   [ "$mode" = tls ] && key=(--cluster-key "$work/cluster.pem")
   local started=()
   for i in 0 1 2; do
-    rm -f "$work/port$i"
-    build/bin/caf-node --port 0 --models / --threads 1 --memory-limit 0 --port-file "$work/port$i" "${key[@]}" \
-      2>"$work/node-$mode-$i.log" &
-    started+=($!)
-    pids+=($!)
+    start_node "node-$mode-$i" -- "${key[@]}"
+    started+=("$last_pid")
   done
-  for i in 0 1 2; do
-    for _ in $(seq 300); do [ -s "$work/port$i" ] && break; sleep 0.1; done
-    nodes="${nodes:+$nodes,}127.0.0.1:$(cat "$work/port$i")"
-  done
+  for i in 0 1 2; do nodes="${nodes:+$nodes,}$(node_endpoint "node-$mode-$i")"; done
   build/bin/troupe bench --model "$model" --nodes "$nodes" --layers "$layers" -n "$tokens" --threads 1 \
     --json "$work/$mode.json" "${key[@]}" > /dev/null 2>"$work/bench-$mode.log" || { cat "$work/bench-$mode.log" >&2; exit 1; }
   for pid in "${started[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
