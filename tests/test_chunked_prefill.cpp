@@ -70,7 +70,7 @@ at::Tensor attention_in_double(const at::Tensor& q, const at::Tensor& k, const a
 // multiple of 8, the portable one) x threads.
 struct CausalAttention : ::testing::TestWithParam<std::tuple<KernelIsa, int64_t, int>> {
   void SetUp() override {
-    if (!kernel_isa_supported(std::get<0>(GetParam()))) GTEST_SKIP() << "this CPU lacks the instruction set";
+    if (!kernel_isa_supported(std::get<0>(GetParam()))) GTEST_SKIP() << "this CPU has no " << kernel_isa_name(std::get<0>(GetParam()));
     force_kernel_isa(std::get<0>(GetParam()));
     threads_before_ = at::get_num_threads();
     at::set_num_threads(std::get<2>(GetParam()));
