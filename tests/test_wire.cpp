@@ -140,6 +140,22 @@ TEST(Wire, ShapeThatDisagreesWithTheDataIsRefused) {
   EXPECT_NE(error.find("needs"), std::string::npos) << error;
 }
 
+// An empty dimension makes the element count 0 whatever the others say, but the others still
+// size the tensor's strides: [0, 2^62, 2^62] must be refused, not overflow them (a fuzzer find).
+TEST(Wire, AnEmptyTensorWithHugeDimensionsIsRefused) {
+  for (const std::vector<int64_t>& shape : std::vector<std::vector<int64_t>>{
+           {0, int64_t{1} << 62, int64_t{1} << 62}, {int64_t{1} << 62, 0, int64_t{1} << 62}, {0, INT64_MAX}}) {
+    for (const bool with_data : {false, true}) {
+      TensorMessage m = hidden_message(WireDType::f32);
+      m.tensor.shape = shape;
+      if (!with_data) m.tensor.data.clear();
+      const std::string bytes = encode_tensor_message(m);
+      const std::string error = wire_error_of([&] { from_wire(decode_tensor_message(bytes).tensor); });
+      EXPECT_NE(error.find("2^40"), std::string::npos) << error;
+    }
+  }
+}
+
 TEST(Wire, ActivationSurvivesCafSerialization) {
   caf::actor_system_config cfg;
   configure_actor_system(cfg);

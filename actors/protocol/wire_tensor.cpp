@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cereal/archives/binary.hpp>
 #include <cstring>
 #include <istream>
@@ -76,16 +77,19 @@ void check_tensor(const WireTensor& w) {
     throw WireError("wire message: tensor of rank " + std::to_string(w.shape.size()) + " (at most " +
                     std::to_string(kMaxRank) + " expected)");
   // The product is checked as it grows: [2^62, 4] would otherwise wrap to 0 elements and
-  // pass with an empty payload.
-  uint64_t numel = 1;
+  // pass with an empty payload. An empty dimension counts as 1 in the bound, because the
+  // other dimensions still size the strides: [0, 2^62, 2^62] has no elements but overflows them.
+  uint64_t numel = 1, extent = 1;
   for (int64_t d : w.shape) {
     if (d < 0) throw WireError("wire message: negative dimension " + std::to_string(d) + " in tensor shape");
-    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel) || numel > (uint64_t{1} << 40))
-      throw WireError("wire message: tensor shape has more than 2^40 elements");
+    const uint64_t u = static_cast<uint64_t>(d);
+    if (__builtin_mul_overflow(extent, std::max<uint64_t>(u, 1), &extent) || extent > (uint64_t{1} << 40))
+      throw WireError("wire message: tensor shape spans more than 2^40 elements");
+    numel *= u;
   }
   const size_t expected = static_cast<size_t>(numel) * wire_dtype_size(w.dtype);
   if (w.data.size() != expected)
-    throw WireError("wire message: tensor of " + std::to_string(w.numel()) + " " + to_string(w.dtype) +
+    throw WireError("wire message: tensor of " + std::to_string(numel) + " " + to_string(w.dtype) +
                     " elements needs " + std::to_string(expected) + " bytes, message has " +
                     std::to_string(w.data.size()));
 }
