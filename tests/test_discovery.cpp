@@ -165,10 +165,7 @@ TEST(Discovery, OnALanOfNamespacesEveryNodeOfTheClusterIsFoundOthersIgnoredALeav
 
 // GET or POST (with a JSON body) on a local `troupe serve`; the body of the answer.
 std::string http(uint16_t port, const std::string& path, const std::string& body = "") {
-  std::vector<std::string> argv{"/usr/bin/curl", "-s", "--max-time", "120"};
-  if (!body.empty()) argv.insert(argv.end(), {"-H", "Content-Type: application/json", "-d", body});
-  argv.push_back("http://127.0.0.1:" + std::to_string(port) + path);
-  return test::run_command(argv, 130).out;
+  return test::http_request("http://127.0.0.1:" + std::to_string(port) + path, body, 120).body;
 }
 
 // `troupe serve --discover` on loopback: a node started after the pipeline was deployed is

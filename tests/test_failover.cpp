@@ -345,27 +345,20 @@ class ServeFailover : public ::testing::Test {
   // The greedy completion of `prompt`, or "HTTP <status>: <body>".
   std::string complete(const std::string& prompt, int max_tokens = kTokens) const {
     const nlohmann::json body{{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}};
-    const auto r = test::run_command({"/usr/bin/curl", "-s", "--max-time", "120", "-w", "\n%{http_code}", "-H",
-                                      "Content-Type: application/json", "-d", body.dump(), url("/v1/completions")},
-                                     130);
-    const size_t nl = r.out.rfind('\n');
-    const std::string status = nl == std::string::npos ? "0" : r.out.substr(nl + 1);
-    const std::string text = r.out.substr(0, nl == std::string::npos ? 0 : nl);
-    if (status != "200") return "HTTP " + status + ": " + text;
-    return nlohmann::json::parse(text)["choices"][0]["text"].get<std::string>();
+    const auto r = test::http_request(url("/v1/completions"), body.dump(), 120);
+    if (r.status != 200) return "HTTP " + std::to_string(r.status) + ": " + r.body;
+    return nlohmann::json::parse(r.body)["choices"][0]["text"].get<std::string>();
   }
 
   std::pair<int, nlohmann::json> health() const {
-    const auto r = test::run_command(
-      {"/usr/bin/curl", "-s", "--max-time", "10", "-w", "\n%{http_code}", url("/health")}, 20);
-    const size_t nl = r.out.rfind('\n');
-    if (nl == std::string::npos) return {0, {}};
-    return {std::atoi(r.out.c_str() + nl + 1), nlohmann::json::parse(r.out.substr(0, nl), nullptr, false)};
+    const auto r = test::http_request(url("/health"), "", 10);
+    if (r.status == 0) return {0, {}};
+    return {r.status, nlohmann::json::parse(r.body, nullptr, false)};
   }
 
   // The value of the first /metrics line that starts with `prefix` (-1 if none).
   double metric(const std::string& prefix) const {
-    const std::string m = test::run_command({"/usr/bin/curl", "-s", "--max-time", "10", url("/metrics")}, 20).out;
+    const std::string m = test::http_request(url("/metrics"), "", 10).body;
     const size_t at = m.find("\n" + prefix);
     if (at == std::string::npos) return -1;
     const size_t space = m.find(' ', m.find('}', at));

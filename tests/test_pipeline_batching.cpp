@@ -199,12 +199,11 @@ TEST(NodeShutdown, NodesStopOnSigtermWhileSessionsAreQueuedInTheirStages) {
                              "--nodes", test::node_list(nodes),
                              "--layers", "0-1,2-2,3-3", "--port", "0", "--port-file", dir.file("port"), "--max-in-flight", "8", "--threads", "1"});
   const int port = server.wait_for_port_file(dir.file("port"), 30000);
-  std::vector<std::future<test::CommandResult>> requests;
+  std::vector<std::future<test::HttpReply>> requests;
   for (int i = 0; i < 6; ++i)
     requests.push_back(std::async(std::launch::async, [port, i] {
-      return test::run_command({"/usr/bin/curl", "-s", "http://127.0.0.1:" + std::to_string(port) + "/v1/completions",
-                                "-d", "{\"prompt\": \"Request " + std::to_string(i) + "\", \"max_tokens\": 200}"},
-                               30);
+      return test::http_request("http://127.0.0.1:" + std::to_string(port) + "/v1/completions",
+                                "{\"prompt\": \"Request " + std::to_string(i) + "\", \"max_tokens\": 200}", 30);
     }));
   uint64_t steps = 0;
   test::eventually(

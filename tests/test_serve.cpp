@@ -60,15 +60,10 @@ class Serve : public ::testing::Test {
 
   // POSTs `body`; returns {http status, response body}.
   static std::pair<int, std::string> post(const std::string& path, const std::string& body, double max_seconds = 60) {
-    const auto r = test::run_command({"/usr/bin/curl", "-s", "-N", "--max-time", std::to_string(max_seconds), "-w",
-                                      "\n%{http_code}", "-H", "Content-Type: application/json", "-d", body, url(path)},
-                                     static_cast<int>(max_seconds) + 10);
-    const size_t nl = r.out.rfind('\n');
-    return {nl == std::string::npos ? 0 : std::atoi(r.out.c_str() + nl + 1), r.out.substr(0, nl == std::string::npos ? 0 : nl)};
+    const auto r = test::http_request(url(path), body, max_seconds);
+    return {r.status, r.body};
   }
-  static std::string get(const std::string& path) {
-    return test::run_command({"/usr/bin/curl", "-s", "--max-time", "10", url(path)}).out;
-  }
+  static std::string get(const std::string& path) { return test::http_request(url(path), "", 10).body; }
 
   // The concatenated text of an SSE stream, and whether it ended with [DONE].
   static std::pair<std::string, bool> sse_text(const std::string& stream, bool chat) {

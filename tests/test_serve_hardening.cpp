@@ -39,15 +39,12 @@ class Server {
   // {status, body} of a curl request; `key` empty sends no Authorization header.
   std::pair<int, std::string> request(const std::string& path, const std::string& key,
                                       const std::string& body_file = "", std::vector<std::string> headers = {}) const {
-    std::vector<std::string> argv = {"/usr/bin/curl", "-s", "--max-time", "30", "-w", "\n%{http_code}"};
-    if (!key.empty()) argv.insert(argv.end(), {"-H", "Authorization: Bearer " + key});
-    for (const auto& h : headers) argv.insert(argv.end(), {"-H", h});
-    if (!body_file.empty()) argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", "@" + body_file});
-    argv.push_back(url(path));
-    const auto r = test::run_command(argv, 40);
-    const size_t nl = r.out.rfind('\n');
-    if (nl == std::string::npos) return {0, r.out};
-    return {std::atoi(r.out.c_str() + nl + 1), r.out.substr(0, nl)};
+    std::vector<std::string> args;
+    if (!key.empty()) args.insert(args.end(), {"-H", "Authorization: Bearer " + key});
+    for (const auto& h : headers) args.insert(args.end(), {"-H", h});
+    if (!body_file.empty()) args.insert(args.end(), {"-H", "Content-Type: application/json", "--data-binary", "@" + body_file});
+    const auto r = test::http_request(url(path), "", 30, args);
+    return {r.status, r.body};
   }
   std::string body_file(const std::string& name, const std::string& body) const {
     std::ofstream(dir_.file(name), std::ios::binary) << body;

@@ -164,6 +164,22 @@ CommandResult run_command(const std::vector<std::string>& argv, int timeout_seco
   return r;
 }
 
+HttpReply http_request(const std::string& url, const std::string& json_body, double max_seconds,
+                       const std::vector<std::string>& curl_args) {
+  std::vector<std::string> argv{"/usr/bin/curl", "-s", "-N", "--max-time", std::to_string(max_seconds), "-w",
+                                "\n%{http_code}"};
+  if (!json_body.empty()) argv.insert(argv.end(), {"-H", "Content-Type: application/json", "-d", json_body});
+  argv.insert(argv.end(), curl_args.begin(), curl_args.end());
+  argv.push_back(url);
+  const CommandResult r = run_command(argv, static_cast<int>(max_seconds) + 10);
+  HttpReply reply;
+  const size_t nl = r.out.rfind('\n');  // the status line -w appends
+  if (nl == std::string::npos) return reply;
+  reply.status = std::atoi(r.out.c_str() + nl + 1);
+  reply.body = r.out.substr(0, nl);
+  return reply;
+}
+
 TempDir::TempDir() {
   char tmpl[] = "/tmp/troupe-test-XXXXXX";
   if (!::mkdtemp(tmpl)) throw std::runtime_error("cannot create a temporary directory");

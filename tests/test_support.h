@@ -45,6 +45,16 @@ struct CommandResult {
 };
 CommandResult run_command(const std::vector<std::string>& argv, int timeout_seconds = 120);
 
+// One HTTP request by curl to a server this test started: a POST of `json_body` when it is not
+// empty, else a GET; `curl_args` go before the URL (e.g. {"-D", file} to keep the headers).
+// The body is read as it streams (SSE), for at most `max_seconds`.
+struct HttpReply {
+  int status = 0;  // 0: no answer
+  std::string body;
+};
+HttpReply http_request(const std::string& url, const std::string& json_body = "", double max_seconds = 60,
+                       const std::vector<std::string>& curl_args = {});
+
 // A long-running child process (a server) that dies with the test process, is stopped
 // by the destructor (SIGTERM, then SIGKILL after a grace period) even when a test fails,
 // and writes its stderr to a log the test can show.

@@ -69,19 +69,12 @@ struct Server {
     std::string headers, body;
   };
   Reply request(const std::string& path, const std::string& body = "", std::vector<std::string> extra = {}) const {
-    std::vector<std::string> argv = {"/usr/bin/curl", "-s", "-N", "--max-time", "60", "-D", dir.file("headers"), "-w",
-                                     "\n%{http_code}"};
-    if (!body.empty()) {
-      argv.insert(argv.end(), {"-H", "Content-Type: application/json", "-d", body});
-    }
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    argv.push_back(url(path));
-    const auto r = test::run_command(argv, 70);
+    extra.insert(extra.begin(), {"-D", dir.file("headers")});
+    const auto r = test::http_request(url(path), body, 60, extra);
     Reply reply;
-    const size_t nl = r.out.rfind('\n');
-    if (nl == std::string::npos) return reply;
-    reply.status = std::atoi(r.out.c_str() + nl + 1);
-    reply.body = r.out.substr(0, nl);
+    if (r.status == 0) return reply;
+    reply.status = r.status;
+    reply.body = r.body;
     reply.headers = test::run_command({"/bin/cat", dir.file("headers")}).out;
     return reply;
   }
