@@ -8,10 +8,14 @@
 #   scripts/fuzz.sh                  build and run every target
 #   scripts/fuzz.sh gguf wire        only these
 #   FUZZ_SECONDS=10 scripts/fuzz.sh  shorter runs
+#   FUZZ_SEED=0 scripts/fuzz.sh      a new random seed each run (default 1: a run explores the same
+#                                    inputs each time, so what a clean checkout's run finds, such as
+#                                    CI's, is found again here by the same command)
 # Needs clang and libclang-rt-14-dev (scripts/apt-packages.txt); exits 0 with a note without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
+seed="${FUZZ_SEED:-1}"
 models="${TROUPE_MODELS_DIR:-$(cd .. && pwd)/shared/models}"
 out=build-fuzz
 all_targets=(gguf safetensors tokenizer_model hf_config wire)
@@ -70,7 +74,7 @@ for t in "${targets[@]}"; do
   [ -d "tests/fuzz/regressions/$t" ] && regressions=("tests/fuzz/regressions/$t")
   echo "== fuzz_$t: running $seconds s"
   if ! TROUPE_MODELS_DIR="$models" ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
-      "$out/fuzz_$t" -max_total_time="$seconds" -max_len=16384 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+      "$out/fuzz_$t" -seed="$seed" -max_total_time="$seconds" -max_len=16384 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
       -artifact_prefix="$out/crashes/$t/" "$out/corpus/$t" "$out/seeds/$t" "${regressions[@]}" \
       > "$out/fuzz_$t.log" 2>&1; then
     status=1
