@@ -9,7 +9,10 @@
 // A second table gives the batched (prefill) throughput of the direct kernels against the
 // fp32-tile + BLAS path, from which quant_matmul.cpp's thresholds are chosen.
 //
-//   bench_kernels [--quick] [--no-batched] [--batched-only] [--cpu-time] [--types q4_0,q4_k,...] [--min-seconds S]
+//   bench_kernels [--quick] [--no-batched] [--batched-only] [--cpu-time] [--types q4_0,q4_k,...] [--ts 1,4,...]
+//                 [--in-cache] [--min-seconds S]
+// --in-cache: the batched table on one 256 x 2048 matrix (Q6_K: 420 KB, it stays in L2), to see
+// the kernels' arithmetic without the DRAM stream.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -41,6 +44,9 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 // --cpu-time: the batched table on one thread, timed by the thread's CPU time (on a machine
 // shared with other work, wall time measures the neighbours more than the kernel).
 bool g_cpu_time = false;
+// Products per timed pass (at least one per copy): a pass over one cached matrix is too short
+// for the thread CPU clock.
+size_t g_pass_calls = 1;
 
 double thread_seconds() {
   timespec ts{};
@@ -99,9 +105,10 @@ double weight_rate(const Copies& w, int64_t T, double min_seconds) {
   do {  // best of passes over all copies
     const auto t0 = Clock::now();
     const double c0 = thread_seconds();
-    for (size_t k = 0; k < w.data.size(); ++k) once(i++ % w.data.size());
+    const size_t calls = std::max(g_pass_calls, w.data.size());
+    for (size_t k = 0; k < calls; ++k) once(i++ % w.data.size());
     const double took = g_cpu_time ? thread_seconds() - c0 : seconds_since(t0);
-    best = std::max(best, static_cast<double>(w.bytes_each * w.data.size()) / took);
+    best = std::max(best, static_cast<double>(w.bytes_each * calls) / took);
   } while (seconds_since(start) < min_seconds);
   return best;
 }
@@ -114,9 +121,10 @@ struct Shape {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, batched = true, matvec = true;
+  bool quick = false, batched = true, matvec = true, in_cache = false;
   double min_seconds = 0.5;
   std::vector<DType> only;  // --types: the block types of the batched table
+  std::vector<int64_t> only_ts;  // --ts: its batch sizes
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
@@ -125,6 +133,9 @@ int main(int argc, char** argv) {
       batched = false;
     } else if (a == "--batched-only") {
       matvec = false;
+    } else if (a == "--in-cache") {
+      in_cache = true;
+      g_pass_calls = 256;
     } else if (a == "--cpu-time") {
       g_cpu_time = true;
     } else if (a == "--types" && i + 1 < argc) {
@@ -134,10 +145,17 @@ int main(int argc, char** argv) {
         only.push_back(troupe::parse_type_name(list.substr(start, comma - start)));
         start = comma + 1;
       }
+    } else if (a == "--ts" && i + 1 < argc) {
+      std::string list = argv[++i];
+      for (size_t start = 0; start <= list.size();) {
+        const size_t comma = std::min(list.find(',', start), list.size());
+        only_ts.push_back(std::stoll(list.substr(start, comma - start)));
+        start = comma + 1;
+      }
     } else if (a == "--min-seconds" && i + 1 < argc) {
       min_seconds = std::stod(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--no-batched] [--batched-only] [--cpu-time] [--types q4_0,q4_k,...] [--min-seconds S]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--no-batched] [--batched-only] [--cpu-time] [--types q4_0,q4_k,...] [--ts 1,4,...] [--in-cache] [--min-seconds S]\n",
                    argv[0]);
       return 2;
     }
@@ -194,11 +212,12 @@ int main(int argc, char** argv) {
     // Prefill: time per product of T rows, direct kernels vs fp32 tiles + BLAS, 2 threads.
     at::set_num_threads(g_cpu_time ? 1 : 2);
     const int64_t never = std::numeric_limits<int64_t>::max();
-    const Shape s{"ffn_up", 5632, 2048};
+    const Shape s = in_cache ? Shape{"cached", 256, 2048} : Shape{"ffn_up", 5632, 2048};
     const std::vector<float> values = random_values(s.rows * s.cols, 2);
     std::printf("\nbatched, W %ldx%ld, %d threads: GFLOP/s (2 T rows cols / time), direct kernels | fp32 tiles + BLAS\n",
                 static_cast<long>(s.rows), static_cast<long>(s.cols), at::get_num_threads());
-    const int64_t Ts[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+    std::vector<int64_t> Ts = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+    if (!only_ts.empty()) Ts = only_ts;
     std::printf("%-17s", "type");
     for (int64_t T : Ts) std::printf(" %13s", ("T=" + std::to_string(T)).c_str());
     std::printf("\n");
@@ -215,7 +234,7 @@ int main(int argc, char** argv) {
     for (auto [dtype, isa] : rows) {
       if (!troupe::kernel_isa_supported(isa)) isa = KernelIsa::portable;
       troupe::force_kernel_isa(isa);
-      const Copies w = make_copies(dtype, s.rows, s.cols, values, quick ? 32 << 20 : 128 << 20);
+      const Copies w = make_copies(dtype, s.rows, s.cols, values, in_cache ? 0 : quick ? 32 << 20 : 128 << 20);
       std::printf("%-17s", (dtype_str(dtype) + " " + (dtype == DType::F32 ? "at::linear" : troupe::kernel_isa_name(isa))).c_str());
       for (int64_t T : Ts) {
         double flops[2];

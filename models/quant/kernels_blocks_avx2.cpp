@@ -192,7 +192,7 @@ struct IQ4_NL {
 // ---- 256-element super-blocks (Q8_K activations) ----------------------------------------------
 // Per block and weight row a format gives the exact integer sums against each activation row:
 // `sum` (8 int32 lanes whose total is sumi, an offset already taken off) and, with mins,
-// `msum` (4 int32 lanes whose total is summ). Scales and mins are unpacked with vector
+// `msum` (8 int32 lanes whose total is summ). Scales and mins are unpacked with vector
 // shuffles into 16 int16 (one per 16 values), the mins x bsums term is one madd, and a pair of
 // sub-block scales reaches its 32 values by one byte shuffle. tile_k then sums the lanes of
 // the R rows together and does their fp32 steps side by side, one lane per row.
@@ -247,17 +247,15 @@ struct Q2_K {
   static constexpr int kD = 80, kDmin = 82;
   template <int C>
   TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C],
-                                      __m128i (&msum)[C]) {
+                                      __m256i (&msum)[C]) {
     const __m256i three = _mm256_set1_epi8(3);
-    const __m128i low4 = _mm_set1_epi8(0x0f);
-    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
-    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low4));
+    const __m256i packed = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
+    const __m256i mins = _mm256_srli_epi16(packed, 4);
     for (int c = 0; c < C; ++c) {
-      const __m256i m = _mm256_madd_epi16(mins, x[c].bsums16);
-      msum[c] = _mm_add_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+      msum[c] = _mm256_madd_epi16(mins, x[c].bsums16);
       sum[c] = _mm256_setzero_si256();
     }
-    const Scales16 sc = scales16(_mm256_cvtepu8_epi16(_mm_and_si128(packed, low4)));
+    const Scales16 sc = scales16(_mm256_and_si256(packed, _mm256_set1_epi16(0x0f)));
 #pragma GCC unroll 2
     for (int n = 0; n < 2; ++n) {
       __m256i bits = load32(block + 16 + 32 * n);
@@ -288,7 +286,7 @@ struct Q3_K {
   static constexpr bool kHasMin = false;
   static constexpr int kD = 108, kDmin = 0;
   template <int C>
-  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m128i (&)[C]) {
+  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m256i (&)[C]) {
     const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     // Scale k: 4 low bits from byte k (k < 8, low nibble) or k - 8 (high nibble), 2 high bits
     // from byte 8 + k % 4 at bit 2 (k / 4); the 12 bytes end 2 bytes before the block does.
@@ -346,11 +344,11 @@ struct Q4_K_or_Q5_K {
   static constexpr int kD = 0, kDmin = 2;
   template <int C>
   TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C],
-                                      __m128i (&msum)[C]) {
+                                      __m256i (&msum)[C]) {
     const __m256i scales_mins = _mm256_cvtepu8_epi16(scales_mins_k4(block + 4));
     const __m128i mins = _mm256_extracti128_si256(scales_mins, 1);
     for (int c = 0; c < C; ++c) {
-      msum[c] = _mm_madd_epi16(mins, x[c].bsums8);  // each min covers 32 values: two bsums
+      msum[c] = _mm256_zextsi128_si256(_mm_madd_epi16(mins, x[c].bsums8));  // a min covers 32 values: two bsums
       sum[c] = _mm256_setzero_si256();
     }
     const __m256i scales = _mm256_permute2x128_si256(scales_mins, scales_mins, 0x00);
@@ -391,7 +389,7 @@ struct Q6_K {
   static constexpr bool kHasMin = false;
   static constexpr int kD = 208, kDmin = 0;
   template <int C>
-  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m128i (&)[C]) {
+  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m256i (&)[C]) {
     const __m256i low4 = _mm256_set1_epi8(0x0f), bits45 = _mm256_set1_epi8(0x30);
     const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 192)));
     start_with_offset<5, C>(scales, x, sum);
@@ -424,7 +422,7 @@ struct IQ4_XS {
   static constexpr bool kHasMin = false;
   static constexpr int kD = 0, kDmin = 0;
   template <int C>
-  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m128i (&)[C]) {
+  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m256i (&)[C]) {
     uint16_t scales_h;
     uint32_t scales_l;
     std::memcpy(&scales_h, block + 2, 2);
@@ -451,7 +449,8 @@ struct IQ4_XS {
   }
 };
 
-// The lane totals of R (<= 4) rows' vectors as one vector, lane i = row i.
+// The lane totals of R (<= 4) rows' vectors, lane i = row i: of `v` alone (128 bits), or of `v`
+// in the low half and `m` in the high half (256 bits).
 template <int R, int C>
 TROUPE_AVX2_INLINE __m128i row_totals(const __m256i (&v)[R][C], int c) {
   __m256i r[4];
@@ -460,10 +459,15 @@ TROUPE_AVX2_INLINE __m128i row_totals(const __m256i (&v)[R][C], int c) {
   return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
 }
 template <int R, int C>
-TROUPE_AVX2_INLINE __m128i row_totals(const __m128i (&v)[R][C], int c) {
-  __m128i r[4];
-  for (int i = 0; i < 4; ++i) r[i] = i < R ? v[i][c] : _mm_setzero_si128();
-  return _mm_hadd_epi32(_mm_hadd_epi32(r[0], r[1]), _mm_hadd_epi32(r[2], r[3]));
+TROUPE_AVX2_INLINE __m256i row_totals(const __m256i (&v)[R][C], const __m256i (&m)[R][C], int c) {
+  __m256i r[4], q[4];
+  for (int i = 0; i < 4; ++i) {
+    r[i] = i < R ? v[i][c] : _mm256_setzero_si256();
+    q[i] = i < R ? m[i][c] : _mm256_setzero_si256();
+  }
+  const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(r[0], r[1]), _mm256_hadd_epi32(r[2], r[3]));
+  const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(s, t, 0x20), _mm256_permute2x128_si256(s, t, 0x31));
 }
 
 // The fp16 at byte `offset` of each of R blocks, lane i = block i.
@@ -477,9 +481,24 @@ TROUPE_AVX2_INLINE __m128 halves(const uint8_t* const (&block)[R], int offset) {
   }
   return _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(bits)));
 }
+// The fp16 pair d, dmin at byte `offset` of each of R blocks: lane i = block i's d, lane 4 + i
+// its dmin.
+template <int R>
+TROUPE_AVX2_INLINE __m256 half_pairs(const uint8_t* const (&block)[R], int offset) {
+  uint32_t pair[4] = {};
+  for (int i = 0; i < R; ++i) std::memcpy(&pair[i], block[i] + offset, 4);
+  const __m128i interleaved = _mm_set_epi64x(static_cast<int64_t>(pair[2] | static_cast<uint64_t>(pair[3]) << 32),
+                                             static_cast<int64_t>(pair[0] | static_cast<uint64_t>(pair[1]) << 32));
+  return _mm256_cvtph_ps(
+      _mm_shuffle_epi8(interleaved, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)));
+}
 
 // A product that the compiler must not fuse into the following add (as no_fma, per lane).
 TROUPE_AVX2_INLINE __m128 no_fma4(__m128 v) {
+  asm("" : "+x"(v));
+  return v;
+}
+TROUPE_AVX2_INLINE __m256 no_fma8(__m256 v) {
   asm("" : "+x"(v));
   return v;
 }
@@ -487,10 +506,13 @@ TROUPE_AVX2_INLINE __m128 no_fma4(__m128 v) {
 // Rows r + i * step (i < R <= 4) times activation rows [t, t + C) of a K format. Per block and
 // row the steps of kernels_blocks_portable.cpp, lane i doing row i's:
 //   acc = acc + (d * d_x) * sumi, then acc = acc - (dmin * d_x) * summ with mins.
+// With mins both products are one 256-bit multiply: lanes 0-3 the d terms, 4-7 the dmin terms
+// (d and dmin are adjacent in every format with mins).
 template <class F, int R, int C>
 TROUPE_AVX2 void tile_k(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
                         const float* bias, float* y, int64_t ldy) {
   static_assert(R <= 4);
+  static_assert(!F::kHasMin || F::kDmin == F::kD + 2);
   const uint8_t* rows[R];
   for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
   __m128 acc[C];
@@ -499,20 +521,23 @@ TROUPE_AVX2 void tile_k(const PackedMatrix& w, int64_t r, int64_t step, const Q8
     XBlock xb[C];
     for (int c = 0; c < C; ++c) xb[c] = x_block(x, t + c, b);
     const uint8_t* block[R];
-    __m256i sum[R][C];
-    __m128i msum[R][C];
+    __m256i sum[R][C], msum[R][C];
     for (int i = 0; i < R; ++i) {
       block[i] = rows[i] + b * F::kBytes;
       F::template sums<C>(block[i], xb, sum[i], msum[i]);
     }
-    const __m128 d = halves<R>(block, F::kD);
-    for (int c = 0; c < C; ++c) {
-      const __m128 dx = _mm_set1_ps(x.row_d(t + c)[b]);
-      acc[c] = _mm_add_ps(acc[c], no_fma4(_mm_mul_ps(_mm_mul_ps(d, dx), _mm_cvtepi32_ps(row_totals<R, C>(sum, c)))));
-      if constexpr (F::kHasMin) {
-        const __m128 dmin = halves<R>(block, F::kDmin);
-        acc[c] = _mm_sub_ps(acc[c],
-                            no_fma4(_mm_mul_ps(_mm_mul_ps(dmin, dx), _mm_cvtepi32_ps(row_totals<R, C>(msum, c)))));
+    if constexpr (F::kHasMin) {
+      const __m256 d = half_pairs<R>(block, F::kD);
+      for (int c = 0; c < C; ++c) {
+        const __m256 p = no_fma8(_mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x.row_d(t + c)[b])),
+                                               _mm256_cvtepi32_ps(row_totals<R, C>(sum, msum, c))));
+        acc[c] = _mm_sub_ps(_mm_add_ps(acc[c], _mm256_castps256_ps128(p)), _mm256_extractf128_ps(p, 1));
+      }
+    } else {
+      const __m128 d = halves<R>(block, F::kD);
+      for (int c = 0; c < C; ++c) {
+        const __m128 dx = _mm_set1_ps(x.row_d(t + c)[b]);
+        acc[c] = _mm_add_ps(acc[c], no_fma4(_mm_mul_ps(_mm_mul_ps(d, dx), _mm_cvtepi32_ps(row_totals<R, C>(sum, c)))));
       }
     }
   }
