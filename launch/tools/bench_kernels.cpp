@@ -123,7 +123,7 @@ struct Shape {
 int main(int argc, char** argv) {
   bool quick = false, batched = true, matvec = true, in_cache = false;
   double min_seconds = 0.5;
-  std::vector<DType> only;  // --types: the block types of the batched table
+  std::vector<DType> only;  // --types: the block types of both tables
   std::vector<int64_t> only_ts;  // --ts: its batch sizes
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -187,7 +187,9 @@ int main(int argc, char** argv) {
   for (const Shape& s : shapes) {
     if (!matvec) break;
     const std::vector<float> values = random_values(s.rows * s.cols, 1);
-    for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+    std::vector<DType> types = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0};
+    if (!only.empty()) types = only;  // --types: these in the matrix-vector table too
+    for (DType dtype : types) {
       const Copies w = make_copies(dtype, s.rows, s.cols, values, min_total);
       const std::vector<KernelIsa> kernels = dtype == DType::F32 ? std::vector<KernelIsa>{KernelIsa::portable} : isas;
       for (KernelIsa isa : kernels) {
