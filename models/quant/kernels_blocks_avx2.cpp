@@ -192,7 +192,7 @@ struct IQ4_NL {
 // ---- 256-element super-blocks (Q8_K activations) ----------------------------------------------
 // Per block and weight row a format gives the exact integer sums against each activation row:
 // `sum` (8 int32 lanes whose total is sumi, an offset already taken off) and, with mins,
-// `msum` (8 int32 lanes whose total is summ). Scales and mins are unpacked with vector
+// `msum` (F::MinSums: 8 int32 lanes for Q2_K's 16 mins, 4 for Q4_K / Q5_K's 8, whose total is summ). Scales and mins are unpacked with vector
 // shuffles into 16 int16 (one per 16 values), the mins x bsums term is one madd, and a pair of
 // sub-block scales reaches its 32 values by one byte shuffle. tile_k then sums the lanes of
 // the R rows together and does their fp32 steps side by side, one lane per row.
@@ -244,6 +244,7 @@ struct Q2_K {
   static constexpr size_t kBytes = 84;
   static constexpr int kElems = 256;
   static constexpr bool kHasMin = true;
+  using MinSums = __m256i;  // msum: 8 int32 lanes
   static constexpr int kD = 80, kDmin = 82;
   template <int C>
   TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C],
@@ -284,9 +285,10 @@ struct Q3_K {
   static constexpr size_t kBytes = 110;
   static constexpr int kElems = 256;
   static constexpr bool kHasMin = false;
+  using MinSums = __m128i;  // (no mins)
   static constexpr int kD = 108, kDmin = 0;
   template <int C>
-  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m256i (&)[C]) {
+  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], MinSums (&)[C]) {
     const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     // Scale k: 4 low bits from byte k (k < 8, low nibble) or k - 8 (high nibble), 2 high bits
     // from byte 8 + k % 4 at bit 2 (k / 4); the 12 bytes end 2 bytes before the block does.
@@ -341,14 +343,15 @@ struct Q4_K_or_Q5_K {
   static constexpr size_t kBytes = kFifthBit ? 176 : 144;
   static constexpr int kElems = 256;
   static constexpr bool kHasMin = true;
+  using MinSums = __m128i;  // msum: 4 int32 lanes
   static constexpr int kD = 0, kDmin = 2;
   template <int C>
   TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C],
-                                      __m256i (&msum)[C]) {
+                                      MinSums (&msum)[C]) {
     const __m256i scales_mins = _mm256_cvtepu8_epi16(scales_mins_k4(block + 4));
     const __m128i mins = _mm256_extracti128_si256(scales_mins, 1);
     for (int c = 0; c < C; ++c) {
-      msum[c] = _mm256_zextsi128_si256(_mm_madd_epi16(mins, x[c].bsums8));  // a min covers 32 values: two bsums
+      msum[c] = _mm_madd_epi16(mins, x[c].bsums8);  // each min covers 32 values: two bsums
       sum[c] = _mm256_setzero_si256();
     }
     const __m256i scales = _mm256_permute2x128_si256(scales_mins, scales_mins, 0x00);
@@ -387,9 +390,10 @@ struct Q6_K {
   static constexpr size_t kBytes = 210;
   static constexpr int kElems = 256;
   static constexpr bool kHasMin = false;
+  using MinSums = __m128i;  // (no mins)
   static constexpr int kD = 208, kDmin = 0;
   template <int C>
-  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m256i (&)[C]) {
+  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], MinSums (&)[C]) {
     const __m256i low4 = _mm256_set1_epi8(0x0f), bits45 = _mm256_set1_epi8(0x30);
     const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 192)));
     start_with_offset<5, C>(scales, x, sum);
@@ -420,9 +424,10 @@ struct IQ4_XS {
   static constexpr size_t kBytes = 136;
   static constexpr int kElems = 256;
   static constexpr bool kHasMin = false;
+  using MinSums = __m128i;  // (no mins)
   static constexpr int kD = 0, kDmin = 0;
   template <int C>
-  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m256i (&)[C]) {
+  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], MinSums (&)[C]) {
     uint16_t scales_h;
     uint32_t scales_l;
     std::memcpy(&scales_h, block + 2, 2);
@@ -457,6 +462,12 @@ TROUPE_AVX2_INLINE __m128i row_totals(const __m256i (&v)[R][C], int c) {
   for (int i = 0; i < 4; ++i) r[i] = i < R ? v[i][c] : _mm256_setzero_si256();
   const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(r[0], r[1]), _mm256_hadd_epi32(r[2], r[3]));
   return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+}
+template <int R, int C>
+TROUPE_AVX2_INLINE __m128i row_totals(const __m128i (&v)[R][C], int c) {
+  __m128i r[4];
+  for (int i = 0; i < 4; ++i) r[i] = i < R ? v[i][c] : _mm_setzero_si128();
+  return _mm_hadd_epi32(_mm_hadd_epi32(r[0], r[1]), _mm_hadd_epi32(r[2], r[3]));
 }
 template <int R, int C>
 TROUPE_AVX2_INLINE __m256i row_totals(const __m256i (&v)[R][C], const __m256i (&m)[R][C], int c) {
@@ -506,8 +517,9 @@ TROUPE_AVX2_INLINE __m256 no_fma8(__m256 v) {
 // Rows r + i * step (i < R <= 4) times activation rows [t, t + C) of a K format. Per block and
 // row the steps of kernels_blocks_portable.cpp, lane i doing row i's:
 //   acc = acc + (d * d_x) * sumi, then acc = acc - (dmin * d_x) * summ with mins.
-// With mins both products are one 256-bit multiply: lanes 0-3 the d terms, 4-7 the dmin terms
-// (d and dmin are adjacent in every format with mins).
+// With 8-lane mins (Q2_K) both products are one 256-bit multiply, lanes 0-3 the d terms and
+// 4-7 the dmin terms (d and dmin adjacent), and the sum and min lanes are reduced together;
+// with 4-lane mins (Q4_K / Q5_K) the two 128-bit ones measured faster.
 template <class F, int R, int C>
 TROUPE_AVX2 void tile_k(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
                         const float* bias, float* y, int64_t ldy) {
@@ -521,12 +533,21 @@ TROUPE_AVX2 void tile_k(const PackedMatrix& w, int64_t r, int64_t step, const Q8
     XBlock xb[C];
     for (int c = 0; c < C; ++c) xb[c] = x_block(x, t + c, b);
     const uint8_t* block[R];
-    __m256i sum[R][C], msum[R][C];
+    __m256i sum[R][C];
+    typename F::MinSums msum[R][C];
     for (int i = 0; i < R; ++i) {
       block[i] = rows[i] + b * F::kBytes;
       F::template sums<C>(block[i], xb, sum[i], msum[i]);
     }
-    if constexpr (F::kHasMin) {
+    if constexpr (F::kHasMin && sizeof(typename F::MinSums) == 16) {
+      const __m128 d = halves<R>(block, F::kD), dmin = halves<R>(block, F::kDmin);
+      for (int c = 0; c < C; ++c) {
+        const __m128 dx = _mm_set1_ps(x.row_d(t + c)[b]);
+        acc[c] = _mm_add_ps(acc[c], no_fma4(_mm_mul_ps(_mm_mul_ps(d, dx), _mm_cvtepi32_ps(row_totals<R, C>(sum, c)))));
+        acc[c] = _mm_sub_ps(acc[c],
+                            no_fma4(_mm_mul_ps(_mm_mul_ps(dmin, dx), _mm_cvtepi32_ps(row_totals<R, C>(msum, c)))));
+      }
+    } else if constexpr (F::kHasMin) {
       const __m256 d = half_pairs<R>(block, F::kD);
       for (int c = 0; c < C; ++c) {
         const __m256 p = no_fma8(_mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x.row_d(t + c)[b])),
