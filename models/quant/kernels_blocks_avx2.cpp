@@ -15,6 +15,8 @@
 // kernels_avx2.cpp explains. Each (weight row, activation row) has its own accumulator (for the
 // K formats a lane of one SSE register per activation row, lane i = weight row i, all lanes
 // doing the same steps), so a row's result does not depend on the other rows of the batch.
+#include <type_traits>
+
 #include "models/quant/block_layouts.h"
 #include "models/quant/kernels_x86.h"
 #include "models/quant/quant_kernels.h"
@@ -192,7 +194,7 @@ struct IQ4_NL {
 // ---- 256-element super-blocks (Q8_K activations) ----------------------------------------------
 // Per block and weight row a format gives the exact integer sums against each activation row:
 // `sum` (8 int32 lanes whose total is sumi, an offset already taken off) and, with mins,
-// `msum` (F::MinSums: 8 int32 lanes for Q2_K's 16 mins, 4 for Q4_K / Q5_K's 8, whose total is summ). Scales and mins are unpacked with vector
+// `msum` (4 int32 lanes whose total is summ; Q2_K: 8, see tile_k_min8). Scales and mins are unpacked with vector
 // shuffles into 16 int16 (one per 16 values), the mins x bsums term is one madd, and a pair of
 // sub-block scales reaches its 32 values by one byte shuffle. tile_k then sums the lanes of
 // the R rows together and does their fp32 steps side by side, one lane per row.
@@ -244,7 +246,6 @@ struct Q2_K {
   static constexpr size_t kBytes = 84;
   static constexpr int kElems = 256;
   static constexpr bool kHasMin = true;
-  using MinSums = __m256i;  // msum: 8 int32 lanes
   static constexpr int kD = 80, kDmin = 82;
   template <int C>
   TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C],
@@ -285,10 +286,9 @@ struct Q3_K {
   static constexpr size_t kBytes = 110;
   static constexpr int kElems = 256;
   static constexpr bool kHasMin = false;
-  using MinSums = __m128i;  // (no mins)
   static constexpr int kD = 108, kDmin = 0;
   template <int C>
-  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], MinSums (&)[C]) {
+  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m128i (&)[C]) {
     const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     // Scale k: 4 low bits from byte k (k < 8, low nibble) or k - 8 (high nibble), 2 high bits
     // from byte 8 + k % 4 at bit 2 (k / 4); the 12 bytes end 2 bytes before the block does.
@@ -343,11 +343,10 @@ struct Q4_K_or_Q5_K {
   static constexpr size_t kBytes = kFifthBit ? 176 : 144;
   static constexpr int kElems = 256;
   static constexpr bool kHasMin = true;
-  using MinSums = __m128i;  // msum: 4 int32 lanes
   static constexpr int kD = 0, kDmin = 2;
   template <int C>
   TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C],
-                                      MinSums (&msum)[C]) {
+                                      __m128i (&msum)[C]) {
     const __m256i scales_mins = _mm256_cvtepu8_epi16(scales_mins_k4(block + 4));
     const __m128i mins = _mm256_extracti128_si256(scales_mins, 1);
     for (int c = 0; c < C; ++c) {
@@ -390,10 +389,9 @@ struct Q6_K {
   static constexpr size_t kBytes = 210;
   static constexpr int kElems = 256;
   static constexpr bool kHasMin = false;
-  using MinSums = __m128i;  // (no mins)
   static constexpr int kD = 208, kDmin = 0;
   template <int C>
-  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], MinSums (&)[C]) {
+  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m128i (&)[C]) {
     const __m256i low4 = _mm256_set1_epi8(0x0f), bits45 = _mm256_set1_epi8(0x30);
     const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 192)));
     start_with_offset<5, C>(scales, x, sum);
@@ -424,10 +422,9 @@ struct IQ4_XS {
   static constexpr size_t kBytes = 136;
   static constexpr int kElems = 256;
   static constexpr bool kHasMin = false;
-  using MinSums = __m128i;  // (no mins)
   static constexpr int kD = 0, kDmin = 0;
   template <int C>
-  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], MinSums (&)[C]) {
+  TROUPE_AVX2_INLINE static void sums(const uint8_t* block, const XBlock (&x)[C], __m256i (&sum)[C], __m128i (&)[C]) {
     uint16_t scales_h;
     uint32_t scales_l;
     std::memcpy(&scales_h, block + 2, 2);
@@ -454,8 +451,7 @@ struct IQ4_XS {
   }
 };
 
-// The lane totals of R (<= 4) rows' vectors, lane i = row i: of `v` alone (128 bits), or of `v`
-// in the low half and `m` in the high half (256 bits).
+// The lane totals of R (<= 4) rows' vectors as one vector, lane i = row i.
 template <int R, int C>
 TROUPE_AVX2_INLINE __m128i row_totals(const __m256i (&v)[R][C], int c) {
   __m256i r[4];
@@ -469,17 +465,6 @@ TROUPE_AVX2_INLINE __m128i row_totals(const __m128i (&v)[R][C], int c) {
   for (int i = 0; i < 4; ++i) r[i] = i < R ? v[i][c] : _mm_setzero_si128();
   return _mm_hadd_epi32(_mm_hadd_epi32(r[0], r[1]), _mm_hadd_epi32(r[2], r[3]));
 }
-template <int R, int C>
-TROUPE_AVX2_INLINE __m256i row_totals(const __m256i (&v)[R][C], const __m256i (&m)[R][C], int c) {
-  __m256i r[4], q[4];
-  for (int i = 0; i < 4; ++i) {
-    r[i] = i < R ? v[i][c] : _mm256_setzero_si256();
-    q[i] = i < R ? m[i][c] : _mm256_setzero_si256();
-  }
-  const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(r[0], r[1]), _mm256_hadd_epi32(r[2], r[3]));
-  const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3]));
-  return _mm256_add_epi32(_mm256_permute2x128_si256(s, t, 0x20), _mm256_permute2x128_si256(s, t, 0x31));
-}
 
 // The fp16 at byte `offset` of each of R blocks, lane i = block i.
 template <int R>
@@ -492,6 +477,65 @@ TROUPE_AVX2_INLINE __m128 halves(const uint8_t* const (&block)[R], int offset) {
   }
   return _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(bits)));
 }
+
+// A product that the compiler must not fuse into the following add (as no_fma, per lane).
+TROUPE_AVX2_INLINE __m128 no_fma4(__m128 v) {
+  asm("" : "+x"(v));
+  return v;
+}
+
+// Rows r + i * step (i < R <= 4) times activation rows [t, t + C) of a K format. Per block and
+// row the steps of kernels_blocks_portable.cpp, lane i doing row i's:
+//   acc = acc + (d * d_x) * sumi, then acc = acc - (dmin * d_x) * summ with mins.
+template <class F, int R, int C>
+TROUPE_AVX2 void tile_k(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
+                        const float* bias, float* y, int64_t ldy) {
+  static_assert(R <= 4);
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
+  __m128 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm_setzero_ps();
+  for (int64_t b = 0; b < x.blocks; ++b) {
+    XBlock xb[C];
+    for (int c = 0; c < C; ++c) xb[c] = x_block(x, t + c, b);
+    const uint8_t* block[R];
+    __m256i sum[R][C];
+    __m128i msum[R][C];
+    for (int i = 0; i < R; ++i) {
+      block[i] = rows[i] + b * F::kBytes;
+      F::template sums<C>(block[i], xb, sum[i], msum[i]);
+    }
+    const __m128 d = halves<R>(block, F::kD);
+    for (int c = 0; c < C; ++c) {
+      const __m128 dx = _mm_set1_ps(x.row_d(t + c)[b]);
+      acc[c] = _mm_add_ps(acc[c], no_fma4(_mm_mul_ps(_mm_mul_ps(d, dx), _mm_cvtepi32_ps(row_totals<R, C>(sum, c)))));
+      if constexpr (F::kHasMin) {
+        const __m128 dmin = halves<R>(block, F::kDmin);
+        acc[c] = _mm_sub_ps(acc[c],
+                            no_fma4(_mm_mul_ps(_mm_mul_ps(dmin, dx), _mm_cvtepi32_ps(row_totals<R, C>(msum, c)))));
+      }
+    }
+  }
+  for (int c = 0; c < C; ++c) {
+    float out[4];
+    _mm_storeu_ps(out, acc[c]);
+    for (int i = 0; i < R; ++i) y[(t + c) * ldy + r + i * step] = out[i] + (bias ? bias[r + i * step] : 0.0f);
+  }
+}
+
+// The lane totals of R (<= 4) rows' vectors `v` in the low half, of `m` in the high half.
+template <int R, int C>
+TROUPE_AVX2_INLINE __m256i row_totals(const __m256i (&v)[R][C], const __m256i (&m)[R][C], int c) {
+  __m256i r[4], q[4];
+  for (int i = 0; i < 4; ++i) {
+    r[i] = i < R ? v[i][c] : _mm256_setzero_si256();
+    q[i] = i < R ? m[i][c] : _mm256_setzero_si256();
+  }
+  const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(r[0], r[1]), _mm256_hadd_epi32(r[2], r[3]));
+  const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(s, t, 0x20), _mm256_permute2x128_si256(s, t, 0x31));
+}
+
 // The fp16 pair d, dmin at byte `offset` of each of R blocks: lane i = block i's d, lane 4 + i
 // its dmin.
 template <int R>
@@ -504,27 +548,19 @@ TROUPE_AVX2_INLINE __m256 half_pairs(const uint8_t* const (&block)[R], int offse
       _mm_shuffle_epi8(interleaved, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)));
 }
 
-// A product that the compiler must not fuse into the following add (as no_fma, per lane).
-TROUPE_AVX2_INLINE __m128 no_fma4(__m128 v) {
-  asm("" : "+x"(v));
-  return v;
-}
 TROUPE_AVX2_INLINE __m256 no_fma8(__m256 v) {
   asm("" : "+x"(v));
   return v;
 }
 
-// Rows r + i * step (i < R <= 4) times activation rows [t, t + C) of a K format. Per block and
-// row the steps of kernels_blocks_portable.cpp, lane i doing row i's:
-//   acc = acc + (d * d_x) * sumi, then acc = acc - (dmin * d_x) * summ with mins.
-// With 8-lane mins (Q2_K) both products are one 256-bit multiply, lanes 0-3 the d terms and
-// 4-7 the dmin terms (d and dmin adjacent), and the sum and min lanes are reduced together;
-// with 4-lane mins (Q4_K / Q5_K) the two 128-bit ones measured faster.
+// tile_k for a format whose min sums fill 8 lanes (Q2_K's 16 mins): the sum and min lanes of
+// the R rows reduced in one tree and both products of a block one 256-bit multiply, lanes 0-3
+// the d terms and 4-7 the dmin terms (d and dmin adjacent); the same steps, rounding and order.
+// (For Q4_K / Q5_K, 4 lanes of mins, tile_k's two 128-bit steps measured faster.)
 template <class F, int R, int C>
-TROUPE_AVX2 void tile_k(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
-                        const float* bias, float* y, int64_t ldy) {
-  static_assert(R <= 4);
-  static_assert(!F::kHasMin || F::kDmin == F::kD + 2);
+TROUPE_AVX2 void tile_k_min8(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
+                             const float* bias, float* y, int64_t ldy) {
+  static_assert(R <= 4 && F::kHasMin && F::kDmin == F::kD + 2);
   const uint8_t* rows[R];
   for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
   __m128 acc[C];
@@ -533,33 +569,16 @@ TROUPE_AVX2 void tile_k(const PackedMatrix& w, int64_t r, int64_t step, const Q8
     XBlock xb[C];
     for (int c = 0; c < C; ++c) xb[c] = x_block(x, t + c, b);
     const uint8_t* block[R];
-    __m256i sum[R][C];
-    typename F::MinSums msum[R][C];
+    __m256i sum[R][C], msum[R][C];
     for (int i = 0; i < R; ++i) {
       block[i] = rows[i] + b * F::kBytes;
       F::template sums<C>(block[i], xb, sum[i], msum[i]);
     }
-    if constexpr (F::kHasMin && sizeof(typename F::MinSums) == 16) {
-      const __m128 d = halves<R>(block, F::kD), dmin = halves<R>(block, F::kDmin);
-      for (int c = 0; c < C; ++c) {
-        const __m128 dx = _mm_set1_ps(x.row_d(t + c)[b]);
-        acc[c] = _mm_add_ps(acc[c], no_fma4(_mm_mul_ps(_mm_mul_ps(d, dx), _mm_cvtepi32_ps(row_totals<R, C>(sum, c)))));
-        acc[c] = _mm_sub_ps(acc[c],
-                            no_fma4(_mm_mul_ps(_mm_mul_ps(dmin, dx), _mm_cvtepi32_ps(row_totals<R, C>(msum, c)))));
-      }
-    } else if constexpr (F::kHasMin) {
-      const __m256 d = half_pairs<R>(block, F::kD);
-      for (int c = 0; c < C; ++c) {
-        const __m256 p = no_fma8(_mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x.row_d(t + c)[b])),
-                                               _mm256_cvtepi32_ps(row_totals<R, C>(sum, msum, c))));
-        acc[c] = _mm_sub_ps(_mm_add_ps(acc[c], _mm256_castps256_ps128(p)), _mm256_extractf128_ps(p, 1));
-      }
-    } else {
-      const __m128 d = halves<R>(block, F::kD);
-      for (int c = 0; c < C; ++c) {
-        const __m128 dx = _mm_set1_ps(x.row_d(t + c)[b]);
-        acc[c] = _mm_add_ps(acc[c], no_fma4(_mm_mul_ps(_mm_mul_ps(d, dx), _mm_cvtepi32_ps(row_totals<R, C>(sum, c)))));
-      }
+    const __m256 d = half_pairs<R>(block, F::kD);
+    for (int c = 0; c < C; ++c) {
+      const __m256 p = no_fma8(_mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x.row_d(t + c)[b])),
+                                             _mm256_cvtepi32_ps(row_totals<R, C>(sum, msum, c))));
+      acc[c] = _mm_sub_ps(_mm_add_ps(acc[c], _mm256_castps256_ps128(p)), _mm256_extractf128_ps(p, 1));
     }
   }
   for (int c = 0; c < C; ++c) {
@@ -587,7 +606,9 @@ TROUPE_AVX2 void tile_32(const PackedMatrix& w, int64_t r, int64_t step, const Q
 template <class F, int R, int C>
 TROUPE_AVX2_INLINE void tile(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
                              const float* bias, float* y, int64_t ldy) {
-  if constexpr (F::kElems == 256)
+  if constexpr (std::is_same_v<F, Q2_K>)
+    tile_k_min8<F, R, C>(w, r, step, x, t, bias, y, ldy);
+  else if constexpr (F::kElems == 256)
     tile_k<F, R, C>(w, r, step, x, t, bias, y, ldy);
   else
     tile_32<F, R, C>(w, r, step, x, t, bias, y, ldy);
