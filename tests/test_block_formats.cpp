@@ -263,7 +263,9 @@ class BatchKernel : public ::testing::TestWithParam<BatchCase> {
 TEST_P(BatchKernel, GivesEachRowOfAPromptBatchTheBitsItGetsAloneAtDefaultThresholds) {
   const PackedMatrix w = matrix();
   for (int64_t T : {1, 2, 7, 33, 257}) {
-    if (GetParam().isa == KernelIsa::avx2) ASSERT_TRUE(packed_matmul_rows_independent(w.dtype, T)) << "T=" << T;
+    if (GetParam().isa == KernelIsa::avx2) {
+      ASSERT_TRUE(packed_matmul_rows_independent(w.dtype, T)) << "T=" << T;
+    }
     if (!packed_matmul_rows_independent(w.dtype, T)) continue;  // portable: BLAS tiles from T = 2
     const std::vector<float> x = random_activations(T, w.cols, static_cast<uint32_t>(300 + T));
     std::vector<float> batch(static_cast<size_t>(T * w.rows)), alone(static_cast<size_t>(w.rows));
