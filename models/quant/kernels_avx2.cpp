@@ -203,12 +203,20 @@ struct alignas(32) Q4_0PanelPair {
 };
 static_assert(sizeof(Q4_0PanelPair) == 128);
 
+// The panel holds activation rows in groups of kQ4_0Cols (the rows one kernel call reads), each
+// group pair by pair, the group's rows side by side within a pair: pair p of row t at
+// ((t / 8 * pairs + p) * 8 + t % 8). A call's slice of 16 pairs is then 16 contiguous KiB,
+// which stay in L1 (rows a fixed stride apart would all fall into the same L1 sets: 4 KiB at
+// 2048 columns, halving the kernel's speed).
+constexpr int kQ4_0Cols = 8;
+
 TROUPE_AVX2 void prepare_q4_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out) {
   const __m256i eights = _mm256_set1_epi8(8);
   const int8_t* q = x.row_q(t);
   const float* d = x.row_d(t);
-  auto* pair = reinterpret_cast<Q4_0PanelPair*>(out);
-  for (int64_t k = 0; k < x.blocks / 8 * 4; ++k, ++pair) {
+  const int64_t n_pairs = x.blocks / 8 * 4;
+  Q4_0PanelPair* pair = reinterpret_cast<Q4_0PanelPair*>(out) + t / kQ4_0Cols * n_pairs * kQ4_0Cols + t % kQ4_0Cols;
+  for (int64_t k = 0; k < n_pairs; ++k, pair += kQ4_0Cols) {
     const __m256i xa = load_x(q + 64 * k), xb = load_x(q + 64 * k + 32);
     pair->xlo = _mm256_permute2x128_si256(xa, xb, 0x20);
     pair->xhi = _mm256_permute2x128_si256(xa, xb, 0x31);
@@ -217,70 +225,110 @@ TROUPE_AVX2 void prepare_q4_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out
   }
 }
 
-// Rows r + i * step (i < R) times activation rows [t, t+C) on the panel.
-template <int R, int C>
-TROUPE_AVX2 void batch_tile_q4_0(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
-                                 const float* bias, float* y, int64_t ldy) {
-  const __m256i low4 = _mm256_set1_epi8(0x0f), eights = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
-  const uint8_t* rows[R];
+// Q4_0 batches: one weight row against C <= 8 activation rows per call, so that the 8
+// accumulators, the row's unpacked nibbles and the temporaries fit AVX2's 16 registers and every
+// panel value is a memory operand (4 loads and 8 vector operations per 64 products). The panel is
+// read in slices of kQ4_0SliceGroups groups of 8 blocks (8 rows: 16 KiB, in L1) while a tile of
+// weight rows (about kQ4_0TileBytes, in L2) passes; between slices a row's accumulators wait in
+// memory, so each output's fmadd chain runs on unchanged.
+constexpr int64_t kQ4_0SliceGroups = 4;
+constexpr int64_t kQ4_0TileRows = 128;
+constexpr size_t kQ4_0TileBytes = 192 * 1024;
+
+// Groups [g0, g1) of 8 blocks of one weight row times activation rows [t, t+C) (t a multiple
+// of kQ4_0Cols); `acc` holds the C accumulators between calls.
+template <int C>
+TROUPE_AVX2 void q4_0_row_slice(const uint8_t* row, size_t row_bytes, const Q8Rows& x, int64_t t, int64_t g0, int64_t g1,
+                                __m256* acc_mem) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  __m256 acc[C];
   #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
-  const Q4_0PanelPair* panel[C];
-  #pragma GCC unroll 8
-  for (int c = 0; c < C; ++c)
-    panel[c] = reinterpret_cast<const Q4_0PanelPair*>(x.panel + (t + c) * x.panel_row_bytes);
-  __m256 acc[R][C];
-  #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i)
-    #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
-  int64_t b = 0;
-  for (; b + 8 <= x.blocks; b += 8) {
-    __m256 dw_pairs[R][4];  // spilled to the stack on purpose: read as memory operands
-    #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      const __m256 dw = block_scales8<kQ4_0Bytes>(rows[i] + b * kQ4_0Bytes);
-      #pragma GCC unroll 8
-      for (int k = 0; k < 4; ++k) dw_pairs[i][k] = pair_scales(dw, k);
-    }
-    #pragma GCC unroll 8
-    for (int k = 0; k < 4; ++k) {  // blocks b+2k and b+2k+1
-      #pragma GCC unroll 8
-      for (int i = 0; i < R; ++i) {
-        const __m256i packed = load_nibble_pair(rows[i] + (b + 2 * k) * kQ4_0Bytes);
-        const __m256i lo = _mm256_and_si256(packed, low4);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-        #pragma GCC unroll 8
-        for (int c = 0; c < C; ++c) {
-          const Q4_0PanelPair& p = panel[c][b / 2 + k];
-          const __m256i pairs =
-              _mm256_sub_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, p.xlo), _mm256_maddubs_epi16(hi, p.xhi)),
-                               p.offset);
-          acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)),
-                                      _mm256_mul_ps(dw_pairs[i][k], p.dx), acc[i][c]);
-        }
-      }
-    }
-  }
-  for (; b < x.blocks; ++b) {  // the last blocks one at a time, as tile_q4_0
-    #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      const uint8_t* block = rows[i] + b * kQ4_0Bytes;
-      const __m256i wv = load_nibbles(block);
-      const float dw = block_scale(block);
+  for (int c = 0; c < C; ++c) acc[c] = _mm256_load_ps(reinterpret_cast<const float*>(acc_mem + c));
+  const int64_t n_pairs = x.blocks / 8 * 4;
+  const auto* panel = reinterpret_cast<const Q4_0PanelPair*>(x.panel) + (t / kQ4_0Cols * n_pairs + 4 * g0) * kQ4_0Cols;
+  for (int64_t g = g0; g < g1; ++g) {
+    const uint8_t* blocks = row + g * 8 * kQ4_0Bytes;
+    // The next row's same blocks (the next call's), which come from L3 or DRAM on the first pass.
+    for (int line = 0; line < 3; ++line) _mm_prefetch(reinterpret_cast<const char*>(blocks + row_bytes + 64 * line), _MM_HINT_T0);
+    const __m256 dw = block_scales8<kQ4_0Bytes>(blocks);
+    for (int k = 0; k < 4; ++k, panel += kQ4_0Cols) {  // blocks 8g+2k and 8g+2k+1
+      const __m256 dw_pair = pair_scales(dw, k);
+      const __m256i packed = load_nibble_pair(blocks + 2 * k * kQ4_0Bytes);
+      const __m256i lo = _mm256_and_si256(packed, low4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
       #pragma GCC unroll 8
       for (int c = 0; c < C; ++c) {
-        const __m256i xv = load_x(x.row_q(t + c) + 32 * b);
-        const __m256i pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(wv, xv), _mm256_maddubs_epi16(eights, xv));
-        acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)),
-                                    _mm256_set1_ps(dw * x.row_d(t + c)[b]), acc[i][c]);
+        const Q4_0PanelPair& p = panel[c];
+        // |pair sum| <= 2 * 2 * 15 * 127 + 4 * 8 * 127: no int16 overflow.
+        const __m256i pairs =
+            _mm256_sub_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, p.xlo), _mm256_maddubs_epi16(hi, p.xhi)),
+                             p.offset);
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)), _mm256_mul_ps(dw_pair, p.dx),
+                                 acc[c]);
       }
     }
   }
   #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i)
-    #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = hsum(acc[i][c]) + (bias ? bias[r + i * step] : 0.0f);
+  for (int c = 0; c < C; ++c) _mm256_store_ps(reinterpret_cast<float*>(acc_mem + c), acc[c]);
+}
+
+// The blocks after the last group of 8 one at a time, as tile_q4_0, then the sums into y.
+template <int C>
+TROUPE_AVX2 void q4_0_row_finish(const uint8_t* row, int64_t r, const Q8Rows& x, int64_t t, const __m256* acc_mem,
+                                 const float* bias, float* y, int64_t ldy) {
+  const __m256i eights = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
+  __m256 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = acc_mem[c];
+  for (int64_t b = x.blocks / 8 * 8; b < x.blocks; ++b) {
+    const uint8_t* block = row + b * kQ4_0Bytes;
+    const __m256i wv = load_nibbles(block);
+    const float dw = block_scale(block);
+    for (int c = 0; c < C; ++c) {
+      const __m256i xv = load_x(x.row_q(t + c) + 32 * b);
+      const __m256i pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(wv, xv), _mm256_maddubs_epi16(eights, xv));
+      acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)),
+                               _mm256_set1_ps(dw * x.row_d(t + c)[b]), acc[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) y[(t + c) * ldy + r] = hsum(acc[c]) + (bias ? bias[r] : 0.0f);
+}
+
+// Weight rows [ra, rb) (at most kQ4_0TileRows) times activation rows [t, t+C).
+template <int C>
+TROUPE_AVX2 void q4_0_batch_tile(const PackedMatrix& w, size_t row_bytes, int64_t ra, int64_t rb, const Q8Rows& x,
+                                 int64_t t, const float* bias, float* y, int64_t ldy, __m256* acc) {
+  for (int64_t i = 0; i < (rb - ra) * C; ++i) acc[i] = _mm256_setzero_ps();
+  const int64_t groups = x.blocks / 8;
+  for (int64_t g0 = 0; g0 < groups; g0 += kQ4_0SliceGroups) {
+    const int64_t g1 = std::min(groups, g0 + kQ4_0SliceGroups);
+    for (int64_t r = ra; r < rb; ++r) q4_0_row_slice<C>(w.data + r * row_bytes, row_bytes, x, t, g0, g1, acc + (r - ra) * C);
+  }
+  for (int64_t r = ra; r < rb; ++r) q4_0_row_finish<C>(w.data + r * row_bytes, r, x, t, acc + (r - ra) * C, bias, y, ldy);
+}
+
+// Weight rows [r0, r1) times all activation rows on the panel: tiles of weight rows (streamed
+// from DRAM once, then read from L2 for every 8 activation rows), activation rows 8 at a time.
+TROUPE_AVX2 void gemm_batch_q4_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias,
+                                 float* y, int64_t ldy) {
+  const size_t row_bytes = w.row_bytes();
+  const int64_t tile_rows =
+      std::clamp<int64_t>(static_cast<int64_t>(kQ4_0TileBytes / row_bytes), 1, kQ4_0TileRows);
+  alignas(32) __m256 acc[kQ4_0TileRows * kQ4_0Cols];
+  for (int64_t ra = r0; ra < r1; ra += tile_rows) {
+    const int64_t rb = std::min(r1, ra + tile_rows);
+    int64_t t = 0;
+    for (; t + kQ4_0Cols <= x.n; t += kQ4_0Cols) q4_0_batch_tile<kQ4_0Cols>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc);
+    switch (x.n - t) {
+      case 7: q4_0_batch_tile<7>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      case 6: q4_0_batch_tile<6>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      case 5: q4_0_batch_tile<5>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      case 4: q4_0_batch_tile<4>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      case 3: q4_0_batch_tile<3>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      case 2: q4_0_batch_tile<2>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      case 1: q4_0_batch_tile<1>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      default: break;
+    }
+  }
 }
 
 // Rows r + i * step (i < R) times activation rows [t, t+C): per block, the weight scale and the
@@ -338,15 +386,6 @@ TROUPE_AVX2 void batch_tile_q8_0(const PackedMatrix& w, int64_t r, int64_t step,
     for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = hsum(acc[i][c]) + (bias ? bias[r + i * step] : 0.0f);
 }
 
-template <DType Type, int R, int C>
-TROUPE_AVX2 void batch_tile(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
-                            const float* bias, float* y, int64_t ldy) {
-  if constexpr (Type == DType::Q8_0)
-    batch_tile_q8_0<R, C>(w, r, step, x, t, bias, y, ldy);
-  else
-    batch_tile_q4_0<R, C>(w, r, step, x, t, bias, y, ldy);
-}
-
 // Weight rows [r0, r1) (a task's tile, small enough to stay in L2) times all activation rows:
 // activation rows C at a time in the outer loop (their panel stays in L1 while the weight
 // tile streams past), pairs of weight rows inside.
@@ -356,8 +395,8 @@ template <DType Type, int C>
 TROUPE_AVX2 void batch_rows(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, int64_t t,
                             const float* bias, float* y, int64_t ldy) {
   const int64_t step = (r1 - r0) / 2;
-  for (int64_t k = 0; k < step; ++k) batch_tile<Type, 2, C>(w, r0 + k, step, x, t, bias, y, ldy);
-  if (r0 + 2 * step < r1) batch_tile<Type, 1, C>(w, r1 - 1, 1, x, t, bias, y, ldy);
+  for (int64_t k = 0; k < step; ++k) batch_tile_q8_0<2, C>(w, r0 + k, step, x, t, bias, y, ldy);
+  if (r0 + 2 * step < r1) batch_tile_q8_0<1, C>(w, r1 - 1, 1, x, t, bias, y, ldy);
 }
 
 template <DType Type>
@@ -411,7 +450,8 @@ TROUPE_AVX2 void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8R
     for (int64_t r = r0 + 4 * step; r < r1; ++r) tile_q<Type, 1, 1>(w, r, 1, x, 0, bias, y, ldy);
     return;
   }
-  if (Type == DType::Q8_0 || x.panel) return gemm_batch<Type>(w, r0, r1, x, bias, y, ldy);
+  if (Type == DType::Q8_0) return gemm_batch<Type>(w, r0, r1, x, bias, y, ldy);
+  if (x.panel) return gemm_batch_q4_0(w, r0, r1, x, bias, y, ldy);
   const int64_t step = (r1 - r0) / 2;
   for (int64_t k = 0; k < step; ++k) tile_q_all<Type, 2>(w, r0 + k, step, x, bias, y, ldy);
   for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_q_all<Type, 1>(w, r, 1, x, bias, y, ldy);

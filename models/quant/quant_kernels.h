@@ -24,7 +24,8 @@ struct Q8Rows {
   int64_t block_elems = 32;
   const float* s = nullptr;
   const int16_t* bsums = nullptr;
-  // The weight type's batch panel (TypeTraits::panel) of each row when it has one, else null.
+  // The weight type's batch panel (TypeTraits::panel) of all rows when it has one, else null;
+  // panel_row_bytes of it per row, laid out as the kernel wants.
   const uint8_t* panel = nullptr;
   int64_t panel_row_bytes = 0;
 

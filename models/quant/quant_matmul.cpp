@@ -157,9 +157,10 @@ void direct_quantized(const kernels::KernelTable& k, const TypeTraits& traits, K
   const BatchPanel& panel = traits.panel[static_cast<int>(kernel_isa)];
   if (T > 1 && panel.prepare_row) {
     rows.panel_row_bytes = blocks * panel.bytes_per_block;
-    uint8_t* out = thread_scratch<uint8_t>(t_panel, static_cast<size_t>(T * rows.panel_row_bytes));
+    const int64_t panel_rows = (T + panel.row_group - 1) / panel.row_group * panel.row_group;
+    uint8_t* out = thread_scratch<uint8_t>(t_panel, static_cast<size_t>(panel_rows * rows.panel_row_bytes));
     parallel_range(T, std::max<int64_t>(1, 65536 / cols), [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) panel.prepare_row(rows, t, out + t * rows.panel_row_bytes);
+      for (int64_t t = t0; t < t1; ++t) panel.prepare_row(rows, t, out);
     });
     rows.panel = out;
   }

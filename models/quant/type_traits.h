@@ -33,8 +33,13 @@ constexpr int kIsaCount = 3;  // KernelIsa::portable, avx2, avx512vnni
 
 // What a batch kernel wants prepared once per call from the rounded activation rows (kept in
 // Q8Rows::panel), so that it is not redone for every tile of weight rows.
+// What a batch kernel wants prepared once per call from the rounded activation rows (kept in
+// Q8Rows::panel), so that it is not redone for every tile of weight rows. prepare_row writes row
+// t's part of the panel that starts at `out`, in the kernel's own layout: rows in groups of
+// `row_group` (the panel is allocated for T rounded up to it), bytes_per_block per block and row.
 struct BatchPanel {
   int64_t bytes_per_block = 0;  // 0: no panel
+  int64_t row_group = 1;
   void (*prepare_row)(const kernels::Q8Rows& x, int64_t t, uint8_t* out) = nullptr;
 };
 
