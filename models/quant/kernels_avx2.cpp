@@ -232,8 +232,6 @@ TROUPE_AVX2 void prepare_q4_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out
 // weight rows (about kQ4_0TileBytes, in L2) passes; between slices a row's accumulators wait in
 // memory, so each output's fmadd chain runs on unchanged.
 constexpr int64_t kQ4_0SliceGroups = 4;
-constexpr int64_t kQ4_0TileRows = 128;
-constexpr size_t kQ4_0TileBytes = 192 * 1024;
 
 // Groups [g0, g1) of 8 blocks of one weight row times activation rows [t, t+C) (t a multiple
 // of kQ4_0Cols); `acc` holds the C accumulators between calls.
@@ -293,122 +291,107 @@ TROUPE_AVX2 void q4_0_row_finish(const uint8_t* row, int64_t r, const Q8Rows& x,
   for (int c = 0; c < C; ++c) y[(t + c) * ldy + r] = hsum(acc[c]) + (bias ? bias[r] : 0.0f);
 }
 
-// Weight rows [ra, rb) (at most kQ4_0TileRows) times activation rows [t, t+C).
-template <int C>
-TROUPE_AVX2 void q4_0_batch_tile(const PackedMatrix& w, size_t row_bytes, int64_t ra, int64_t rb, const Q8Rows& x,
-                                 int64_t t, const float* bias, float* y, int64_t ldy, __m256* acc) {
-  for (int64_t i = 0; i < (rb - ra) * C; ++i) acc[i] = _mm256_setzero_ps();
-  const int64_t groups = x.blocks / 8;
-  for (int64_t g0 = 0; g0 < groups; g0 += kQ4_0SliceGroups) {
-    const int64_t g1 = std::min(groups, g0 + kQ4_0SliceGroups);
-    for (int64_t r = ra; r < rb; ++r) q4_0_row_slice<C>(w.data + r * row_bytes, row_bytes, x, t, g0, g1, acc + (r - ra) * C);
+// ---- Q8_0 weights on a panel -----------------------------------------------------------------
+// As Q4_0 above: one weight row against 8 activation rows per call. The panel regroups the
+// rounded activations so that a call's slice of kQ8_0SliceBlocks blocks (8 rows: 9 KiB) is
+// contiguous: block b of row t at (t / 8 * blocks + b), the 8 rows' values side by side, then
+// their scales. Per block and output: sign, maddubs, madd, convert, the scale product and the
+// fmadd, as tile_q8_0.
+struct alignas(32) Q8_0PanelBlock {
+  int8_t q[kQ4_0Cols][32];
+  float d[kQ4_0Cols];
+};
+static_assert(sizeof(Q8_0PanelBlock) == 288);
+constexpr int64_t kQ8_0SliceBlocks = 32;
+
+TROUPE_AVX2 void prepare_q8_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out) {
+  auto* block = reinterpret_cast<Q8_0PanelBlock*>(out) + t / kQ4_0Cols * x.blocks;
+  const int64_t c = t % kQ4_0Cols;
+  for (int64_t b = 0; b < x.blocks; ++b, ++block) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(block->q[c]), load_x(x.row_q(t) + 32 * b));
+    block->d[c] = x.row_d(t)[b];
   }
-  for (int64_t r = ra; r < rb; ++r) q4_0_row_finish<C>(w.data + r * row_bytes, r, x, t, acc + (r - ra) * C, bias, y, ldy);
+}
+
+// Blocks [b0, b1) of one weight row times activation rows [t, t+C) (t a multiple of 8).
+template <int C>
+TROUPE_AVX2 void q8_0_row_slice(const uint8_t* row, size_t row_bytes, const Q8Rows& x, int64_t t, int64_t b0,
+                                int64_t b1, __m256* acc_mem) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[C];
+  #pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) acc[c] = _mm256_load_ps(reinterpret_cast<const float*>(acc_mem + c));
+  const auto* panel = reinterpret_cast<const Q8_0PanelBlock*>(x.panel) + t / kQ4_0Cols * x.blocks + b0;
+  for (int64_t b = b0; b < b1; ++b, ++panel) {
+    const uint8_t* block = row + b * kQ8_0Bytes;
+    _mm_prefetch(reinterpret_cast<const char*>(block + row_bytes), _MM_HINT_T0);  // the next call's row
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+    const __m256i wabs = _mm256_sign_epi8(wv, wv);
+    const __m256 dw = _mm256_set1_ps(block_scale(block));
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) {
+      const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel->q[c]));
+      const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv, wv)), ones);
+      acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, _mm256_broadcast_ss(&panel->d[c])), acc[c]);
+    }
+  }
+  #pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) _mm256_store_ps(reinterpret_cast<float*>(acc_mem + c), acc[c]);
+}
+
+// ---- batch driver ---------------------------------------------------------------------------
+
+// Weight rows [ra, rb) (at most kBatchTileRows) times activation rows [t, t+C): the panel slice
+// by slice, each slice against every row of the tile, then the sums.
+template <DType Type, int C>
+TROUPE_AVX2 void batch_tile(const PackedMatrix& w, size_t row_bytes, int64_t ra, int64_t rb, const Q8Rows& x,
+                            int64_t t, const float* bias, float* y, int64_t ldy, __m256* acc) {
+  for (int64_t i = 0; i < (rb - ra) * C; ++i) acc[i] = _mm256_setzero_ps();
+  if constexpr (Type == DType::Q4_0) {
+    const int64_t groups = x.blocks / 8;
+    for (int64_t g0 = 0; g0 < groups; g0 += kQ4_0SliceGroups) {
+      const int64_t g1 = std::min(groups, g0 + kQ4_0SliceGroups);
+      for (int64_t r = ra; r < rb; ++r)
+        q4_0_row_slice<C>(w.data + r * row_bytes, row_bytes, x, t, g0, g1, acc + (r - ra) * C);
+    }
+    for (int64_t r = ra; r < rb; ++r)
+      q4_0_row_finish<C>(w.data + r * row_bytes, r, x, t, acc + (r - ra) * C, bias, y, ldy);
+  } else {
+    for (int64_t b0 = 0; b0 < x.blocks; b0 += kQ8_0SliceBlocks) {
+      const int64_t b1 = std::min(x.blocks, b0 + kQ8_0SliceBlocks);
+      for (int64_t r = ra; r < rb; ++r)
+        q8_0_row_slice<C>(w.data + r * row_bytes, row_bytes, x, t, b0, b1, acc + (r - ra) * C);
+    }
+    for (int64_t r = ra; r < rb; ++r)
+      for (int c = 0; c < C; ++c) y[(t + c) * ldy + r] = hsum(acc[(r - ra) * C + c]) + (bias ? bias[r] : 0.0f);
+  }
 }
 
 // Weight rows [r0, r1) times all activation rows on the panel: tiles of weight rows (streamed
 // from DRAM once, then read from L2 for every 8 activation rows), activation rows 8 at a time.
-TROUPE_AVX2 void gemm_batch_q4_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias,
-                                 float* y, int64_t ldy) {
-  const size_t row_bytes = w.row_bytes();
-  const int64_t tile_rows =
-      std::clamp<int64_t>(static_cast<int64_t>(kQ4_0TileBytes / row_bytes), 1, kQ4_0TileRows);
-  alignas(32) __m256 acc[kQ4_0TileRows * kQ4_0Cols];
-  for (int64_t ra = r0; ra < r1; ra += tile_rows) {
-    const int64_t rb = std::min(r1, ra + tile_rows);
-    int64_t t = 0;
-    for (; t + kQ4_0Cols <= x.n; t += kQ4_0Cols) q4_0_batch_tile<kQ4_0Cols>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc);
-    switch (x.n - t) {
-      case 7: q4_0_batch_tile<7>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
-      case 6: q4_0_batch_tile<6>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
-      case 5: q4_0_batch_tile<5>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
-      case 4: q4_0_batch_tile<4>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
-      case 3: q4_0_batch_tile<3>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
-      case 2: q4_0_batch_tile<2>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
-      case 1: q4_0_batch_tile<1>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
-      default: break;
-    }
-  }
-}
-
-// Rows r + i * step (i < R) times activation rows [t, t+C): per block, the weight scale and the
-// activation scale are broadcast from memory and multiplied, as tile_q8_0's lane of d_w * d_x.
-template <int R, int C>
-TROUPE_AVX2 void batch_tile_q8_0(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
-                                 const float* bias, float* y, int64_t ldy) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  const uint8_t* rows[R];
-  #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
-  const int8_t* xq[C];
-  const float* xd[C];
-  #pragma GCC unroll 8
-  for (int c = 0; c < C; ++c) {
-    xq[c] = x.row_q(t + c);
-    xd[c] = x.row_d(t + c);
-  }
-  __m256 acc[R][C];
-  #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i)
-    #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
-  alignas(32) float dw[R][8];
-  for (int64_t b = 0; b < x.blocks; b += 8) {
-    const int n = static_cast<int>(std::min<int64_t>(8, x.blocks - b));
-    #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      if (n == 8)
-        _mm256_store_ps(dw[i], block_scales8<kQ8_0Bytes>(rows[i] + b * kQ8_0Bytes));
-      else
-        #pragma GCC unroll 8
-        for (int j = 0; j < n; ++j) dw[i][j] = block_scale(rows[i] + (b + j) * kQ8_0Bytes);
-    }
-    #pragma GCC unroll 8
-    for (int j = 0; j < n; ++j) {
-      #pragma GCC unroll 8
-      for (int i = 0; i < R; ++i) {
-        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[i] + (b + j) * kQ8_0Bytes + 2));
-        const __m256i wabs = _mm256_sign_epi8(wv, wv);
-        const __m256 dwb = _mm256_broadcast_ss(&dw[i][j]);
-        #pragma GCC unroll 8
-        for (int c = 0; c < C; ++c) {
-          const __m256i sums =
-              _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(load_x(xq[c] + 32 * (b + j)), wv)), ones);
-          acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dwb, _mm256_broadcast_ss(xd[c] + b + j)),
-                                      acc[i][c]);
-        }
-      }
-    }
-  }
-  #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i)
-    #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = hsum(acc[i][c]) + (bias ? bias[r + i * step] : 0.0f);
-}
-
-// Weight rows [r0, r1) (a task's tile, small enough to stay in L2) times all activation rows:
-// activation rows C at a time in the outer loop (their panel stays in L1 while the weight
-// tile streams past), pairs of weight rows inside.
-// The two rows of a tile lie half the range apart, as gemm_q explains (the first pass over the
-// tile streams it from DRAM).
-template <DType Type, int C>
-TROUPE_AVX2 void batch_rows(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, int64_t t,
-                            const float* bias, float* y, int64_t ldy) {
-  const int64_t step = (r1 - r0) / 2;
-  for (int64_t k = 0; k < step; ++k) batch_tile_q8_0<2, C>(w, r0 + k, step, x, t, bias, y, ldy);
-  if (r0 + 2 * step < r1) batch_tile_q8_0<1, C>(w, r1 - 1, 1, x, t, bias, y, ldy);
-}
+constexpr int64_t kBatchTileRows = 128;
+constexpr size_t kBatchTileBytes = 192 * 1024;
 
 template <DType Type>
 TROUPE_AVX2 void gemm_batch(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias,
                             float* y, int64_t ldy) {
-  int64_t t = 0;
-  for (; t + 4 <= x.n; t += 4) batch_rows<Type, 4>(w, r0, r1, x, t, bias, y, ldy);
-  switch (x.n - t) {
-    case 3: return batch_rows<Type, 3>(w, r0, r1, x, t, bias, y, ldy);
-    case 2: return batch_rows<Type, 2>(w, r0, r1, x, t, bias, y, ldy);
-    case 1: return batch_rows<Type, 1>(w, r0, r1, x, t, bias, y, ldy);
-    default: return;
+  const size_t row_bytes = w.row_bytes();
+  const int64_t tile_rows = std::clamp<int64_t>(static_cast<int64_t>(kBatchTileBytes / row_bytes), 1, kBatchTileRows);
+  alignas(32) __m256 acc[kBatchTileRows * kQ4_0Cols];
+  for (int64_t ra = r0; ra < r1; ra += tile_rows) {
+    const int64_t rb = std::min(r1, ra + tile_rows);
+    int64_t t = 0;
+    for (; t + kQ4_0Cols <= x.n; t += kQ4_0Cols) batch_tile<Type, kQ4_0Cols>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc);
+    switch (x.n - t) {
+      case 7: batch_tile<Type, 7>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      case 6: batch_tile<Type, 6>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      case 5: batch_tile<Type, 5>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      case 4: batch_tile<Type, 4>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      case 3: batch_tile<Type, 3>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      case 2: batch_tile<Type, 2>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      case 1: batch_tile<Type, 1>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
+      default: break;
+    }
   }
 }
 
@@ -450,8 +433,7 @@ TROUPE_AVX2 void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8R
     for (int64_t r = r0 + 4 * step; r < r1; ++r) tile_q<Type, 1, 1>(w, r, 1, x, 0, bias, y, ldy);
     return;
   }
-  if (Type == DType::Q8_0) return gemm_batch<Type>(w, r0, r1, x, bias, y, ldy);
-  if (x.panel) return gemm_batch_q4_0(w, r0, r1, x, bias, y, ldy);
+  if (x.panel) return gemm_batch<Type>(w, r0, r1, x, bias, y, ldy);
   const int64_t step = (r1 - r0) / 2;
   for (int64_t k = 0; k < step; ++k) tile_q_all<Type, 2>(w, r0 + k, step, x, bias, y, ldy);
   for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_q_all<Type, 1>(w, r, 1, x, bias, y, ldy);
@@ -588,6 +570,7 @@ void gemm_q4_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, c
   kernels::gemm_q<DType::Q4_0>(w, r0, r1, x, bias, y, ldy);
 }
 void prepare_q4_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out) { kernels::prepare_q4_0_panel_row(x, t, out); }
+void prepare_q8_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out) { kernels::prepare_q8_0_panel_row(x, t, out); }
 void gemm_f16(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, const float* bias, float* y,
               int64_t ldy) {
   kernels::gemm_half<DType::F16>(w, r0, r1, x, T, bias, y, ldy);

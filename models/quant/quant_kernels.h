@@ -98,6 +98,7 @@ void gemm_iq4_xs(const PackedMatrix&, int64_t, int64_t, const Q8Rows&, const flo
 void gemm_f16(const PackedMatrix&, int64_t, int64_t, const float*, int64_t, const float*, float*, int64_t);
 void gemm_bf16(const PackedMatrix&, int64_t, int64_t, const float*, int64_t, const float*, float*, int64_t);
 void prepare_q4_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out);
+void prepare_q8_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out);
 }  // namespace avx2
 
 namespace avx512vnni {
