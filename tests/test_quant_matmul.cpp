@@ -216,6 +216,22 @@ TEST_P(PackedMatmul, DirectKernelsGiveEachRowOfABatchTheBitsItGetsAlone) {
   }
 }
 
+// The batch kernels cut a product into tiles of weight rows, slices of the columns and groups
+// of 8 activation rows, and the threads take chunks of rows in turn: a matrix of several
+// tiles, columns of several slices plus blocks after the last group of 8, and T of two groups
+// plus a partial one, on 2 threads, still gives every row the bits it gets alone.
+TEST_P(PackedMatmul, BatchOfSeveralTilesSlicesAndRowGroupsGivesEachRowItsBitsAlone) {
+  const ForcedIsa isa(GetParam().isa);
+  const ForcedPath direct(Path::direct);
+  const Weights w = make_weights(GetParam().dtype, 403, 4128, 21);
+  const at::Tensor bias = at::randn({403});
+  const int64_t T = 19;
+  const at::Tensor x = make_activations(T, 4128, 22);
+  const at::Tensor together = run(w, x, bias);
+  for (int64_t t = 0; t < T; ++t)
+    EXPECT_TRUE(at::equal(together[t], run(w, x.narrow(0, t, 1).contiguous(), bias)[0])) << "row " << t << " of " << T;
+}
+
 // With the activations rounded to Q8_0 exactly as quant_formats rounds them, the direct
 // kernels are exact integer block products summed in fp32: at most blocks + 8 roundings.
 class QuantizedKernel : public PackedMatmul {};

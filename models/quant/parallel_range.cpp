@@ -4,29 +4,49 @@
 #include <ATen/Parallel.h>
 #include <ATen/TensorIterator.h>
 
-namespace troupe {
+#include <algorithm>
+#include <atomic>
 
+namespace troupe {
+namespace {
+
+// Chunks per thread: enough that a thread the OS takes off its core for a while (the cores are
+// shared with other programs: a browser, a compiler, another node) leaves its remaining chunks
+// to the others instead of holding them all up at the end of the loop, few enough that taking
+// a chunk (one atomic increment) costs nothing next to running it.
+constexpr int64_t kChunksPerThread = 8;
+
+// fn() once on each of LibTorch's intra-op threads (or on fewer, one of them running it for
+// the rest: fn must not count on being called `threads` times).
 // at::parallel_for is a header template whose OpenMP pragmas only take effect in code compiled
-// with -fopenmp; without it (troupe's build today) it silently runs on one thread. So the split
-// goes through ATen's own compiled loop, TensorIterator::for_each, over a byte per index: each
-// task's data pointer minus the base is its first index.
+// with -fopenmp; without it (troupe's build today) it silently runs on one thread. So the
+// threads come from ATen's own compiled loop, TensorIterator::for_each, over a byte per thread.
+template <class Fn>
+void on_each_thread(int threads, const Fn& fn) {
+#ifdef _OPENMP
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) { fn(); });
+#else
+  const at::Tensor index = at::empty({threads}, at::kByte);
+  at::TensorIteratorConfig().add_input(index).check_all_same_dtype(false).build().for_each(
+      [&](char**, const int64_t*, int64_t, int64_t) { fn(); }, 1);
+#endif
+}
+
+}  // namespace
+
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
   if (n <= 0) return;
-#ifdef _OPENMP
-  at::parallel_for(0, n, grain, f);
-#else
-  if (n <= grain || at::get_num_threads() <= 1 || at::in_parallel_region()) return f(0, n);
-  const at::Tensor index = at::empty({n}, at::kByte);
-  const char* base = static_cast<const char*>(index.data_ptr());
-  at::TensorIteratorConfig().add_input(index).check_all_same_dtype(false).build().for_each(
-      [&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {
-        for (int64_t j = 0; j < size1; ++j) {  // one-dimensional: size1 is 1
-          const int64_t begin = data[0] + j * strides[1] - base;
-          f(begin, begin + size0);
-        }
-      },
-      grain);
-#endif
+  grain = std::max<int64_t>(1, grain);
+  const int threads = at::get_num_threads();
+  if (n <= grain || threads <= 1 || at::in_parallel_region()) return f(0, n);
+  const int64_t chunks = std::min((n + grain - 1) / grain, threads * kChunksPerThread);
+  const int64_t size = std::max(grain, (n + chunks - 1) / chunks);
+  std::atomic<int64_t> next{0};
+  on_each_thread(threads, [&] {
+    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c * size < n;
+         c = next.fetch_add(1, std::memory_order_relaxed))
+      f(c * size, std::min(n, (c + 1) * size));
+  });
 }
 
 }  // namespace troupe

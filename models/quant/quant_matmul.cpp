@@ -69,9 +69,14 @@ std::atomic<int64_t> g_half_min_T{0};
 constexpr double kMinTaskNs = 50000;
 constexpr int64_t kRowGroup = 4;  // output rows handed out together (the kernels' tile height)
 
+// Batches: at least kMinBatchTaskRows rows, as each task reads the whole activation panel
+// (T rows, up to 1 MiB) once per tile of weight rows.
+constexpr int64_t kMinBatchTaskRows = 64;
+
 int64_t grain_in_groups(const PackedMatrix& w, int64_t T) {
   const double row_ns = static_cast<double>(w.row_bytes()) / 20 + static_cast<double>(T * w.cols) / 40;
-  const auto rows = static_cast<int64_t>(kMinTaskNs / row_ns) + 1;
+  auto rows = static_cast<int64_t>(kMinTaskNs / row_ns) + 1;
+  if (T > 1) rows = std::max(rows, kMinBatchTaskRows);
   return std::max<int64_t>(1, (rows + kRowGroup - 1) / kRowGroup);
 }
 
