@@ -291,6 +291,88 @@ TROUPE_AVX2 void q4_0_row_finish(const uint8_t* row, int64_t r, const Q8Rows& x,
   for (int c = 0; c < C; ++c) y[(t + c) * ldy + r] = hsum(acc[c]) + (bias ? bias[r] : 0.0f);
 }
 
+// ---- Q8_0 weights, small batches: broadcast scales ----------------------------------------------
+// Rows r + i * step (i < R) times activation rows [t, t+C): per block, the weight scale and the
+// activation scale are broadcast from memory and multiplied, as tile_q8_0's lane of d_w * d_x.
+template <int R, int C>
+TROUPE_AVX2 void batch_tile_q8_0(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
+                                 const float* bias, float* y, int64_t ldy) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const uint8_t* rows[R];
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
+  const int8_t* xq[C];
+  const float* xd[C];
+  #pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) {
+    xq[c] = x.row_q(t + c);
+    xd[c] = x.row_d(t + c);
+  }
+  __m256 acc[R][C];
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
+  alignas(32) float dw[R][8];
+  for (int64_t b = 0; b < x.blocks; b += 8) {
+    const int n = static_cast<int>(std::min<int64_t>(8, x.blocks - b));
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      if (n == 8)
+        _mm256_store_ps(dw[i], block_scales8<kQ8_0Bytes>(rows[i] + b * kQ8_0Bytes));
+      else
+        #pragma GCC unroll 8
+        for (int j = 0; j < n; ++j) dw[i][j] = block_scale(rows[i] + (b + j) * kQ8_0Bytes);
+    }
+    #pragma GCC unroll 8
+    for (int j = 0; j < n; ++j) {
+      #pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[i] + (b + j) * kQ8_0Bytes + 2));
+        const __m256i wabs = _mm256_sign_epi8(wv, wv);
+        const __m256 dwb = _mm256_broadcast_ss(&dw[i][j]);
+        #pragma GCC unroll 8
+        for (int c = 0; c < C; ++c) {
+          const __m256i sums =
+              _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(load_x(xq[c] + 32 * (b + j)), wv)), ones);
+          acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dwb, _mm256_broadcast_ss(xd[c] + b + j)),
+                                      acc[i][c]);
+        }
+      }
+    }
+  }
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = hsum(acc[i][c]) + (bias ? bias[r + i * step] : 0.0f);
+}
+
+// Weight rows [r0, r1) times a few activation rows (T < 8, where the panel does not pay: a
+// verification pass of speculative decoding, a few sessions' decode):
+// activation rows C at a time in the outer loop (their panel stays in L1 while the weight
+// tile streams past), pairs of weight rows inside.
+// The two rows of a tile lie half the range apart, as gemm_q explains (the first pass over the
+// tile streams it from DRAM).
+template <int C>
+TROUPE_AVX2 void batch_rows_q8_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, int64_t t,
+                            const float* bias, float* y, int64_t ldy) {
+  const int64_t step = (r1 - r0) / 2;
+  for (int64_t k = 0; k < step; ++k) batch_tile_q8_0<2, C>(w, r0 + k, step, x, t, bias, y, ldy);
+  if (r0 + 2 * step < r1) batch_tile_q8_0<1, C>(w, r1 - 1, 1, x, t, bias, y, ldy);
+}
+
+TROUPE_AVX2 void gemm_small_batch_q8_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias,
+                            float* y, int64_t ldy) {
+  int64_t t = 0;
+  for (; t + 4 <= x.n; t += 4) batch_rows_q8_0<4>(w, r0, r1, x, t, bias, y, ldy);
+  switch (x.n - t) {
+    case 3: return batch_rows_q8_0<3>(w, r0, r1, x, t, bias, y, ldy);
+    case 2: return batch_rows_q8_0<2>(w, r0, r1, x, t, bias, y, ldy);
+    case 1: return batch_rows_q8_0<1>(w, r0, r1, x, t, bias, y, ldy);
+    default: return;
+  }
+}
+
 // ---- Q8_0 weights on a panel -----------------------------------------------------------------
 // As Q4_0 above: one weight row against 8 activation rows per call. The panel regroups the
 // rounded activations so that a call's slice of kQ8_0SliceBlocks blocks (8 rows: 9 KiB) is
@@ -434,6 +516,7 @@ TROUPE_AVX2 void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8R
     return;
   }
   if (x.panel) return gemm_batch<Type>(w, r0, r1, x, bias, y, ldy);
+  if (Type == DType::Q8_0) return gemm_small_batch_q8_0(w, r0, r1, x, bias, y, ldy);
   const int64_t step = (r1 - r0) / 2;
   for (int64_t k = 0; k < step; ++k) tile_q_all<Type, 2>(w, r0 + k, step, x, bias, y, ldy);
   for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_q_all<Type, 1>(w, r, 1, x, bias, y, ldy);

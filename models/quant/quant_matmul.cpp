@@ -160,7 +160,7 @@ void direct_quantized(const kernels::KernelTable& k, const TypeTraits& traits, K
   kernels::Q8Rows rows{T, blocks, q, d, block, s, bsums};
   const auto [gemm, kernel_isa] = pick_kernel(traits.gemm_q, isa);
   const BatchPanel& panel = traits.panel[static_cast<int>(kernel_isa)];
-  if (T > 1 && panel.prepare_row) {
+  if (T >= panel.min_T && panel.prepare_row) {
     rows.panel_row_bytes = blocks * panel.bytes_per_block;
     const int64_t panel_rows = (T + panel.row_group - 1) / panel.row_group * panel.row_group;
     uint8_t* out = thread_scratch<uint8_t>(t_panel, static_cast<size_t>(panel_rows * rows.panel_row_bytes));

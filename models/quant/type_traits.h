@@ -40,6 +40,7 @@ constexpr int kIsaCount = 3;  // KernelIsa::portable, avx2, avx512vnni
 struct BatchPanel {
   int64_t bytes_per_block = 0;  // 0: no panel
   int64_t row_group = 1;
+  int64_t min_T = 2;  // below, the kernel runs without the panel
   void (*prepare_row)(const kernels::Q8Rows& x, int64_t t, uint8_t* out) = nullptr;
 };
 
