@@ -123,12 +123,6 @@ size_t wire_dtype_size(WireDType t) {
   return 0;
 }
 
-int64_t WireTensor::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
 WireTensor to_wire(const at::Tensor& t, WireDType float_dtype) {
   WireTensor w;
   at::Tensor c;

@@ -39,9 +39,7 @@ class WireError : public std::runtime_error {
 struct WireTensor {
   WireDType dtype = WireDType::f32;
   std::vector<int64_t> shape;
-  std::string data;  // numel * wire_dtype_size(dtype) bytes
-
-  int64_t numel() const;
+  std::string data;  // elements * wire_dtype_size(dtype) bytes
 };
 
 // What the sampler needs; rides along unchanged from the client through every stage.

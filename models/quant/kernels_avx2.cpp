@@ -203,20 +203,21 @@ struct alignas(32) Q4_0PanelPair {
 };
 static_assert(sizeof(Q4_0PanelPair) == 128);
 
-// The panel holds activation rows in groups of kQ4_0Cols (the rows one kernel call reads), each
+// The rows one batch kernel call reads (Q4_0 and Q8_0 alike), and the panel's row group.
+constexpr int kPanelRows = 8;
+
+// The panel holds activation rows in groups of kPanelRows (the rows one kernel call reads), each
 // group pair by pair, the group's rows side by side within a pair: pair p of row t at
 // ((t / 8 * pairs + p) * 8 + t % 8). A call's slice of 16 pairs is then 16 contiguous KiB,
 // which stay in L1 (rows a fixed stride apart would all fall into the same L1 sets: 4 KiB at
 // 2048 columns, halving the kernel's speed).
-constexpr int kQ4_0Cols = 8;
-
 TROUPE_AVX2 void prepare_q4_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out) {
   const __m256i eights = _mm256_set1_epi8(8);
   const int8_t* q = x.row_q(t);
   const float* d = x.row_d(t);
   const int64_t n_pairs = x.blocks / 8 * 4;
-  Q4_0PanelPair* pair = reinterpret_cast<Q4_0PanelPair*>(out) + t / kQ4_0Cols * n_pairs * kQ4_0Cols + t % kQ4_0Cols;
-  for (int64_t k = 0; k < n_pairs; ++k, pair += kQ4_0Cols) {
+  Q4_0PanelPair* pair = reinterpret_cast<Q4_0PanelPair*>(out) + t / kPanelRows * n_pairs * kPanelRows + t % kPanelRows;
+  for (int64_t k = 0; k < n_pairs; ++k, pair += kPanelRows) {
     const __m256i xa = load_x(q + 64 * k), xb = load_x(q + 64 * k + 32);
     pair->xlo = _mm256_permute2x128_si256(xa, xb, 0x20);
     pair->xhi = _mm256_permute2x128_si256(xa, xb, 0x31);
@@ -234,7 +235,7 @@ TROUPE_AVX2 void prepare_q4_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out
 constexpr int64_t kQ4_0SliceGroups = 4;
 
 // Groups [g0, g1) of 8 blocks of one weight row times activation rows [t, t+C) (t a multiple
-// of kQ4_0Cols); `acc` holds the C accumulators between calls.
+// of kPanelRows); `acc` holds the C accumulators between calls.
 template <int C>
 TROUPE_AVX2 void q4_0_row_slice(const uint8_t* row, size_t row_bytes, const Q8Rows& x, int64_t t, int64_t g0, int64_t g1,
                                 __m256* acc_mem) {
@@ -243,13 +244,13 @@ TROUPE_AVX2 void q4_0_row_slice(const uint8_t* row, size_t row_bytes, const Q8Ro
   #pragma GCC unroll 8
   for (int c = 0; c < C; ++c) acc[c] = _mm256_load_ps(reinterpret_cast<const float*>(acc_mem + c));
   const int64_t n_pairs = x.blocks / 8 * 4;
-  const auto* panel = reinterpret_cast<const Q4_0PanelPair*>(x.panel) + (t / kQ4_0Cols * n_pairs + 4 * g0) * kQ4_0Cols;
+  const auto* panel = reinterpret_cast<const Q4_0PanelPair*>(x.panel) + (t / kPanelRows * n_pairs + 4 * g0) * kPanelRows;
   for (int64_t g = g0; g < g1; ++g) {
     const uint8_t* blocks = row + g * 8 * kQ4_0Bytes;
     // The next row's same blocks (the next call's), which come from L3 or DRAM on the first pass.
     for (int line = 0; line < 3; ++line) _mm_prefetch(reinterpret_cast<const char*>(blocks + row_bytes + 64 * line), _MM_HINT_T0);
     const __m256 dw = block_scales8<kQ4_0Bytes>(blocks);
-    for (int k = 0; k < 4; ++k, panel += kQ4_0Cols) {  // blocks 8g+2k and 8g+2k+1
+    for (int k = 0; k < 4; ++k, panel += kPanelRows) {  // blocks 8g+2k and 8g+2k+1
       const __m256 dw_pair = pair_scales(dw, k);
       const __m256i packed = load_nibble_pair(blocks + 2 * k * kQ4_0Bytes);
       const __m256i lo = _mm256_and_si256(packed, low4);
@@ -349,7 +350,7 @@ TROUPE_AVX2 void batch_tile_q8_0(const PackedMatrix& w, int64_t r, int64_t step,
 
 // Weight rows [r0, r1) times a few activation rows (T < 8, where the panel does not pay: a
 // verification pass of speculative decoding, a few sessions' decode):
-// activation rows C at a time in the outer loop (their panel stays in L1 while the weight
+// activation rows C at a time in the outer loop (their blocks stay in L1 while the weight
 // tile streams past), pairs of weight rows inside.
 // The two rows of a tile lie half the range apart, as gemm_q explains (the first pass over the
 // tile streams it from DRAM).
@@ -380,15 +381,15 @@ TROUPE_AVX2 void gemm_small_batch_q8_0(const PackedMatrix& w, int64_t r0, int64_
 // their scales. Per block and output: sign, maddubs, madd, convert, the scale product and the
 // fmadd, as tile_q8_0.
 struct alignas(32) Q8_0PanelBlock {
-  int8_t q[kQ4_0Cols][32];
-  float d[kQ4_0Cols];
+  int8_t q[kPanelRows][32];
+  float d[kPanelRows];
 };
 static_assert(sizeof(Q8_0PanelBlock) == 288);
 constexpr int64_t kQ8_0SliceBlocks = 32;
 
 TROUPE_AVX2 void prepare_q8_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out) {
-  auto* block = reinterpret_cast<Q8_0PanelBlock*>(out) + t / kQ4_0Cols * x.blocks;
-  const int64_t c = t % kQ4_0Cols;
+  auto* block = reinterpret_cast<Q8_0PanelBlock*>(out) + t / kPanelRows * x.blocks;
+  const int64_t c = t % kPanelRows;
   for (int64_t b = 0; b < x.blocks; ++b, ++block) {
     _mm256_store_si256(reinterpret_cast<__m256i*>(block->q[c]), load_x(x.row_q(t) + 32 * b));
     block->d[c] = x.row_d(t)[b];
@@ -403,7 +404,7 @@ TROUPE_AVX2 void q8_0_row_slice(const uint8_t* row, size_t row_bytes, const Q8Ro
   __m256 acc[C];
   #pragma GCC unroll 8
   for (int c = 0; c < C; ++c) acc[c] = _mm256_load_ps(reinterpret_cast<const float*>(acc_mem + c));
-  const auto* panel = reinterpret_cast<const Q8_0PanelBlock*>(x.panel) + t / kQ4_0Cols * x.blocks + b0;
+  const auto* panel = reinterpret_cast<const Q8_0PanelBlock*>(x.panel) + t / kPanelRows * x.blocks + b0;
   for (int64_t b = b0; b < b1; ++b, ++panel) {
     const uint8_t* block = row + b * kQ8_0Bytes;
     _mm_prefetch(reinterpret_cast<const char*>(block + row_bytes), _MM_HINT_T0);  // the next call's row
@@ -459,11 +460,11 @@ TROUPE_AVX2 void gemm_batch(const PackedMatrix& w, int64_t r0, int64_t r1, const
                             float* y, int64_t ldy) {
   const size_t row_bytes = w.row_bytes();
   const int64_t tile_rows = std::clamp<int64_t>(static_cast<int64_t>(kBatchTileBytes / row_bytes), 1, kBatchTileRows);
-  alignas(32) __m256 acc[kBatchTileRows * kQ4_0Cols];
+  alignas(32) __m256 acc[kBatchTileRows * kPanelRows];
   for (int64_t ra = r0; ra < r1; ra += tile_rows) {
     const int64_t rb = std::min(r1, ra + tile_rows);
     int64_t t = 0;
-    for (; t + kQ4_0Cols <= x.n; t += kQ4_0Cols) batch_tile<Type, kQ4_0Cols>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc);
+    for (; t + kPanelRows <= x.n; t += kPanelRows) batch_tile<Type, kPanelRows>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc);
     switch (x.n - t) {
       case 7: batch_tile<Type, 7>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;
       case 6: batch_tile<Type, 6>(w, row_bytes, ra, rb, x, t, bias, y, ldy, acc); break;

@@ -32,8 +32,6 @@ using FloatGemm = void (*)(const PackedMatrix& w, int64_t r0, int64_t r1, const 
 constexpr int kIsaCount = 3;  // KernelIsa::portable, avx2, avx512vnni
 
 // What a batch kernel wants prepared once per call from the rounded activation rows (kept in
-// Q8Rows::panel), so that it is not redone for every tile of weight rows.
-// What a batch kernel wants prepared once per call from the rounded activation rows (kept in
 // Q8Rows::panel), so that it is not redone for every tile of weight rows. prepare_row writes row
 // t's part of the panel that starts at `out`, in the kernel's own layout: rows in groups of
 // `row_group` (the panel is allocated for T rounded up to it), bytes_per_block per block and row.
