@@ -422,6 +422,96 @@ TROUPE_AVX2 void q8_0_row_slice(const uint8_t* row, size_t row_bytes, const Q8Ro
   for (int c = 0; c < C; ++c) _mm256_store_ps(reinterpret_cast<float*>(acc_mem + c), acc[c]);
 }
 
+// ---- Q4_0 weights, small batches on the panel -------------------------------------------------
+// For 2 or 3 activation rows (a short speculative verify pass, two or three sessions) the 8-row
+// kernel above would stream the weights for too little work. Instead R weight rows (half the range
+// apart, as gemm_q explains) meet all C rows of the panel's first group in one pass: the panel
+// is read as memory operands, the 8 blocks' weight scales wait on the stack, only the R x C
+// accumulators stay in registers. Same sums, products and fmadd order as tile_q4_0 with C = 1.
+template <int R, int C>
+TROUPE_AVX2 void small_batch_tile_q4_0(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
+                                       const float* bias, float* y, int64_t ldy) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f), eights = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
+  const uint8_t* rows[R];
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
+  // Row t + c's pair p sits at panel[p * kPanelRows + c] (all rows are in the panel's first group).
+  const auto* panel = reinterpret_cast<const Q4_0PanelPair*>(x.panel) + t;
+  __m256 acc[R][C];
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 8 <= x.blocks; b += 8) {
+    __m256 dw_pairs[R][4];  // spilled to the stack on purpose: read as memory operands
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m256 dw = block_scales8<kQ4_0Bytes>(rows[i] + b * kQ4_0Bytes);
+      #pragma GCC unroll 8
+      for (int k = 0; k < 4; ++k) dw_pairs[i][k] = pair_scales(dw, k);
+    }
+    #pragma GCC unroll 8
+    for (int k = 0; k < 4; ++k) {  // blocks b+2k and b+2k+1
+      const Q4_0PanelPair* pair = panel + (b / 2 + k) * kPanelRows;
+      #pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const __m256i packed = load_nibble_pair(rows[i] + (b + 2 * k) * kQ4_0Bytes);
+        const __m256i lo = _mm256_and_si256(packed, low4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+        #pragma GCC unroll 8
+        for (int c = 0; c < C; ++c) {
+          const Q4_0PanelPair& p = pair[c];
+          const __m256i pairs =
+              _mm256_sub_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, p.xlo), _mm256_maddubs_epi16(hi, p.xhi)),
+                               p.offset);
+          acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)),
+                                      _mm256_mul_ps(dw_pairs[i][k], p.dx), acc[i][c]);
+        }
+      }
+    }
+  }
+  for (; b < x.blocks; ++b) {  // the last blocks one at a time, as tile_q4_0
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* block = rows[i] + b * kQ4_0Bytes;
+      const __m256i wv = load_nibbles(block);
+      const float dw = block_scale(block);
+      #pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) {
+        const __m256i xv = load_x(x.row_q(t + c) + 32 * b);
+        const __m256i pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(wv, xv), _mm256_maddubs_epi16(eights, xv));
+        acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)),
+                                    _mm256_set1_ps(dw * x.row_d(t + c)[b]), acc[i][c]);
+      }
+    }
+  }
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = hsum(acc[i][c]) + (bias ? bias[r + i * step] : 0.0f);
+}
+
+// Weight rows [r0, r1) in pairs half the range apart times activation rows [t, t + C).
+template <int C>
+TROUPE_AVX2 void small_batch_rows_q4_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, int64_t t,
+                                       const float* bias, float* y, int64_t ldy) {
+  const int64_t step = (r1 - r0) / 2;
+  for (int64_t k = 0; k < step; ++k) small_batch_tile_q4_0<2, C>(w, r0 + k, step, x, t, bias, y, ldy);
+  if (r0 + 2 * step < r1) small_batch_tile_q4_0<1, C>(w, r1 - 1, 1, x, t, bias, y, ldy);
+}
+
+// Q4_0 with 2 or 3 activation rows (bench_kernels --cpu-time, one thread: 49-56 GFLOP/s at
+// T = 2 and 42-53 at T = 3 against 37-50 and 36-38 on the decode tiles; from T = 4 the decode
+// tiles measured as fast or faster).
+constexpr int64_t kSmallBatchMaxT = 3;
+
+TROUPE_AVX2 void gemm_small_batch_q4_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x,
+                                       const float* bias, float* y, int64_t ldy) {
+  if (x.n == 3) return small_batch_rows_q4_0<3>(w, r0, r1, x, 0, bias, y, ldy);
+  small_batch_rows_q4_0<2>(w, r0, r1, x, 0, bias, y, ldy);
+}
+
 // ---- batch driver ---------------------------------------------------------------------------
 
 // Weight rows [ra, rb) (at most kBatchTileRows) times activation rows [t, t+C): the panel slice
@@ -516,7 +606,10 @@ TROUPE_AVX2 void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8R
     for (int64_t r = r0 + 4 * step; r < r1; ++r) tile_q<Type, 1, 1>(w, r, 1, x, 0, bias, y, ldy);
     return;
   }
-  if (x.panel) return gemm_batch<Type>(w, r0, r1, x, bias, y, ldy);
+  // Batches: Q4_0's 2-3 rows on the panel; 8 rows and more on the panel, 8 at a time; the rest
+  // (Q4_0 at 4-7 rows, where the panel is prepared but not read) on the decode tiles.
+  if (Type == DType::Q4_0 && x.panel && x.n <= kSmallBatchMaxT) return gemm_small_batch_q4_0(w, r0, r1, x, bias, y, ldy);
+  if (x.panel && x.n >= kPanelRows) return gemm_batch<Type>(w, r0, r1, x, bias, y, ldy);
   if (Type == DType::Q8_0) return gemm_small_batch_q8_0(w, r0, r1, x, bias, y, ldy);
   const int64_t step = (r1 - r0) / 2;
   for (int64_t k = 0; k < step; ++k) tile_q_all<Type, 2>(w, r0 + k, step, x, bias, y, ldy);

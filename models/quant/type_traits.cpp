@@ -32,7 +32,7 @@ const std::vector<TypeTraits>& table() {
       {DType::Q8_0, "Q8_0", 32, 34, A::q8_0, dequantize_row_q8_0, quantize_row_q8_0,
        {p::gemm_q8_0, a2::gemm_q8_0, a5::gemm_q8_0}, {}, {{}, {36, 8, 8, a2::prepare_q8_0_panel_row}, {}}},
       {DType::Q4_0, "Q4_0", 32, 18, A::q8_0, dequantize_row_q4_0, quantize_row_q4_0,
-       {p::gemm_q4_0, a2::gemm_q4_0, a5::gemm_q4_0}, {}, {{}, {64, 8, 8, a2::prepare_q4_0_panel_row}, {}}},
+       {p::gemm_q4_0, a2::gemm_q4_0, a5::gemm_q4_0}, {}, {{}, {64, 8, 2, a2::prepare_q4_0_panel_row}, {}}},
       {DType::Q4_1, "Q4_1", 32, 20, A::q8_1, dequantize_row_q4_1, quantize_row_q4_1, {p::gemm_q4_1, a2::gemm_q4_1, nullptr}, {}},
       {DType::Q5_0, "Q5_0", 32, 22, A::q8_0, dequantize_row_q5_0, quantize_row_q5_0, {p::gemm_q5_0, a2::gemm_q5_0, nullptr}, {}},
       {DType::Q5_1, "Q5_1", 32, 24, A::q8_1, dequantize_row_q5_1, quantize_row_q5_1, {p::gemm_q5_1, a2::gemm_q5_1, nullptr}, {}},
