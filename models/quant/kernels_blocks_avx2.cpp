@@ -15,6 +15,7 @@
 // kernels_avx2.cpp explains. Each (weight row, activation row) has its own accumulator (for the
 // K formats a lane of one SSE register per activation row, lane i = weight row i, all lanes
 // doing the same steps), so a row's result does not depend on the other rows of the batch.
+#include <algorithm>
 #include <type_traits>
 
 #include "models/quant/block_layouts.h"
@@ -603,6 +604,77 @@ TROUPE_AVX2 void tile_k_min8(const PackedMatrix& w, int64_t r, int64_t step, con
   }
 }
 
+// ---- K formats, prompts: one weight row x 8 activation rows ------------------------------------
+// The tiles above reduce each (weight row, activation row) block sum on its own and hold R x C
+// sums, which spill from C = 4: a prompt ran at half Q4_0's speed. Here one weight row meets 8
+// activation rows: its block is unpacked once for all 8, their 8 block sums (and min sums) are
+// reduced together into one vector, lane c = activation row c, and the fp steps run on those 8
+// lanes. Each lane does the steps of tile_k (and kernels_blocks_portable.cpp) in their order,
+// so every row gets the bits it gets alone.
+constexpr int kRowsPerPass = 8;
+
+// Lane c = the total of v[c]'s lanes (exact integer sums: the order does not matter).
+TROUPE_AVX2_INLINE __m256i lane_totals(const __m256i (&v)[kRowsPerPass]) {
+  const __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+  const __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+TROUPE_AVX2_INLINE __m256i lane_totals(const __m128i (&v)[kRowsPerPass]) {
+  const __m128i a = _mm_hadd_epi32(_mm_hadd_epi32(v[0], v[1]), _mm_hadd_epi32(v[2], v[3]));
+  const __m128i b = _mm_hadd_epi32(_mm_hadd_epi32(v[4], v[5]), _mm_hadd_epi32(v[6], v[7]));
+  return _mm256_set_m128i(b, a);
+}
+
+// Weight row r times activation rows [t, t + 8).
+template <class F>
+TROUPE_AVX2 void row_times_8(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, const float* bias,
+                             float* y, int64_t ldy) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"  // the vector types' alignment, kept by the arrays below
+  using MinSums = std::conditional_t<std::is_same_v<F, Q2_K>, __m256i, __m128i>;  // as F::sums takes them
+#pragma GCC diagnostic pop
+  const uint8_t* row = w.row(r);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < x.blocks; ++b) {
+    XBlock xb[kRowsPerPass];
+    alignas(32) float dx[kRowsPerPass];
+    for (int c = 0; c < kRowsPerPass; ++c) {
+      xb[c] = x_block(x, t + c, b);
+      dx[c] = x.row_d(t + c)[b];
+    }
+    const uint8_t* block = row + b * F::kBytes;
+    __m256i sum[kRowsPerPass];
+    MinSums msum[kRowsPerPass];
+    F::template sums<kRowsPerPass>(block, xb, sum, msum);
+    const __m256 vdx = _mm256_load_ps(dx);
+    const __m256 d = _mm256_set1_ps(block_scale(block + F::kD));
+    acc = _mm256_add_ps(acc, no_fma8(_mm256_mul_ps(_mm256_mul_ps(d, vdx), _mm256_cvtepi32_ps(lane_totals(sum)))));
+    if constexpr (F::kHasMin) {
+      const __m256 dmin = _mm256_set1_ps(block_scale(block + F::kDmin));
+      acc = _mm256_sub_ps(acc,
+                          no_fma8(_mm256_mul_ps(_mm256_mul_ps(dmin, vdx), _mm256_cvtepi32_ps(lane_totals(msum)))));
+    }
+  }
+  alignas(32) float out[kRowsPerPass];
+  _mm256_store_ps(out, acc);
+  for (int c = 0; c < kRowsPerPass; ++c) y[(t + c) * ldy + r] = out[c] + (bias ? bias[r] : 0.0f);
+}
+
+// Weight rows [r0, r1) times the activation rows of whole groups of 8: tiles of weight rows
+// that stay in L2 while every group passes (the first group streams them from DRAM).
+constexpr size_t kRowsTileBytes = 192 * 1024;
+
+template <class F>
+TROUPE_AVX2 void gemm_rows_8(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias,
+                             float* y, int64_t ldy) {
+  const int64_t tile_rows = std::max<int64_t>(1, static_cast<int64_t>(kRowsTileBytes / w.row_bytes()));
+  for (int64_t ra = r0; ra < r1; ra += tile_rows) {
+    const int64_t rb = std::min(r1, ra + tile_rows);
+    for (int64_t t = 0; t + kRowsPerPass <= x.n; t += kRowsPerPass)
+      for (int64_t r = ra; r < rb; ++r) row_times_8<F>(w, r, x, t, bias, y, ldy);
+  }
+}
+
 // ---- row tiles ------------------------------------------------------------------------------
 
 template <class F, int R, int C>
@@ -629,10 +701,11 @@ TROUPE_AVX2_INLINE void tile(const PackedMatrix& w, int64_t r, int64_t step, con
     tile_32<F, R, C>(w, r, step, x, t, bias, y, ldy);
 }
 
+// Activation rows [t0, x.n).
 template <class F, int R>
-TROUPE_AVX2 void tile_all(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, const float* bias, float* y,
-                          int64_t ldy) {
-  int64_t t = 0;
+TROUPE_AVX2 void tile_all(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t0,
+                          const float* bias, float* y, int64_t ldy) {
+  int64_t t = t0;
   for (; t + 4 <= x.n; t += 4) tile<F, R, 4>(w, r, step, x, t, bias, y, ldy);
   for (; t + 2 <= x.n; t += 2) tile<F, R, 2>(w, r, step, x, t, bias, y, ldy);
   if (t < x.n) tile<F, R, 1>(w, r, step, x, t, bias, y, ldy);
@@ -647,9 +720,18 @@ TROUPE_AVX2 void gemm(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Row
     for (int64_t r = r0 + 4 * step; r < r1; ++r) tile<F, 1, 1>(w, r, 1, x, 0, bias, y, ldy);
     return;
   }
+  // Prompts of K formats: groups of 8 activation rows, then the rest on the tiles.
+  int64_t t0 = 0;
+  if constexpr (F::kElems == 256) {
+    if (x.n >= kRowsPerPass) {
+      gemm_rows_8<F>(w, r0, r1, x, bias, y, ldy);
+      t0 = x.n / kRowsPerPass * kRowsPerPass;
+      if (t0 == x.n) return;
+    }
+  }
   const int64_t step = (r1 - r0) / 2;
-  for (int64_t k = 0; k < step; ++k) tile_all<F, 2>(w, r0 + k, step, x, bias, y, ldy);
-  for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_all<F, 1>(w, r, 1, x, bias, y, ldy);
+  for (int64_t k = 0; k < step; ++k) tile_all<F, 2>(w, r0 + k, step, x, t0, bias, y, ldy);
+  for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_all<F, 1>(w, r, 1, x, t0, bias, y, ldy);
 }
 
 }  // namespace
