@@ -226,6 +226,17 @@ TROUPE_AVX2 void prepare_q4_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out
   }
 }
 
+// One pair of Q4_0 weight blocks (nibbles split into lo and hi, their scales dw_pair) times a
+// panel pair of one activation row, added to acc.
+TROUPE_AVX2 __attribute__((always_inline)) inline __m256 q4_0_pair_step(__m256i lo, __m256i hi, const Q4_0PanelPair& p,
+                                                                      __m256 dw_pair, __m256 acc) {
+  // |pair sum| <= 2 * 2 * 15 * 127 + 4 * 8 * 127: no int16 overflow.
+  const __m256i pairs =
+      _mm256_sub_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, p.xlo), _mm256_maddubs_epi16(hi, p.xhi)), p.offset);
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1))), _mm256_mul_ps(dw_pair, p.dx),
+                         acc);
+}
+
 // Q4_0 batches: one weight row against C <= 8 activation rows per call, so that the 8
 // accumulators, the row's unpacked nibbles and the temporaries fit AVX2's 16 registers and every
 // panel value is a memory operand (4 loads and 8 vector operations per 64 products). The panel is
@@ -239,7 +250,7 @@ constexpr int64_t kQ4_0SliceGroups = 4;
 template <int C>
 TROUPE_AVX2 void q4_0_row_slice(const uint8_t* row, size_t row_bytes, const Q8Rows& x, int64_t t, int64_t g0, int64_t g1,
                                 __m256* acc_mem) {
-  const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
   __m256 acc[C];
   #pragma GCC unroll 8
   for (int c = 0; c < C; ++c) acc[c] = _mm256_load_ps(reinterpret_cast<const float*>(acc_mem + c));
@@ -256,15 +267,7 @@ TROUPE_AVX2 void q4_0_row_slice(const uint8_t* row, size_t row_bytes, const Q8Ro
       const __m256i lo = _mm256_and_si256(packed, low4);
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
       #pragma GCC unroll 8
-      for (int c = 0; c < C; ++c) {
-        const Q4_0PanelPair& p = panel[c];
-        // |pair sum| <= 2 * 2 * 15 * 127 + 4 * 8 * 127: no int16 overflow.
-        const __m256i pairs =
-            _mm256_sub_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, p.xlo), _mm256_maddubs_epi16(hi, p.xhi)),
-                             p.offset);
-        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)), _mm256_mul_ps(dw_pair, p.dx),
-                                 acc[c]);
-      }
+      for (int c = 0; c < C; ++c) acc[c] = q4_0_pair_step(lo, hi, panel[c], dw_pair, acc[c]);
     }
   }
   #pragma GCC unroll 8
@@ -346,32 +349,6 @@ TROUPE_AVX2 void batch_tile_q8_0(const PackedMatrix& w, int64_t r, int64_t step,
   for (int i = 0; i < R; ++i)
     #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = hsum(acc[i][c]) + (bias ? bias[r + i * step] : 0.0f);
-}
-
-// Weight rows [r0, r1) times a few activation rows (T < 8, where the panel does not pay: a
-// verification pass of speculative decoding, a few sessions' decode):
-// activation rows C at a time in the outer loop (their blocks stay in L1 while the weight
-// tile streams past), pairs of weight rows inside.
-// The two rows of a tile lie half the range apart, as gemm_q explains (the first pass over the
-// tile streams it from DRAM).
-template <int C>
-TROUPE_AVX2 void batch_rows_q8_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, int64_t t,
-                            const float* bias, float* y, int64_t ldy) {
-  const int64_t step = (r1 - r0) / 2;
-  for (int64_t k = 0; k < step; ++k) batch_tile_q8_0<2, C>(w, r0 + k, step, x, t, bias, y, ldy);
-  if (r0 + 2 * step < r1) batch_tile_q8_0<1, C>(w, r1 - 1, 1, x, t, bias, y, ldy);
-}
-
-TROUPE_AVX2 void gemm_small_batch_q8_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias,
-                            float* y, int64_t ldy) {
-  int64_t t = 0;
-  for (; t + 4 <= x.n; t += 4) batch_rows_q8_0<4>(w, r0, r1, x, t, bias, y, ldy);
-  switch (x.n - t) {
-    case 3: return batch_rows_q8_0<3>(w, r0, r1, x, t, bias, y, ldy);
-    case 2: return batch_rows_q8_0<2>(w, r0, r1, x, t, bias, y, ldy);
-    case 1: return batch_rows_q8_0<1>(w, r0, r1, x, t, bias, y, ldy);
-    default: return;
-  }
 }
 
 // ---- Q8_0 weights on a panel -----------------------------------------------------------------
@@ -460,14 +437,7 @@ TROUPE_AVX2 void small_batch_tile_q4_0(const PackedMatrix& w, int64_t r, int64_t
         const __m256i lo = _mm256_and_si256(packed, low4);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
         #pragma GCC unroll 8
-        for (int c = 0; c < C; ++c) {
-          const Q4_0PanelPair& p = pair[c];
-          const __m256i pairs =
-              _mm256_sub_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, p.xlo), _mm256_maddubs_epi16(hi, p.xhi)),
-                               p.offset);
-          acc[i][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)),
-                                      _mm256_mul_ps(dw_pairs[i][k], p.dx), acc[i][c]);
-        }
+        for (int c = 0; c < C; ++c) acc[i][c] = q4_0_pair_step(lo, hi, pair[c], dw_pairs[i][k], acc[i][c]);
       }
     }
   }
@@ -492,13 +462,40 @@ TROUPE_AVX2 void small_batch_tile_q4_0(const PackedMatrix& w, int64_t r, int64_t
     for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = hsum(acc[i][c]) + (bias ? bias[r + i * step] : 0.0f);
 }
 
-// Weight rows [r0, r1) in pairs half the range apart times activation rows [t, t + C).
-template <int C>
-TROUPE_AVX2 void small_batch_rows_q4_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, int64_t t,
-                                       const float* bias, float* y, int64_t ldy) {
+// ---- small batches: the driver ----------------------------------------------------------------
+
+template <DType Type, int R, int C>
+TROUPE_AVX2 void small_batch_tile(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t,
+                                  const float* bias, float* y, int64_t ldy) {
+  if constexpr (Type == DType::Q8_0)
+    batch_tile_q8_0<R, C>(w, r, step, x, t, bias, y, ldy);
+  else
+    small_batch_tile_q4_0<R, C>(w, r, step, x, t, bias, y, ldy);
+}
+
+// Weight rows [r0, r1) times a few activation rows [t, t + C) (where the 8-row panel kernel
+// does not pay: a verification pass of speculative decoding, a few sessions' decode): tiles of
+// two weight rows half the range apart, as gemm_q explains (the weights stream from DRAM), the
+// last row alone when the count is odd.
+template <DType Type, int C>
+TROUPE_AVX2 void small_batch_rows(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, int64_t t,
+                                  const float* bias, float* y, int64_t ldy) {
   const int64_t step = (r1 - r0) / 2;
-  for (int64_t k = 0; k < step; ++k) small_batch_tile_q4_0<2, C>(w, r0 + k, step, x, t, bias, y, ldy);
-  if (r0 + 2 * step < r1) small_batch_tile_q4_0<1, C>(w, r1 - 1, 1, x, t, bias, y, ldy);
+  for (int64_t k = 0; k < step; ++k) small_batch_tile<Type, 2, C>(w, r0 + k, step, x, t, bias, y, ldy);
+  if (r0 + 2 * step < r1) small_batch_tile<Type, 1, C>(w, r1 - 1, 1, x, t, bias, y, ldy);
+}
+
+// Q8_0 below 8 activation rows: four at a time, then the rest.
+TROUPE_AVX2 void gemm_small_batch_q8_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x,
+                                       const float* bias, float* y, int64_t ldy) {
+  int64_t t = 0;
+  for (; t + 4 <= x.n; t += 4) small_batch_rows<DType::Q8_0, 4>(w, r0, r1, x, t, bias, y, ldy);
+  switch (x.n - t) {
+    case 3: return small_batch_rows<DType::Q8_0, 3>(w, r0, r1, x, t, bias, y, ldy);
+    case 2: return small_batch_rows<DType::Q8_0, 2>(w, r0, r1, x, t, bias, y, ldy);
+    case 1: return small_batch_rows<DType::Q8_0, 1>(w, r0, r1, x, t, bias, y, ldy);
+    default: return;
+  }
 }
 
 // Q4_0 with 2 or 3 activation rows (bench_kernels --cpu-time, one thread: 49-56 GFLOP/s at
@@ -508,8 +505,8 @@ constexpr int64_t kSmallBatchMaxT = 3;
 
 TROUPE_AVX2 void gemm_small_batch_q4_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x,
                                        const float* bias, float* y, int64_t ldy) {
-  if (x.n == 3) return small_batch_rows_q4_0<3>(w, r0, r1, x, 0, bias, y, ldy);
-  small_batch_rows_q4_0<2>(w, r0, r1, x, 0, bias, y, ldy);
+  if (x.n == 3) return small_batch_rows<DType::Q4_0, 3>(w, r0, r1, x, 0, bias, y, ldy);
+  small_batch_rows<DType::Q4_0, 2>(w, r0, r1, x, 0, bias, y, ldy);
 }
 
 // ---- batch driver ---------------------------------------------------------------------------
