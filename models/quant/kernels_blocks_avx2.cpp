@@ -489,7 +489,7 @@ TROUPE_AVX2_INLINE __m128 no_fma4(__m128 v) {
   return v;
 }
 
-// Touches the lines of the block `kAheadBytes` past `block` (decode): a K block costs more
+// Touches the lines of the block `kAheadBytes` past `block` (decode, small batches): a K block costs more
 // arithmetic than the out-of-order window covers, so without it the next lines are requested
 // only when the current block is done and the stream waits on DRAM between blocks.
 template <class F>
@@ -604,10 +604,10 @@ TROUPE_AVX2 void tile_k_min8(const PackedMatrix& w, int64_t r, int64_t step, con
   }
 }
 
-// ---- K formats, prompts: one weight row x 8 activation rows ------------------------------------
+// ---- K formats, batches: one weight row x up to 8 activation rows ------------------------------
 // The tiles above reduce each (weight row, activation row) block sum on its own and hold R x C
-// sums, which spill from C = 4: a prompt ran at half Q4_0's speed. Here one weight row meets 8
-// activation rows: its block is unpacked once for all 8, their 8 block sums (and min sums) are
+// sums, which spill from C = 4: a prompt ran at half Q4_0's speed. Here one weight row meets up
+// to 8 activation rows: its block is unpacked once for all 8, their 8 block sums (and min sums) are
 // reduced together into one vector, lane c = activation row c, and the fp steps run on those 8
 // lanes. Each lane does the steps of tile_k (and kernels_blocks_portable.cpp) in their order,
 // so every row gets the bits it gets alone.
@@ -625,10 +625,11 @@ TROUPE_AVX2_INLINE __m256i lane_totals(const __m128i (&v)[kRowsPerPass]) {
   return _mm256_set_m128i(b, a);
 }
 
-// Weight row r times activation rows [t, t + 8).
-template <class F>
-TROUPE_AVX2 void row_times_8(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, const float* bias,
-                             float* y, int64_t ldy) {
+// Weight row r times activation rows [t, t + C), C <= 8 (lanes past C stay zero).
+template <class F, int C>
+TROUPE_AVX2 void row_times(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, const float* bias, float* y,
+                           int64_t ldy) {
+  static_assert(C >= 1 && C <= kRowsPerPass);
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wignored-attributes"  // the vector types' alignment, kept by the arrays below
   using MinSums = std::conditional_t<std::is_same_v<F, Q2_K>, __m256i, __m128i>;  // as F::sums takes them
@@ -636,16 +637,23 @@ TROUPE_AVX2 void row_times_8(const PackedMatrix& w, int64_t r, const Q8Rows& x, 
   const uint8_t* row = w.row(r);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < x.blocks; ++b) {
-    XBlock xb[kRowsPerPass];
-    alignas(32) float dx[kRowsPerPass];
-    for (int c = 0; c < kRowsPerPass; ++c) {
+    XBlock xb[C];
+    alignas(32) float dx[kRowsPerPass] = {};
+    for (int c = 0; c < C; ++c) {
       xb[c] = x_block(x, t + c, b);
       dx[c] = x.row_d(t + c)[b];
     }
     const uint8_t* block = row + b * F::kBytes;
+    prefetch_ahead<F>(block);
+    __m256i row_sum[C];
+    MinSums row_msum[C];
+    F::template sums<C>(block, xb, row_sum, row_msum);
     __m256i sum[kRowsPerPass];
     MinSums msum[kRowsPerPass];
-    F::template sums<kRowsPerPass>(block, xb, sum, msum);
+    for (int c = 0; c < kRowsPerPass; ++c) {
+      sum[c] = c < C ? row_sum[c] : _mm256_setzero_si256();
+      msum[c] = c < C ? row_msum[c] : MinSums{};
+    }
     const __m256 vdx = _mm256_load_ps(dx);
     const __m256 d = _mm256_set1_ps(block_scale(block + F::kD));
     acc = _mm256_add_ps(acc, no_fma8(_mm256_mul_ps(_mm256_mul_ps(d, vdx), _mm256_cvtepi32_ps(lane_totals(sum)))));
@@ -657,12 +665,19 @@ TROUPE_AVX2 void row_times_8(const PackedMatrix& w, int64_t r, const Q8Rows& x, 
   }
   alignas(32) float out[kRowsPerPass];
   _mm256_store_ps(out, acc);
-  for (int c = 0; c < kRowsPerPass; ++c) y[(t + c) * ldy + r] = out[c] + (bias ? bias[r] : 0.0f);
+  for (int c = 0; c < C; ++c) y[(t + c) * ldy + r] = out[c] + (bias ? bias[r] : 0.0f);
 }
 
 // Weight rows [r0, r1) times the activation rows of whole groups of 8: tiles of weight rows
 // that stay in L2 while every group passes (the first group streams them from DRAM).
 constexpr size_t kRowsTileBytes = 192 * 1024;
+
+// Weight rows [r0, r1) times activation rows [t, t + C).
+template <class F, int C>
+TROUPE_AVX2 void rows_times(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, int64_t t,
+                            const float* bias, float* y, int64_t ldy) {
+  for (int64_t r = r0; r < r1; ++r) row_times<F, C>(w, r, x, t, bias, y, ldy);
+}
 
 template <class F>
 TROUPE_AVX2 void gemm_rows_8(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias,
@@ -671,7 +686,7 @@ TROUPE_AVX2 void gemm_rows_8(const PackedMatrix& w, int64_t r0, int64_t r1, cons
   for (int64_t ra = r0; ra < r1; ra += tile_rows) {
     const int64_t rb = std::min(r1, ra + tile_rows);
     for (int64_t t = 0; t + kRowsPerPass <= x.n; t += kRowsPerPass)
-      for (int64_t r = ra; r < rb; ++r) row_times_8<F>(w, r, x, t, bias, y, ldy);
+      for (int64_t r = ra; r < rb; ++r) row_times<F, kRowsPerPass>(w, r, x, t, bias, y, ldy);
   }
 }
 
@@ -720,13 +735,24 @@ TROUPE_AVX2 void gemm(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Row
     for (int64_t r = r0 + 4 * step; r < r1; ++r) tile<F, 1, 1>(w, r, 1, x, 0, bias, y, ldy);
     return;
   }
-  // Prompts of K formats: groups of 8 activation rows, then the rest on the tiles.
+  // K formats: groups of 8 activation rows, then 3-7 rows in one more pass (a speculative
+  // verification pass, a few sessions: one pass over the weights instead of 2-3 passes of the
+  // 4/2/1-row tiles; bench_kernels --cpu-time at T = 3-7 as fast or faster), 1-2 on the tiles
+  // (T = 2 measured faster on the 2 x 2 tile).
   int64_t t0 = 0;
   if constexpr (F::kElems == 256) {
     if (x.n >= kRowsPerPass) {
       gemm_rows_8<F>(w, r0, r1, x, bias, y, ldy);
       t0 = x.n / kRowsPerPass * kRowsPerPass;
-      if (t0 == x.n) return;
+    }
+    switch (x.n - t0) {
+      case 0: return;
+      case 7: return rows_times<F, 7>(w, r0, r1, x, t0, bias, y, ldy);
+      case 6: return rows_times<F, 6>(w, r0, r1, x, t0, bias, y, ldy);
+      case 5: return rows_times<F, 5>(w, r0, r1, x, t0, bias, y, ldy);
+      case 4: return rows_times<F, 4>(w, r0, r1, x, t0, bias, y, ldy);
+      case 3: return rows_times<F, 3>(w, r0, r1, x, t0, bias, y, ldy);
+      default: break;
     }
   }
   const int64_t step = (r1 - r0) / 2;
