@@ -603,14 +603,17 @@ TROUPE_AVX2 void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8R
     for (int64_t r = r0 + 4 * step; r < r1; ++r) tile_q<Type, 1, 1>(w, r, 1, x, 0, bias, y, ldy);
     return;
   }
-  // Batches: Q4_0's 2-3 rows on the panel; 8 rows and more on the panel, 8 at a time; the rest
-  // (Q4_0 at 4-7 rows, where the panel is prepared but not read) on the decode tiles.
-  if (Type == DType::Q4_0 && x.panel && x.n <= kSmallBatchMaxT) return gemm_small_batch_q4_0(w, r0, r1, x, bias, y, ldy);
+  // Batches: 8 rows and more on the panel, 8 at a time. Below 8, Q8_0 its broadcast-scale tiles;
+  // Q4_0 2-3 rows on the panel, 4-7 (where the panel is prepared but not read) on the decode tiles.
   if (x.panel && x.n >= kPanelRows) return gemm_batch<Type>(w, r0, r1, x, bias, y, ldy);
-  if (Type == DType::Q8_0) return gemm_small_batch_q8_0(w, r0, r1, x, bias, y, ldy);
-  const int64_t step = (r1 - r0) / 2;
-  for (int64_t k = 0; k < step; ++k) tile_q_all<Type, 2>(w, r0 + k, step, x, bias, y, ldy);
-  for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_q_all<Type, 1>(w, r, 1, x, bias, y, ldy);
+  if constexpr (Type == DType::Q8_0) {
+    gemm_small_batch_q8_0(w, r0, r1, x, bias, y, ldy);
+  } else {
+    if (x.panel && x.n <= kSmallBatchMaxT) return gemm_small_batch_q4_0(w, r0, r1, x, bias, y, ldy);
+    const int64_t step = (r1 - r0) / 2;
+    for (int64_t k = 0; k < step; ++k) tile_q_all<Type, 2>(w, r0 + k, step, x, bias, y, ldy);
+    for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_q_all<Type, 1>(w, r, 1, x, bias, y, ldy);
+  }
 }
 
 // ---- F16 / BF16 weights -------------------------------------------------------------------

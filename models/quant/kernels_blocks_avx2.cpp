@@ -498,6 +498,20 @@ TROUPE_AVX2_INLINE void prefetch_ahead(const uint8_t* block) {
   for (size_t offset = 0; offset < F::kBytes; offset += 64) _mm_prefetch(ahead + offset, _MM_HINT_T0);
 }
 
+// Block b of activation rows [t, t + C) into `xb`, and of each of the R weight rows: its address
+// in `block`, its sums against those activation rows (decode also asks for the lines ahead).
+template <class F, int R, int C, class MinSums>
+TROUPE_AVX2_INLINE void tile_block_sums(const uint8_t* const (&rows)[R], const Q8Rows& x, int64_t t, int64_t b,
+                                        XBlock (&xb)[C], const uint8_t* (&block)[R], __m256i (&sum)[R][C],
+                                        MinSums (&msum)[R][C]) {
+  for (int c = 0; c < C; ++c) xb[c] = x_block(x, t + c, b);
+  for (int i = 0; i < R; ++i) {
+    block[i] = rows[i] + b * F::kBytes;
+    if constexpr (C == 1) prefetch_ahead<F>(block[i]);
+    F::template sums<C>(block[i], xb, sum[i], msum[i]);
+  }
+}
+
 // Rows r + i * step (i < R <= 4) times activation rows [t, t + C) of a K format. Per block and
 // row the steps of kernels_blocks_portable.cpp, lane i doing row i's:
 //   acc = acc + (d * d_x) * sumi, then acc = acc - (dmin * d_x) * summ with mins.
@@ -511,15 +525,10 @@ TROUPE_AVX2 void tile_k(const PackedMatrix& w, int64_t r, int64_t step, const Q8
   for (int c = 0; c < C; ++c) acc[c] = _mm_setzero_ps();
   for (int64_t b = 0; b < x.blocks; ++b) {
     XBlock xb[C];
-    for (int c = 0; c < C; ++c) xb[c] = x_block(x, t + c, b);
     const uint8_t* block[R];
     __m256i sum[R][C];
     __m128i msum[R][C];
-    for (int i = 0; i < R; ++i) {
-      block[i] = rows[i] + b * F::kBytes;
-      if constexpr (C == 1) prefetch_ahead<F>(block[i]);
-      F::template sums<C>(block[i], xb, sum[i], msum[i]);
-    }
+    tile_block_sums<F>(rows, x, t, b, xb, block, sum, msum);
     const __m128 d = halves<R>(block, F::kD);
     for (int c = 0; c < C; ++c) {
       const __m128 dx = _mm_set1_ps(x.row_d(t + c)[b]);
@@ -582,14 +591,9 @@ TROUPE_AVX2 void tile_k_min8(const PackedMatrix& w, int64_t r, int64_t step, con
   for (int c = 0; c < C; ++c) acc[c] = _mm_setzero_ps();
   for (int64_t b = 0; b < x.blocks; ++b) {
     XBlock xb[C];
-    for (int c = 0; c < C; ++c) xb[c] = x_block(x, t + c, b);
     const uint8_t* block[R];
     __m256i sum[R][C], msum[R][C];
-    for (int i = 0; i < R; ++i) {
-      block[i] = rows[i] + b * F::kBytes;
-      if constexpr (C == 1) prefetch_ahead<F>(block[i]);
-      F::template sums<C>(block[i], xb, sum[i], msum[i]);
-    }
+    tile_block_sums<F>(rows, x, t, b, xb, block, sum, msum);
     const __m256 d = half_pairs<R>(block, F::kD);
     for (int c = 0; c < C; ++c) {
       const __m256 p = no_fma8(_mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x.row_d(t + c)[b])),
@@ -668,16 +672,16 @@ TROUPE_AVX2 void row_times(const PackedMatrix& w, int64_t r, const Q8Rows& x, in
   for (int c = 0; c < C; ++c) y[(t + c) * ldy + r] = out[c] + (bias ? bias[r] : 0.0f);
 }
 
-// Weight rows [r0, r1) times the activation rows of whole groups of 8: tiles of weight rows
-// that stay in L2 while every group passes (the first group streams them from DRAM).
-constexpr size_t kRowsTileBytes = 192 * 1024;
-
 // Weight rows [r0, r1) times activation rows [t, t + C).
 template <class F, int C>
 TROUPE_AVX2 void rows_times(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, int64_t t,
                             const float* bias, float* y, int64_t ldy) {
   for (int64_t r = r0; r < r1; ++r) row_times<F, C>(w, r, x, t, bias, y, ldy);
 }
+
+// Weight rows [r0, r1) times the activation rows of whole groups of 8: tiles of weight rows
+// that stay in L2 while every group passes (the first group streams them from DRAM).
+constexpr size_t kRowsTileBytes = 192 * 1024;
 
 template <class F>
 TROUPE_AVX2 void gemm_rows_8(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, const float* bias,
@@ -686,7 +690,7 @@ TROUPE_AVX2 void gemm_rows_8(const PackedMatrix& w, int64_t r0, int64_t r1, cons
   for (int64_t ra = r0; ra < r1; ra += tile_rows) {
     const int64_t rb = std::min(r1, ra + tile_rows);
     for (int64_t t = 0; t + kRowsPerPass <= x.n; t += kRowsPerPass)
-      for (int64_t r = ra; r < rb; ++r) row_times<F, kRowsPerPass>(w, r, x, t, bias, y, ldy);
+      rows_times<F, kRowsPerPass>(w, ra, rb, x, t, bias, y, ldy);
   }
 }
 
