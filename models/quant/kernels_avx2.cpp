@@ -616,81 +616,6 @@ TROUPE_AVX2 void gemm_q(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8R
   }
 }
 
-// ---- F16 / BF16 weights -------------------------------------------------------------------
-
-template <DType Type>
-TROUPE_AVX2 inline __m256 load8_half(const uint8_t* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  if constexpr (Type == DType::F16) return _mm256_cvtph_ps(h);
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-template <DType Type>
-TROUPE_AVX2 inline float half_at(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  if constexpr (Type == DType::F16) return _cvtsh_ss(h);
-  return bf16_to_fp32(h);
-}
-
-// Rows r + i * step (i < R) times activation rows [t, t+C), 8 columns per step.
-template <DType Type, int R, int C>
-TROUPE_AVX2 void tile_half(const PackedMatrix& w, int64_t r, int64_t step, const float* x, int64_t t,
-                           const float* bias, float* y, int64_t ldy) {
-  const int64_t cols = w.cols;
-  const uint8_t* rows[R];
-  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
-  const float* xr[C];
-  for (int c = 0; c < C; ++c) xr[c] = x + (t + c) * cols;
-  __m256 acc[R][C];
-  for (int i = 0; i < R; ++i)
-    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
-  int64_t j = 0;
-  for (; j + 8 <= cols; j += 8) {
-    __m256 xv[C];
-    for (int c = 0; c < C; ++c) xv[c] = _mm256_loadu_ps(xr[c] + j);
-    for (int i = 0; i < R; ++i) {
-      const __m256 wv = load8_half<Type>(rows[i] + 2 * j);
-      for (int c = 0; c < C; ++c) acc[i][c] = _mm256_fmadd_ps(wv, xv[c], acc[i][c]);
-    }
-  }
-  for (int i = 0; i < R; ++i)
-    for (int c = 0; c < C; ++c) {
-      float s = hsum(acc[i][c]);
-      for (int64_t k = j; k < cols; ++k) s += half_at<Type>(rows[i] + 2 * k) * xr[c][k];
-      y[(t + c) * ldy + r + i * step] = s + (bias ? bias[r + i * step] : 0.0f);
-    }
-}
-
-// Rows r + i * step (i < R) times all T activation rows, four at a time.
-template <DType Type, int R>
-TROUPE_AVX2 void tile_half_all(const PackedMatrix& w, int64_t r, int64_t step, const float* x, int64_t T,
-                               const float* bias, float* y, int64_t ldy) {
-  int64_t t = 0;
-  for (; t + 4 <= T; t += 4) tile_half<Type, R, 4>(w, r, step, x, t, bias, y, ldy);
-  switch (T - t) {
-    case 3: return tile_half<Type, R, 3>(w, r, step, x, t, bias, y, ldy);
-    case 2: return tile_half<Type, R, 2>(w, r, step, x, t, bias, y, ldy);
-    case 1: return tile_half<Type, R, 1>(w, r, step, x, t, bias, y, ldy);
-    default: return;
-  }
-}
-
-// As gemm_q: strided tiles of 4 rows for decode, of 2 rows x 4 activation rows for batches.
-template <DType Type>
-TROUPE_AVX2 void gemm_half(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T,
-                           const float* bias, float* y, int64_t ldy) {
-  if (T == 1) {
-    const int64_t step = (r1 - r0) / 4;
-    for (int64_t k = 0; k < step; ++k) tile_half<Type, 4, 1>(w, r0 + k, step, x, 0, bias, y, ldy);
-    for (int64_t r = r0 + 4 * step; r < r1; ++r) tile_half<Type, 1, 1>(w, r, 1, x, 0, bias, y, ldy);
-    return;
-  }
-  const int64_t step = (r1 - r0) / 2;
-  for (int64_t k = 0; k < step; ++k) tile_half_all<Type, 2>(w, r0 + k, step, x, T, bias, y, ldy);
-  for (int64_t r = r0 + 2 * step; r < r1; ++r) tile_half_all<Type, 1>(w, r, 1, x, T, bias, y, ldy);
-}
-
 // ---- to fp32 ------------------------------------------------------------------------------
 
 TROUPE_AVX2 void store_block(__m256i w8, float d, float* out) {
@@ -748,14 +673,6 @@ void gemm_q4_0(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, c
 }
 void prepare_q4_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out) { kernels::prepare_q4_0_panel_row(x, t, out); }
 void prepare_q8_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out) { kernels::prepare_q8_0_panel_row(x, t, out); }
-void gemm_f16(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, const float* bias, float* y,
-              int64_t ldy) {
-  kernels::gemm_half<DType::F16>(w, r0, r1, x, T, bias, y, ldy);
-}
-void gemm_bf16(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, const float* bias, float* y,
-               int64_t ldy) {
-  kernels::gemm_half<DType::BF16>(w, r0, r1, x, T, bias, y, ldy);
-}
 }  // namespace avx2
 
 }  // namespace troupe::kernels

@@ -1,11 +1,13 @@
 #pragma once
-// Helpers shared by the x86 kernel files (kernels_avx2.cpp, kernels_avx512.cpp), compiled for
+// Helpers shared by the x86 kernel files (kernels_avx2.cpp, kernels_half_avx2.cpp, kernels_avx512.cpp, ...), compiled for
 // AVX2 + FMA + F16C by function attribute; the AVX512 functions inline them too (a superset).
 // Internal to the model library.
 #include <immintrin.h>
 
 #include <cstdint>
 #include <cstring>
+
+#include "models/quant/quant_formats.h"
 
 #define TROUPE_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -62,6 +64,22 @@ TROUPE_AVX2 inline __m256i load_nibbles(const uint8_t* block) {
 TROUPE_AVX2 inline __m256 pair_scales(__m256 v, int k) {
   return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1,
                                                        2 * k + 1));
+}
+
+// 8 F16 or BF16 weights as fp32, and one of them.
+template <DType Type>
+TROUPE_AVX2 inline __m256 load8_half(const uint8_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if constexpr (Type == DType::F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+template <DType Type>
+TROUPE_AVX2 inline float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  if constexpr (Type == DType::F16) return _cvtsh_ss(h);
+  return bf16_to_fp32(h);
 }
 
 }  // namespace troupe::kernels::x86

@@ -45,15 +45,16 @@ const kernels::KernelTable& kernel_table(KernelIsa isa) {
 // set, measured with tools/bench_kernels (W 5632 x 2048). AVX2: the batch kernels (Q4_0 on a
 // prepared panel, Q8_0 with broadcast scales, the K formats' shared tile loop) are at least as
 // fast as the tiles at every T from 1 to 512 (EPYC Zen 2/3, one thread, CPU time: Q4_0 43-56
-// vs 37-44 GFLOP/s, Q8_0 33-42 vs 34-46 from T = 64 on), so block formats never take
-// the tiles there and a row's bits never depend on its batch. AVX512-VNNI (Zen 4, 2 threads):
+// vs 37-44 GFLOP/s, Q8_0 33-42 vs 34-46 from T = 64 on), and F16 / BF16's 4 x 3 tiles match or
+// beat them from T = 128 to 512 (F16 52-70 vs 42-62), so no type takes the tiles there and a
+// row's bits never depend on its batch. AVX512-VNNI (Zen 4, 2 threads):
 // Q8_0 190 vs 170 and Q4_0 193 vs 169 still at T = 512. F16 / BF16 136 vs 143 at T = 128
 // (direct ahead up to 64). The portable direct kernels are scalar: BLAS from T = 2.
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 MatmulThresholds default_thresholds(KernelIsa isa) {
   switch (isa) {
     case KernelIsa::avx512vnni: return {1024, 128};
-    case KernelIsa::avx2: return {kNever, 128};
+    case KernelIsa::avx2: return {kNever, kNever};
     case KernelIsa::portable: break;
   }
   return {2, 2};

@@ -1,0 +1,183 @@
+// AVX2 kernels for F16 and BF16 weights times fp32 activations (F16C converts 8 weights per step;
+// BF16 is a shift). Each (weight row, activation row) output has one 8-lane fp32 accumulator
+// that takes an fmadd per 8 columns, in column order; its lanes are summed by hsum and the
+// columns after the last multiple of 8 added one by one. Decode and batches run that same
+// sequence, so a row's bits do not depend on its batch.
+//
+// Decode and small batches stream the weights once, in whole-row tiles whose rows lie far apart
+// (as gemm_q in kernels_avx2.cpp explains): 4 rows for one activation row, 2 rows x 4 activation
+// rows below kHalfMinBlockT. A prompt is limited by the arithmetic instead: tiles of 4 weight rows
+// x 3 activation rows hold 12 accumulators, the 3 activation vectors and one converted weight
+// vector in AVX2's 16 registers (each conversion feeds 3 fmadds, each activation load 4), over
+// blocks of 64 weight rows that stay in L2 while every group of 3 activation rows passes.
+#include <algorithm>
+
+#include "models/quant/kernels_x86.h"
+#include "models/quant/quant_kernels.h"
+
+namespace troupe::kernels {
+namespace {
+
+using namespace x86;
+
+// ---- whole-row tiles: decode, small batches -----------------------------------------------
+
+// Rows r + i * step (i < R) times activation rows [t, t+C), whole rows at a time, finished into y.
+template <DType Type, int R, int C>
+TROUPE_AVX2 void tile_half(const PackedMatrix& w, int64_t r, int64_t step, const float* x, int64_t t,
+                           const float* bias, float* y, int64_t ldy) {
+  const int64_t cols = w.cols;
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
+  const float* xr[C];
+  for (int c = 0; c < C; ++c) xr[c] = x + (t + c) * cols;
+  __m256 acc[R][C];
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= cols; j += 8) {
+    __m256 xv[C];
+    for (int c = 0; c < C; ++c) xv[c] = _mm256_loadu_ps(xr[c] + j);
+    for (int i = 0; i < R; ++i) {
+      const __m256 wv = load8_half<Type>(rows[i] + 2 * j);
+      for (int c = 0; c < C; ++c) acc[i][c] = _mm256_fmadd_ps(wv, xv[c], acc[i][c]);
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int c = 0; c < C; ++c) {
+      float s = hsum(acc[i][c]);
+      for (int64_t k = j; k < cols; ++k) s += half_at<Type>(rows[i] + 2 * k) * xr[c][k];
+      y[(t + c) * ldy + r + i * step] = s + (bias ? bias[r + i * step] : 0.0f);
+    }
+}
+
+// Rows r + i * step (i < R) times all T activation rows, four at a time.
+template <DType Type, int R>
+TROUPE_AVX2 void tile_half_all(const PackedMatrix& w, int64_t r, int64_t step, const float* x, int64_t T,
+                               const float* bias, float* y, int64_t ldy) {
+  int64_t t = 0;
+  for (; t + 4 <= T; t += 4) tile_half<Type, R, 4>(w, r, step, x, t, bias, y, ldy);
+  switch (T - t) {
+    case 3: return tile_half<Type, R, 3>(w, r, step, x, t, bias, y, ldy);
+    case 2: return tile_half<Type, R, 2>(w, r, step, x, t, bias, y, ldy);
+    case 1: return tile_half<Type, R, 1>(w, r, step, x, t, bias, y, ldy);
+    default: return;
+  }
+}
+
+// Strided tiles of R rows (the range split in R parts) times all T activation rows.
+template <DType Type, int R>
+TROUPE_AVX2 void strided_half(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T,
+                              const float* bias, float* y, int64_t ldy) {
+  const int64_t step = (r1 - r0) / R;
+  for (int64_t k = 0; k < step; ++k) tile_half_all<Type, R>(w, r0 + k, step, x, T, bias, y, ldy);
+  for (int64_t r = r0 + R * step; r < r1; ++r) tile_half_all<Type, 1>(w, r, 1, x, T, bias, y, ldy);
+}
+
+// ---- prompts: blocks of 4 x 3 tiles -----------------------------------------------------
+
+constexpr int kHalfTileRows = 4;  // weight rows per step
+constexpr int kHalfTileCols = 3;  // activation rows per step
+// Columns per slice: 3 activation rows (6 KiB) and a tile's 4 weight rows (4 KiB F16) stay in L1
+// while the tiles of a block of weight rows pass; between slices the accumulators wait in memory.
+constexpr int64_t kHalfSliceCols = 512;
+// Weight rows per block: at 2048 columns 256 KiB of F16, which stays in L2 while every group of
+// 3 activation rows passes, so each weight is read from DRAM once per call.
+constexpr int64_t kHalfBlockRows = 64;
+
+// Columns [j0, j1) (multiples of 8) of weight rows rows[0..R) times activation rows xr[0..C),
+// accumulated into acc_mem[i * C + c].
+template <DType Type, int R, int C>
+TROUPE_AVX2 void half_slice(const uint8_t* const (&rows)[R], const float* const (&xr)[C], int64_t j0, int64_t j1,
+                            __m256* acc_mem) {
+  __m256 acc[R][C];
+  #pragma GCC unroll 4
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 3
+    for (int c = 0; c < C; ++c) acc[i][c] = acc_mem[i * C + c];
+  for (int64_t j = j0; j < j1; j += 8) {
+    __m256 xv[C];
+    #pragma GCC unroll 3
+    for (int c = 0; c < C; ++c) xv[c] = _mm256_loadu_ps(xr[c] + j);
+    #pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const __m256 wv = load8_half<Type>(rows[i] + 2 * j);
+      #pragma GCC unroll 3
+      for (int c = 0; c < C; ++c) acc[i][c] = _mm256_fmadd_ps(wv, xv[c], acc[i][c]);
+    }
+  }
+  #pragma GCC unroll 4
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 3
+    for (int c = 0; c < C; ++c) acc_mem[i * C + c] = acc[i][c];
+}
+
+// Weight rows [r0, r1) (at most kHalfBlockRows) times activation rows [t, t+C), slice by slice,
+// then each output finished as tile_half does.
+template <DType Type, int C>
+TROUPE_AVX2 void half_block(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t t,
+                            const float* bias, float* y, int64_t ldy) {
+  constexpr int R = kHalfTileRows;
+  const int64_t cols = w.cols, vector_cols = cols / 8 * 8;
+  const float* xr[C];
+  for (int c = 0; c < C; ++c) xr[c] = x + (t + c) * cols;
+  alignas(32) __m256 acc[kHalfBlockRows * C];
+  for (int64_t k = 0; k < (r1 - r0) * C; ++k) acc[k] = _mm256_setzero_ps();
+  const int64_t full_tiles_end = r0 + (r1 - r0) / R * R;
+  for (int64_t j0 = 0; j0 < vector_cols; j0 += kHalfSliceCols) {
+    const int64_t j1 = std::min(vector_cols, j0 + kHalfSliceCols);
+    int64_t r = r0;
+    for (; r < full_tiles_end; r += R) {
+      const uint8_t* rows[R] = {w.row(r), w.row(r + 1), w.row(r + 2), w.row(r + 3)};
+      half_slice<Type, R, C>(rows, xr, j0, j1, acc + (r - r0) * C);
+    }
+    for (; r < r1; ++r) {
+      const uint8_t* rows[1] = {w.row(r)};
+      half_slice<Type, 1, C>(rows, xr, j0, j1, acc + (r - r0) * C);
+    }
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.row(r);
+    for (int c = 0; c < C; ++c) {
+      float s = hsum(acc[(r - r0) * C + c]);
+      for (int64_t k = vector_cols; k < cols; ++k) s += half_at<Type>(row + 2 * k) * xr[c][k];
+      y[(t + c) * ldy + r] = s + (bias ? bias[r] : 0.0f);
+    }
+  }
+}
+
+// Decode: strided tiles of 4 rows. Batches below kHalfMinBlockT (a speculative verification
+// pass, a few sessions): strided tiles of 2 rows x 4 activation rows, which stream the weights
+// from DRAM faster than blocks of adjacent rows (measured with bench_kernels --cpu-time, T = 4-8:
+// 37-53 vs 28-42 GFLOP/s; T = 16 about even). From there blocks of 4 x 3 tiles (T = 64: 67-70 vs
+// 43-46, T = 256: 64-73 vs 43-45).
+constexpr int64_t kHalfMinBlockT = 16;
+
+template <DType Type>
+TROUPE_AVX2 void gemm_half(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T,
+                           const float* bias, float* y, int64_t ldy) {
+  if (T == 1) return strided_half<Type, 4>(w, r0, r1, x, T, bias, y, ldy);
+  if (T < kHalfMinBlockT) return strided_half<Type, 2>(w, r0, r1, x, T, bias, y, ldy);
+  for (int64_t b = r0; b < r1; b += kHalfBlockRows) {
+    const int64_t b1 = std::min(r1, b + kHalfBlockRows);
+    int64_t t = 0;
+    for (; t + kHalfTileCols <= T; t += kHalfTileCols) half_block<Type, kHalfTileCols>(w, b, b1, x, t, bias, y, ldy);
+    if (T - t == 2) half_block<Type, 2>(w, b, b1, x, t, bias, y, ldy);
+    if (T - t == 1) half_block<Type, 1>(w, b, b1, x, t, bias, y, ldy);
+  }
+}
+
+}  // namespace
+
+namespace avx2 {
+void gemm_f16(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, const float* bias, float* y,
+              int64_t ldy) {
+  kernels::gemm_half<DType::F16>(w, r0, r1, x, T, bias, y, ldy);
+}
+void gemm_bf16(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, const float* bias, float* y,
+               int64_t ldy) {
+  kernels::gemm_half<DType::BF16>(w, r0, r1, x, T, bias, y, ldy);
+}
+}  // namespace avx2
+
+}  // namespace troupe::kernels
