@@ -129,68 +129,58 @@ TROUPE_AVX2 void quantize_q8_k(const float* x, int64_t cols, int8_t* q, float* d
 }
 
 // ---- 32-element blocks (Q8_0 / Q8_1 activations) ----------------------------------------------
-// unpack: the block's 32 values for dot(); step: the fp32 steps after the integer sum.
-
-template <int C>
-TROUPE_AVX2_INLINE void step_32(const uint8_t* block, __m256i (&pairs)[C], const Q8Rows& x, int64_t t, int64_t b,
-                                bool with_min, float* acc) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  const float d = block_scale(block), m = with_min ? block_scale(block + 2) : 0.0f;
-  for (int c = 0; c < C; ++c) {
-    const int32_t sumi = hsum_i32(_mm256_madd_epi16(pairs[c], ones));
-    acc[c] = acc[c] + no_fma((d * x.row_d(t + c)[b]) * static_cast<float>(sumi));
-    if (with_min) acc[c] = acc[c] + no_fma(m * x.row_s(t + c)[b]);
-  }
-}
+// unpack: the block's 32 values as bytes; pairs: their 16 int16 pair sums with 32 activations.
+// With kHasMin the block holds d then m, and the activations are Q8_1 (their scale x sum in s).
 
 struct Q4_1 {
   static constexpr size_t kBytes = 20;
   static constexpr int kElems = 32;
-  template <int C>
-  TROUPE_AVX2_INLINE static void accumulate(const uint8_t* block, const Q8Rows& x, int64_t t, int64_t b, float* acc) {
-    const __m256i q = nibbles32(block + 4);
-    __m256i pairs[C];
-    for (int c = 0; c < C; ++c) pairs[c] = dot_unsigned(q, load32(x.row_q(t + c) + 32 * b));
-    step_32<C>(block, pairs, x, t, b, true, acc);
-  }
+  static constexpr bool kHasMin = true;
+  TROUPE_AVX2_INLINE static __m256i unpack(const uint8_t* block) { return nibbles32(block + 4); }
+  TROUPE_AVX2_INLINE static __m256i pairs(__m256i q, __m256i x) { return dot_unsigned(q, x); }
 };
 
 struct Q5_0 {
   static constexpr size_t kBytes = 22;
   static constexpr int kElems = 32;
-  template <int C>
-  TROUPE_AVX2_INLINE static void accumulate(const uint8_t* block, const Q8Rows& x, int64_t t, int64_t b, float* acc) {
-    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles32(block + 6), high_bits32(block + 2)),
-                                      _mm256_set1_epi8(16));
-    __m256i pairs[C];
-    for (int c = 0; c < C; ++c) pairs[c] = dot_signed(q, load32(x.row_q(t + c) + 32 * b));
-    step_32<C>(block, pairs, x, t, b, false, acc);
+  static constexpr bool kHasMin = false;
+  TROUPE_AVX2_INLINE static __m256i unpack(const uint8_t* block) {
+    return _mm256_sub_epi8(_mm256_or_si256(nibbles32(block + 6), high_bits32(block + 2)), _mm256_set1_epi8(16));
   }
+  TROUPE_AVX2_INLINE static __m256i pairs(__m256i q, __m256i x) { return dot_signed(q, x); }
 };
 
 struct Q5_1 {
   static constexpr size_t kBytes = 24;
   static constexpr int kElems = 32;
-  template <int C>
-  TROUPE_AVX2_INLINE static void accumulate(const uint8_t* block, const Q8Rows& x, int64_t t, int64_t b, float* acc) {
-    const __m256i q = _mm256_or_si256(nibbles32(block + 8), high_bits32(block + 4));
-    __m256i pairs[C];
-    for (int c = 0; c < C; ++c) pairs[c] = dot_unsigned(q, load32(x.row_q(t + c) + 32 * b));
-    step_32<C>(block, pairs, x, t, b, true, acc);
+  static constexpr bool kHasMin = true;
+  TROUPE_AVX2_INLINE static __m256i unpack(const uint8_t* block) {
+    return _mm256_or_si256(nibbles32(block + 8), high_bits32(block + 4));
   }
+  TROUPE_AVX2_INLINE static __m256i pairs(__m256i q, __m256i x) { return dot_unsigned(q, x); }
 };
 
 struct IQ4_NL {
   static constexpr size_t kBytes = 18;
   static constexpr int kElems = 32;
-  template <int C>
-  TROUPE_AVX2_INLINE static void accumulate(const uint8_t* block, const Q8Rows& x, int64_t t, int64_t b, float* acc) {
-    const __m256i q = iq4_levels(nibbles32(block + 2));
-    __m256i pairs[C];
-    for (int c = 0; c < C; ++c) pairs[c] = dot_signed(q, load32(x.row_q(t + c) + 32 * b));
-    step_32<C>(block, pairs, x, t, b, false, acc);
-  }
+  static constexpr bool kHasMin = false;
+  TROUPE_AVX2_INLINE static __m256i unpack(const uint8_t* block) { return iq4_levels(nibbles32(block + 2)); }
+  TROUPE_AVX2_INLINE static __m256i pairs(__m256i q, __m256i x) { return dot_signed(q, x); }
 };
+
+// Block b of one weight row times activation rows [t, t+C), added to acc[c]: the integer sum,
+// then (d * d_x) * sum and, with a min, m * s_x, as kernels_blocks_portable.cpp.
+template <class F, int C>
+TROUPE_AVX2_INLINE void accumulate_32(const uint8_t* block, const Q8Rows& x, int64_t t, int64_t b, float* acc) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i q = F::unpack(block);
+  const float d = block_scale(block), m = F::kHasMin ? block_scale(block + 2) : 0.0f;
+  for (int c = 0; c < C; ++c) {
+    const int32_t sumi = hsum_i32(_mm256_madd_epi16(F::pairs(q, load32(x.row_q(t + c) + 32 * b)), ones));
+    acc[c] = acc[c] + no_fma((d * x.row_d(t + c)[b]) * static_cast<float>(sumi));
+    if constexpr (F::kHasMin) acc[c] = acc[c] + no_fma(m * x.row_s(t + c)[b]);
+  }
+}
 
 // ---- 256-element super-blocks (Q8_K activations) ----------------------------------------------
 // Per block and weight row a format gives the exact integer sums against each activation row:
@@ -608,13 +598,14 @@ TROUPE_AVX2 void tile_k_min8(const PackedMatrix& w, int64_t r, int64_t step, con
   }
 }
 
-// ---- K formats, batches: one weight row x up to 8 activation rows ------------------------------
-// The tiles above reduce each (weight row, activation row) block sum on its own and hold R x C
-// sums, which spill from C = 4: a prompt ran at half Q4_0's speed. Here one weight row meets up
-// to 8 activation rows: its block is unpacked once for all 8, their 8 block sums (and min sums) are
-// reduced together into one vector, lane c = activation row c, and the fp steps run on those 8
-// lanes. Each lane does the steps of tile_k (and kernels_blocks_portable.cpp) in their order,
-// so every row gets the bits it gets alone.
+// ---- batches: one weight row x up to 8 activation rows ---------------------------------------
+// The tiles reduce each (weight row, activation row) block sum on its own and hold R x C sums,
+// which spill from C = 4: a prompt ran at half Q4_0's speed (the 32-element formats at a
+// quarter). Here one weight row meets up to 8 activation rows: its block is unpacked once for
+// all 8, their 8 block sums (and min sums) are reduced together into one vector, lane c =
+// activation row c, and the fp steps run on those 8 lanes. Each lane does the steps of tile_k /
+// accumulate_32 (and kernels_blocks_portable.cpp) in their order, so every row gets the bits it
+// gets alone.
 constexpr int kRowsPerPass = 8;
 
 // Lane c = the total of v[c]'s lanes (exact integer sums: the order does not matter).
@@ -672,11 +663,48 @@ TROUPE_AVX2 void row_times(const PackedMatrix& w, int64_t r, const Q8Rows& x, in
   for (int c = 0; c < C; ++c) y[(t + c) * ldy + r] = out[c] + (bias ? bias[r] : 0.0f);
 }
 
+// The same for a 32-element format: lane c's steps are accumulate_32's for activation row c.
+template <class F, int C>
+TROUPE_AVX2 void row_times_32(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, const float* bias,
+                              float* y, int64_t ldy) {
+  static_assert(C >= 1 && C <= kRowsPerPass);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const uint8_t* row = w.row(r);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < x.blocks; ++b) {
+    const uint8_t* block = row + b * F::kBytes;
+    const __m256i q = F::unpack(block);
+    __m256i sum[kRowsPerPass];
+    alignas(32) float dx[kRowsPerPass] = {}, sx[kRowsPerPass] = {};
+    for (int c = 0; c < kRowsPerPass; ++c) {
+      if (c >= C) {
+        sum[c] = _mm256_setzero_si256();
+        continue;
+      }
+      sum[c] = _mm256_madd_epi16(F::pairs(q, load32(x.row_q(t + c) + 32 * b)), ones);
+      dx[c] = x.row_d(t + c)[b];
+      if constexpr (F::kHasMin) sx[c] = x.row_s(t + c)[b];
+    }
+    const __m256 d = _mm256_set1_ps(block_scale(block));
+    acc = _mm256_add_ps(acc, no_fma8(_mm256_mul_ps(_mm256_mul_ps(d, _mm256_load_ps(dx)), _mm256_cvtepi32_ps(lane_totals(sum)))));
+    if constexpr (F::kHasMin)
+      acc = _mm256_add_ps(acc, no_fma8(_mm256_mul_ps(_mm256_set1_ps(block_scale(block + 2)), _mm256_load_ps(sx))));
+  }
+  alignas(32) float out[kRowsPerPass];
+  _mm256_store_ps(out, acc);
+  for (int c = 0; c < C; ++c) y[(t + c) * ldy + r] = out[c] + (bias ? bias[r] : 0.0f);
+}
+
 // Weight rows [r0, r1) times activation rows [t, t + C).
 template <class F, int C>
 TROUPE_AVX2 void rows_times(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Rows& x, int64_t t,
                             const float* bias, float* y, int64_t ldy) {
-  for (int64_t r = r0; r < r1; ++r) row_times<F, C>(w, r, x, t, bias, y, ldy);
+  for (int64_t r = r0; r < r1; ++r) {
+    if constexpr (F::kElems == 256)
+      row_times<F, C>(w, r, x, t, bias, y, ldy);
+    else
+      row_times_32<F, C>(w, r, x, t, bias, y, ldy);
+  }
 }
 
 // Weight rows [r0, r1) times the activation rows of whole groups of 8: tiles of weight rows
@@ -703,7 +731,7 @@ TROUPE_AVX2 void tile_32(const PackedMatrix& w, int64_t r, int64_t step, const Q
   for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
   float acc[R][C] = {};
   for (int64_t b = 0; b < x.blocks; ++b)
-    for (int i = 0; i < R; ++i) F::template accumulate<C>(rows[i] + b * F::kBytes, x, t, b, acc[i]);
+    for (int i = 0; i < R; ++i) accumulate_32<F, C>(rows[i] + b * F::kBytes, x, t, b, acc[i]);
   for (int i = 0; i < R; ++i)
     for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = acc[i][c] + (bias ? bias[r + i * step] : 0.0f);
 }
@@ -739,25 +767,27 @@ TROUPE_AVX2 void gemm(const PackedMatrix& w, int64_t r0, int64_t r1, const Q8Row
     for (int64_t r = r0 + 4 * step; r < r1; ++r) tile<F, 1, 1>(w, r, 1, x, 0, bias, y, ldy);
     return;
   }
-  // K formats: groups of 8 activation rows, then 3-7 rows in one more pass (a speculative
-  // verification pass, a few sessions: one pass over the weights instead of 2-3 passes of the
-  // 4/2/1-row tiles; bench_kernels --cpu-time at T = 3-7 as fast or faster), 1-2 on the tiles
-  // (T = 2 measured faster on the 2 x 2 tile).
+  // Groups of 8 activation rows, then the rest in one more pass (a speculative verification
+  // pass, a few sessions: one pass over the weights instead of 2-3 passes of the 4/2/1-row
+  // tiles), down to 3 rows for the K formats and 4 for the 32-element formats; fewer on the
+  // tiles. bench_kernels --cpu-time: K formats at T = 3-7 as fast or faster (T = 2 faster on
+  // the 2 x 2 tile); 32-element formats T = 8 / 64 1.6-2.1x the tiles, T = 4 even, T = 3 slower.
+  constexpr int kMinRowsPass = F::kElems == 256 ? 3 : 4;
   int64_t t0 = 0;
-  if constexpr (F::kElems == 256) {
-    if (x.n >= kRowsPerPass) {
-      gemm_rows_8<F>(w, r0, r1, x, bias, y, ldy);
-      t0 = x.n / kRowsPerPass * kRowsPerPass;
-    }
-    switch (x.n - t0) {
-      case 0: return;
-      case 7: return rows_times<F, 7>(w, r0, r1, x, t0, bias, y, ldy);
-      case 6: return rows_times<F, 6>(w, r0, r1, x, t0, bias, y, ldy);
-      case 5: return rows_times<F, 5>(w, r0, r1, x, t0, bias, y, ldy);
-      case 4: return rows_times<F, 4>(w, r0, r1, x, t0, bias, y, ldy);
-      case 3: return rows_times<F, 3>(w, r0, r1, x, t0, bias, y, ldy);
-      default: break;
-    }
+  if (x.n >= kRowsPerPass) {
+    gemm_rows_8<F>(w, r0, r1, x, bias, y, ldy);
+    t0 = x.n / kRowsPerPass * kRowsPerPass;
+  }
+  switch (x.n - t0) {
+    case 0: return;
+    case 7: return rows_times<F, 7>(w, r0, r1, x, t0, bias, y, ldy);
+    case 6: return rows_times<F, 6>(w, r0, r1, x, t0, bias, y, ldy);
+    case 5: return rows_times<F, 5>(w, r0, r1, x, t0, bias, y, ldy);
+    case 4: return rows_times<F, 4>(w, r0, r1, x, t0, bias, y, ldy);
+    case 3:
+      if constexpr (kMinRowsPass <= 3) return rows_times<F, 3>(w, r0, r1, x, t0, bias, y, ldy);
+      break;
+    default: break;
   }
   const int64_t step = (r1 - r0) / 2;
   for (int64_t k = 0; k < step; ++k) tile_all<F, 2>(w, r0 + k, step, x, t0, bias, y, ldy);
