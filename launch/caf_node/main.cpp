@@ -34,6 +34,7 @@
 #include "framework/cluster/discovery.h"
 #include "models/runtime/byte_size.h"
 #include "models/machine/machine_speed.h"
+#include "models/machine/openmp_wait_policy.h"
 #include "models/machine/process_memory.h"
 
 namespace {
@@ -65,16 +66,9 @@ int free_port(const std::string& listen) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Every stage runs its own OpenMP team (one per detached stage thread). With GNU OpenMP's
-  // default wait policy, idle team members spin and starve the other teams and processes on
-  // the same cores; passive waiting keeps them asleep. The policy is read when the OpenMP
-  // runtime loads, before main, hence the re-exec. Set OMP_WAIT_POLICY to choose otherwise.
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    char self[4096] = {0};
-    if (readlink("/proc/self/exe", self, sizeof(self) - 1) > 0)
-      execv(self, argv);  // returns only on failure: then carry on as we are
-  }
+  // Every stage runs its own OpenMP team (one per detached stage thread): idle members must
+  // sleep, not spin, or they starve the other teams and processes on the same cores.
+  troupe::use_passive_openmp_wait(argv);
   CLI::App app{"caf-node: runs troupe pipeline stages for clients on the network"};
   int port = 0;
   std::string listen = "127.0.0.1";

@@ -35,6 +35,7 @@
 #include "models/runtime/sampler.h"
 #include "models/arch/stage_model.h"
 #include "models/arch/open_checkpoint.h"
+#include "models/machine/openmp_wait_policy.h"
 
 namespace {
 
@@ -134,6 +135,7 @@ std::vector<double> single_process_steps(const std::string& path, const std::vec
 }  // namespace
 
 int main(int argc, char** argv) {
+  troupe::use_passive_openmp_wait(argv);  // as caf-node, so that both sides wait alike
   CLI::App app{"Per-token latency: single process against a loopback pipeline of caf-node daemons"};
   std::string models_dir = "../shared/models";
   std::string model = "stories260K/stories260K.gguf";

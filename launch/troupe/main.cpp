@@ -7,8 +7,10 @@
 #include "launch/troupe/cli_checks.h"
 #include "launch/troupe/commands.h"
 #include "launch/troupe/node_options.h"
+#include "models/machine/openmp_wait_policy.h"
 
 int main(int argc, char** argv) {
+  troupe::use_passive_openmp_wait(argv);  // a busy laptop core must not stall every matmul
   // Logs go to stderr so that stdout carries only the generated text or the requested output.
   spdlog::set_default_logger(spdlog::stderr_color_mt("troupe"));
   spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
