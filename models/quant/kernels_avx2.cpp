@@ -352,51 +352,109 @@ TROUPE_AVX2 void batch_tile_q8_0(const PackedMatrix& w, int64_t r, int64_t step,
 }
 
 // ---- Q8_0 weights on a panel -----------------------------------------------------------------
-// As Q4_0 above: one weight row against 8 activation rows per call. The panel regroups the
-// rounded activations so that a call's slice of kQ8_0SliceBlocks blocks (8 rows: 9 KiB) is
-// contiguous: block b of row t at (t / 8 * blocks + b), the 8 rows' values side by side, then
-// their scales. Per block and output: sign, maddubs, madd, convert, the scale product and the
-// fmadd, as tile_q8_0.
+// As Q4_0 above: one weight row against 8 activation rows per call. Per block and output the
+// multiply port does a maddubs and a madd (2 of them per 32 products: the bound of this path);
+// everything else is taken out of the inner loop or moved to other ports. The panel regroups
+// the rounded activations in groups of 8 blocks (Q8_0PanelGroup): the 8 rows' values block by
+// block, then each row's 8 activation scales as one vector, so that a call multiplies the
+// weight row's 8 scales (block_scales8) by them once per group and row, and the inner loop
+// only broadcasts the product from the stack. Blocks after the last whole group keep one scale
+// per row and block (Q8_0PanelBlock, the same 288 bytes per block). Per block and output:
+// sign, maddubs, madd, convert and fmadd with the same d_w * d_x as tile_q8_0 with C = 1.
+struct alignas(32) Q8_0PanelGroup {
+  int8_t q[8][kPanelRows][32];  // block j of the group, activation row c
+  float d[kPanelRows][8];       // row c's scales of the group's 8 blocks
+};
 struct alignas(32) Q8_0PanelBlock {
   int8_t q[kPanelRows][32];
   float d[kPanelRows];
 };
-static_assert(sizeof(Q8_0PanelBlock) == 288);
-constexpr int64_t kQ8_0SliceBlocks = 32;
+static_assert(sizeof(Q8_0PanelGroup) == 8 * sizeof(Q8_0PanelBlock) && sizeof(Q8_0PanelBlock) == 288);
+
+// A call's slice of the panel: kQ8_0SliceGroups groups (8 rows: 9 KiB, in L1).
+constexpr int64_t kQ8_0SliceGroups = 4;
+
+// The panel of the row group that holds row t: blocks x 288 bytes, block b at b * 288.
+TROUPE_AVX2 inline const uint8_t* q8_0_panel_rows(const Q8Rows& x, int64_t t) {
+  return x.panel + t / kPanelRows * x.blocks * static_cast<int64_t>(sizeof(Q8_0PanelBlock));
+}
 
 TROUPE_AVX2 void prepare_q8_0_panel_row(const Q8Rows& x, int64_t t, uint8_t* out) {
-  auto* block = reinterpret_cast<Q8_0PanelBlock*>(out) + t / kPanelRows * x.blocks;
-  const int64_t c = t % kPanelRows;
-  for (int64_t b = 0; b < x.blocks; ++b, ++block) {
-    _mm256_store_si256(reinterpret_cast<__m256i*>(block->q[c]), load_x(x.row_q(t) + 32 * b));
-    block->d[c] = x.row_d(t)[b];
+  uint8_t* rows = out + t / kPanelRows * x.blocks * static_cast<int64_t>(sizeof(Q8_0PanelBlock));
+  const int64_t c = t % kPanelRows, groups = x.blocks / 8;
+  const int8_t* q = x.row_q(t);
+  const float* d = x.row_d(t);
+  auto* group = reinterpret_cast<Q8_0PanelGroup*>(rows);
+  for (int64_t g = 0; g < groups; ++g, ++group)
+    for (int j = 0; j < 8; ++j) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(group->q[j][c]), load_x(q + 32 * (8 * g + j)));
+      group->d[c][j] = d[8 * g + j];
+    }
+  auto* block = reinterpret_cast<Q8_0PanelBlock*>(rows) + 8 * groups;
+  for (int64_t b = 8 * groups; b < x.blocks; ++b, ++block) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(block->q[c]), load_x(q + 32 * b));
+    block->d[c] = d[b];
   }
 }
 
-// Blocks [b0, b1) of one weight row times activation rows [t, t+C) (t a multiple of 8).
+// Groups [g0, g1) of 8 blocks of one weight row times activation rows [t, t+C) (t a multiple
+// of kPanelRows); `acc` holds the C accumulators between calls.
 template <int C>
-TROUPE_AVX2 void q8_0_row_slice(const uint8_t* row, size_t row_bytes, const Q8Rows& x, int64_t t, int64_t b0,
-                                int64_t b1, __m256* acc_mem) {
+TROUPE_AVX2 void q8_0_row_slice(const uint8_t* row, size_t row_bytes, const Q8Rows& x, int64_t t, int64_t g0,
+                                int64_t g1, __m256* acc_mem) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[C];
   #pragma GCC unroll 8
   for (int c = 0; c < C; ++c) acc[c] = _mm256_load_ps(reinterpret_cast<const float*>(acc_mem + c));
-  const auto* panel = reinterpret_cast<const Q8_0PanelBlock*>(x.panel) + t / kPanelRows * x.blocks + b0;
-  for (int64_t b = b0; b < b1; ++b, ++panel) {
-    const uint8_t* block = row + b * kQ8_0Bytes;
-    _mm_prefetch(reinterpret_cast<const char*>(block + row_bytes), _MM_HINT_T0);  // the next call's row
-    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
-    const __m256i wabs = _mm256_sign_epi8(wv, wv);
-    const __m256 dw = _mm256_set1_ps(block_scale(block));
+  const auto* group = reinterpret_cast<const Q8_0PanelGroup*>(q8_0_panel_rows(x, t)) + g0;
+  alignas(32) float scale_mem[C * 8];  // d_w * d_x of row c and block j, broadcast from memory
+  for (int64_t g = g0; g < g1; ++g, ++group) {
+    // Opaque to GCC, which would otherwise keep the 64 addresses scale_mem + 8c + j in spilled
+    // registers and load each one before its broadcast (measured: 25% slower).
+    float* scale = scale_mem;
+    asm("" : "+r"(scale));
+    const uint8_t* blocks = row + g * 8 * kQ8_0Bytes;
+    const __m256 dw = block_scales8<kQ8_0Bytes>(blocks);
     #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) {
-      const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel->q[c]));
-      const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv, wv)), ones);
-      acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, _mm256_broadcast_ss(&panel->d[c])), acc[c]);
+    for (int c = 0; c < C; ++c) _mm256_store_ps(scale + 8 * c, _mm256_mul_ps(dw, _mm256_load_ps(group->d[c])));
+    #pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* block = blocks + j * kQ8_0Bytes;
+      _mm_prefetch(reinterpret_cast<const char*>(block + row_bytes), _MM_HINT_T0);  // the next call's row
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+      const __m256i wabs = _mm256_sign_epi8(wv, wv);
+      #pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) {
+        const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(group->q[j][c]));
+        const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv, wv)), ones);
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_broadcast_ss(scale + 8 * c + j), acc[c]);
+      }
     }
   }
   #pragma GCC unroll 8
   for (int c = 0; c < C; ++c) _mm256_store_ps(reinterpret_cast<float*>(acc_mem + c), acc[c]);
+}
+
+// The blocks after the last group of 8 one at a time, as tile_q8_0, then the sums into y.
+template <int C>
+TROUPE_AVX2 void q8_0_row_finish(const uint8_t* row, int64_t r, const Q8Rows& x, int64_t t, const __m256* acc_mem,
+                                 const float* bias, float* y, int64_t ldy) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = acc_mem[c];
+  const auto* panel = reinterpret_cast<const Q8_0PanelBlock*>(q8_0_panel_rows(x, t));
+  for (int64_t b = x.blocks / 8 * 8; b < x.blocks; ++b) {
+    const uint8_t* block = row + b * kQ8_0Bytes;
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+    const __m256i wabs = _mm256_sign_epi8(wv, wv);
+    const float dw = block_scale(block);
+    for (int c = 0; c < C; ++c) {
+      const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel[b].q[c]));
+      const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv, wv)), ones);
+      acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(dw * panel[b].d[c]), acc[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) y[(t + c) * ldy + r] = hsum(acc[c]) + (bias ? bias[r] : 0.0f);
 }
 
 // ---- Q4_0 weights, small batches on the panel -------------------------------------------------
@@ -527,13 +585,14 @@ TROUPE_AVX2 void batch_tile(const PackedMatrix& w, size_t row_bytes, int64_t ra,
     for (int64_t r = ra; r < rb; ++r)
       q4_0_row_finish<C>(w.data + r * row_bytes, r, x, t, acc + (r - ra) * C, bias, y, ldy);
   } else {
-    for (int64_t b0 = 0; b0 < x.blocks; b0 += kQ8_0SliceBlocks) {
-      const int64_t b1 = std::min(x.blocks, b0 + kQ8_0SliceBlocks);
+    const int64_t groups = x.blocks / 8;
+    for (int64_t g0 = 0; g0 < groups; g0 += kQ8_0SliceGroups) {
+      const int64_t g1 = std::min(groups, g0 + kQ8_0SliceGroups);
       for (int64_t r = ra; r < rb; ++r)
-        q8_0_row_slice<C>(w.data + r * row_bytes, row_bytes, x, t, b0, b1, acc + (r - ra) * C);
+        q8_0_row_slice<C>(w.data + r * row_bytes, row_bytes, x, t, g0, g1, acc + (r - ra) * C);
     }
     for (int64_t r = ra; r < rb; ++r)
-      for (int c = 0; c < C; ++c) y[(t + c) * ldy + r] = hsum(acc[(r - ra) * C + c]) + (bias ? bias[r] : 0.0f);
+      q8_0_row_finish<C>(w.data + r * row_bytes, r, x, t, acc + (r - ra) * C, bias, y, ldy);
   }
 }
 
