@@ -29,13 +29,6 @@ namespace {
 
 using namespace x86;
 
-TROUPE_AVX2_INLINE int32_t hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-  return _mm_cvtsi128_si32(s);
-}
-
 TROUPE_AVX2_INLINE __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // 16 bytes of nibbles as 32 values 0..15 in element order (low nibbles first, as ggml's 32-blocks).
@@ -167,20 +160,6 @@ struct IQ4_NL {
   TROUPE_AVX2_INLINE static __m256i unpack(const uint8_t* block) { return iq4_levels(nibbles32(block + 2)); }
   TROUPE_AVX2_INLINE static __m256i pairs(__m256i q, __m256i x) { return dot_signed(q, x); }
 };
-
-// Block b of one weight row times activation rows [t, t+C), added to acc[c]: the integer sum,
-// then (d * d_x) * sum and, with a min, m * s_x, as kernels_blocks_portable.cpp.
-template <class F, int C>
-TROUPE_AVX2_INLINE void accumulate_32(const uint8_t* block, const Q8Rows& x, int64_t t, int64_t b, float* acc) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  const __m256i q = F::unpack(block);
-  const float d = block_scale(block), m = F::kHasMin ? block_scale(block + 2) : 0.0f;
-  for (int c = 0; c < C; ++c) {
-    const int32_t sumi = hsum_i32(_mm256_madd_epi16(F::pairs(q, load32(x.row_q(t + c) + 32 * b)), ones));
-    acc[c] = acc[c] + no_fma((d * x.row_d(t + c)[b]) * static_cast<float>(sumi));
-    if constexpr (F::kHasMin) acc[c] = acc[c] + no_fma(m * x.row_s(t + c)[b]);
-  }
-}
 
 // ---- 256-element super-blocks (Q8_K activations) ----------------------------------------------
 // Per block and weight row a format gives the exact integer sums against each activation row:
@@ -604,7 +583,7 @@ TROUPE_AVX2 void tile_k_min8(const PackedMatrix& w, int64_t r, int64_t step, con
 // quarter). Here one weight row meets up to 8 activation rows: its block is unpacked once for
 // all 8, their 8 block sums (and min sums) are reduced together into one vector, lane c =
 // activation row c, and the fp steps run on those 8 lanes. Each lane does the steps of tile_k /
-// accumulate_32 (and kernels_blocks_portable.cpp) in their order, so every row gets the bits it
+// tile_32 (and kernels_blocks_portable.cpp) in their order, so every row gets the bits it
 // gets alone.
 constexpr int kRowsPerPass = 8;
 
@@ -663,7 +642,7 @@ TROUPE_AVX2 void row_times(const PackedMatrix& w, int64_t r, const Q8Rows& x, in
   for (int c = 0; c < C; ++c) y[(t + c) * ldy + r] = out[c] + (bias ? bias[r] : 0.0f);
 }
 
-// The same for a 32-element format: lane c's steps are accumulate_32's for activation row c.
+// The same for a 32-element format: lane c's steps are tile_32's for activation row c.
 template <class F, int C>
 TROUPE_AVX2 void row_times_32(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, const float* bias,
                               float* y, int64_t ldy) {
@@ -724,16 +703,41 @@ TROUPE_AVX2 void gemm_rows_8(const PackedMatrix& w, int64_t r0, int64_t r1, cons
 
 // ---- row tiles ------------------------------------------------------------------------------
 
+// Rows r + i * step (i < R <= 4) times activation rows [t, t + C) of a 32-element format. Per
+// block and row the steps of kernels_blocks_portable.cpp, lane i doing row i's (the R rows'
+// integer sums reduced together, as tile_k; one horizontal sum per row and block, and scalar
+// fp steps, kept decode at 2-3x its bandwidth bound):
+//   acc = acc + (d * d_x) * sumi, then acc = acc + m * s_x with a min.
 template <class F, int R, int C>
 TROUPE_AVX2 void tile_32(const PackedMatrix& w, int64_t r, int64_t step, const Q8Rows& x, int64_t t, const float* bias,
                          float* y, int64_t ldy) {
+  static_assert(R <= 4);
+  const __m256i ones = _mm256_set1_epi16(1);
   const uint8_t* rows[R];
   for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
-  float acc[R][C] = {};
-  for (int64_t b = 0; b < x.blocks; ++b)
-    for (int i = 0; i < R; ++i) accumulate_32<F, C>(rows[i] + b * F::kBytes, x, t, b, acc[i]);
-  for (int i = 0; i < R; ++i)
-    for (int c = 0; c < C; ++c) y[(t + c) * ldy + r + i * step] = acc[i][c] + (bias ? bias[r + i * step] : 0.0f);
+  __m128 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm_setzero_ps();
+  for (int64_t b = 0; b < x.blocks; ++b) {
+    const uint8_t* block[R];
+    __m256i sum[R][C];
+    for (int i = 0; i < R; ++i) {
+      block[i] = rows[i] + b * F::kBytes;
+      const __m256i q = F::unpack(block[i]);
+      for (int c = 0; c < C; ++c) sum[i][c] = _mm256_madd_epi16(F::pairs(q, load32(x.row_q(t + c) + 32 * b)), ones);
+    }
+    const __m128 d = halves<R>(block, 0);
+    for (int c = 0; c < C; ++c) {
+      const __m128 sumi = _mm_cvtepi32_ps(row_totals<R, C>(sum, c));
+      acc[c] = _mm_add_ps(acc[c], no_fma4(_mm_mul_ps(_mm_mul_ps(d, _mm_set1_ps(x.row_d(t + c)[b])), sumi)));
+      if constexpr (F::kHasMin)
+        acc[c] = _mm_add_ps(acc[c], no_fma4(_mm_mul_ps(halves<R>(block, 2), _mm_set1_ps(x.row_s(t + c)[b]))));
+    }
+  }
+  for (int c = 0; c < C; ++c) {
+    alignas(16) float out[4];
+    _mm_store_ps(out, acc[c]);
+    for (int i = 0; i < R; ++i) y[(t + c) * ldy + r + i * step] = out[i] + (bias ? bias[r + i * step] : 0.0f);
+  }
 }
 
 // A tile of a 32-element block format or of a K format (super-blocks of 256).
