@@ -22,6 +22,42 @@ using namespace x86;
 
 // ---- whole-row tiles: decode, small batches -----------------------------------------------
 
+// Columns [j0, j1) (multiples of 8) of weight rows rows[0..R) times activation rows xr[0..C),
+// accumulated into acc_mem[i * C + c].
+template <DType Type, int R, int C>
+TROUPE_AVX2 void half_slice(const uint8_t* const (&rows)[R], const float* const (&xr)[C], int64_t j0, int64_t j1,
+                            __m256* acc_mem) {
+  __m256 acc[R][C];
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) acc[i][c] = acc_mem[i * C + c];
+  for (int64_t j = j0; j < j1; j += 8) {
+    __m256 xv[C];
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) xv[c] = _mm256_loadu_ps(xr[c] + j);
+    #pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m256 wv = load8_half<Type>(rows[i] + 2 * j);
+      #pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) acc[i][c] = _mm256_fmadd_ps(wv, xv[c], acc[i][c]);
+    }
+  }
+  #pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) acc_mem[i * C + c] = acc[i][c];
+}
+
+// One output from its accumulator: the lanes summed, the columns after the last multiple of 8
+// added one by one, then the bias. Decode and batches both end here, so their bits agree.
+template <DType Type>
+TROUPE_AVX2 inline float finish_half(__m256 acc, const uint8_t* row, const float* x, int64_t cols, float bias) {
+  float s = hsum(acc);
+  for (int64_t k = cols / 8 * 8; k < cols; ++k) s += half_at<Type>(row + 2 * k) * x[k];
+  return s + bias;
+}
+
 // Rows r + i * step (i < R) times activation rows [t, t+C), whole rows at a time, finished into y.
 template <DType Type, int R, int C>
 TROUPE_AVX2 void tile_half(const PackedMatrix& w, int64_t r, int64_t step, const float* x, int64_t t,
@@ -31,24 +67,13 @@ TROUPE_AVX2 void tile_half(const PackedMatrix& w, int64_t r, int64_t step, const
   for (int i = 0; i < R; ++i) rows[i] = w.row(r + i * step);
   const float* xr[C];
   for (int c = 0; c < C; ++c) xr[c] = x + (t + c) * cols;
-  __m256 acc[R][C];
+  __m256 acc[R * C];
+  for (int k = 0; k < R * C; ++k) acc[k] = _mm256_setzero_ps();
+  half_slice<Type, R, C>(rows, xr, 0, cols / 8 * 8, acc);
   for (int i = 0; i < R; ++i)
-    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
-  int64_t j = 0;
-  for (; j + 8 <= cols; j += 8) {
-    __m256 xv[C];
-    for (int c = 0; c < C; ++c) xv[c] = _mm256_loadu_ps(xr[c] + j);
-    for (int i = 0; i < R; ++i) {
-      const __m256 wv = load8_half<Type>(rows[i] + 2 * j);
-      for (int c = 0; c < C; ++c) acc[i][c] = _mm256_fmadd_ps(wv, xv[c], acc[i][c]);
-    }
-  }
-  for (int i = 0; i < R; ++i)
-    for (int c = 0; c < C; ++c) {
-      float s = hsum(acc[i][c]);
-      for (int64_t k = j; k < cols; ++k) s += half_at<Type>(rows[i] + 2 * k) * xr[c][k];
-      y[(t + c) * ldy + r + i * step] = s + (bias ? bias[r + i * step] : 0.0f);
-    }
+    for (int c = 0; c < C; ++c)
+      y[(t + c) * ldy + r + i * step] =
+          finish_half<Type>(acc[i * C + c], rows[i], xr[c], cols, bias ? bias[r + i * step] : 0.0f);
 }
 
 // Rows r + i * step (i < R) times all T activation rows, four at a time.
@@ -85,35 +110,8 @@ constexpr int64_t kHalfSliceCols = 512;
 // 3 activation rows passes, so each weight is read from DRAM once per call.
 constexpr int64_t kHalfBlockRows = 64;
 
-// Columns [j0, j1) (multiples of 8) of weight rows rows[0..R) times activation rows xr[0..C),
-// accumulated into acc_mem[i * C + c].
-template <DType Type, int R, int C>
-TROUPE_AVX2 void half_slice(const uint8_t* const (&rows)[R], const float* const (&xr)[C], int64_t j0, int64_t j1,
-                            __m256* acc_mem) {
-  __m256 acc[R][C];
-  #pragma GCC unroll 4
-  for (int i = 0; i < R; ++i)
-    #pragma GCC unroll 3
-    for (int c = 0; c < C; ++c) acc[i][c] = acc_mem[i * C + c];
-  for (int64_t j = j0; j < j1; j += 8) {
-    __m256 xv[C];
-    #pragma GCC unroll 3
-    for (int c = 0; c < C; ++c) xv[c] = _mm256_loadu_ps(xr[c] + j);
-    #pragma GCC unroll 4
-    for (int i = 0; i < R; ++i) {
-      const __m256 wv = load8_half<Type>(rows[i] + 2 * j);
-      #pragma GCC unroll 3
-      for (int c = 0; c < C; ++c) acc[i][c] = _mm256_fmadd_ps(wv, xv[c], acc[i][c]);
-    }
-  }
-  #pragma GCC unroll 4
-  for (int i = 0; i < R; ++i)
-    #pragma GCC unroll 3
-    for (int c = 0; c < C; ++c) acc_mem[i * C + c] = acc[i][c];
-}
-
 // Weight rows [r0, r1) (at most kHalfBlockRows) times activation rows [t, t+C), slice by slice,
-// then each output finished as tile_half does.
+// then each output finished.
 template <DType Type, int C>
 TROUPE_AVX2 void half_block(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t t,
                             const float* bias, float* y, int64_t ldy) {
@@ -136,14 +134,9 @@ TROUPE_AVX2 void half_block(const PackedMatrix& w, int64_t r0, int64_t r1, const
       half_slice<Type, 1, C>(rows, xr, j0, j1, acc + (r - r0) * C);
     }
   }
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = w.row(r);
-    for (int c = 0; c < C; ++c) {
-      float s = hsum(acc[(r - r0) * C + c]);
-      for (int64_t k = vector_cols; k < cols; ++k) s += half_at<Type>(row + 2 * k) * xr[c][k];
-      y[(t + c) * ldy + r] = s + (bias ? bias[r] : 0.0f);
-    }
-  }
+  for (int64_t r = r0; r < r1; ++r)
+    for (int c = 0; c < C; ++c)
+      y[(t + c) * ldy + r] = finish_half<Type>(acc[(r - r0) * C + c], w.row(r), xr[c], cols, bias ? bias[r] : 0.0f);
 }
 
 // Decode: strided tiles of 4 rows. Batches below kHalfMinBlockT (a speculative verification
