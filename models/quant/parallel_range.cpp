@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <atomic>
 
+#include "models/quant/worker_pool.h"
+
 namespace troupe {
 namespace {
 
@@ -32,6 +34,16 @@ void on_each_thread(int threads, const Fn& fn) {
 #endif
 }
 
+// How a loop of n indices splits: chunk size and count for `threads` threads.
+struct Chunking {
+  int64_t size, count;
+};
+Chunking chunking(int64_t n, int64_t grain, int threads) {
+  const int64_t count = std::min((n + grain - 1) / grain, threads * kChunksPerThread);
+  const int64_t size = std::max(grain, (n + count - 1) / count);
+  return {size, (n + size - 1) / size};
+}
+
 }  // namespace
 
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
@@ -39,13 +51,21 @@ void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, 
   grain = std::max<int64_t>(1, grain);
   const int threads = at::get_num_threads();
   if (n <= grain || threads <= 1 || at::in_parallel_region()) return f(0, n);
-  const int64_t chunks = std::min((n + grain - 1) / grain, threads * kChunksPerThread);
-  const int64_t size = std::max(grain, (n + chunks - 1) / chunks);
+  const Chunking c = chunking(n, grain, threads);
+  run_on_worker_pool(threads, c.count, [&](int64_t k) { f(k * c.size, std::min(n, (k + 1) * c.size)); });
+}
+
+void parallel_range_aten(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  const int threads = at::get_num_threads();
+  if (n <= grain || threads <= 1 || at::in_parallel_region()) return f(0, n);
+  const Chunking c = chunking(n, grain, threads);
   std::atomic<int64_t> next{0};
   on_each_thread(threads, [&] {
-    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c * size < n;
-         c = next.fetch_add(1, std::memory_order_relaxed))
-      f(c * size, std::min(n, (c + 1) * size));
+    for (int64_t k = next.fetch_add(1, std::memory_order_relaxed); k < c.count;
+         k = next.fetch_add(1, std::memory_order_relaxed))
+      f(k * c.size, std::min(n, (k + 1) * c.size));
   });
 }
 

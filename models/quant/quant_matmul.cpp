@@ -193,7 +193,7 @@ void tiled_fp32(const kernels::KernelTable& k, const PackedMatrix& w, const floa
   const int64_t tile_rows = std::clamp<int64_t>((256 * 1024 / (4 * cols)) / 16 * 16, 16, 512);
   const int64_t n_tiles = (w.rows + tile_rows - 1) / tile_rows;
   const at::Tensor xt = at::from_blob(const_cast<float*>(x), {T, cols});
-  parallel_range(n_tiles, 1, [&](int64_t i0, int64_t i1) {
+  parallel_range_aten(n_tiles, 1, [&](int64_t i0, int64_t i1) {  // the tiles call BLAS
     float* tile = thread_scratch<float>(t_tile, static_cast<size_t>(tile_rows * cols));
     float* out = thread_scratch<float>(t_tile_out, static_cast<size_t>(T * tile_rows));
     for (int64_t i = i0; i < i1; ++i) {
