@@ -1,7 +1,8 @@
-// use_passive_openmp_wait: a program that calls it first thing runs with passive OpenMP waiting,
-// set before the OpenMP runtime loads (so the program re-executes itself), unless the user
-// chose a policy. The test forks, and the child calls it; the re-executed test binary finds the
-// report variable set and writes what it sees to a file before any test runs.
+// use_passive_openmp_wait: a program that links it runs with passive OpenMP waiting, set before
+// the OpenMP runtime initialises (so the program re-executes itself), unless the user chose a
+// policy. troupe and caf-node are started as a user starts them, and the runtime says what it
+// read. The fallback in main: the test forks, and the child calls it; the re-executed test binary
+// finds the report variable set and writes what it sees to a file before any test runs.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "models/machine/openmp_wait_policy.h"
+#include "tests/test_support.h"
 
 namespace {
 
@@ -79,6 +81,34 @@ TEST(OpenmpWaitPolicy, PolicyTheUserSetIsKeptWithoutARestart) {
   const Started started = start_with("active");
   EXPECT_EQ(started.policy, "active");
   EXPECT_FALSE(started.reexecuted);
+}
+
+// The real programs, started as a user starts them. GNU OpenMP prints its settings as it
+// initialises when OMP_DISPLAY_ENV=verbose: GOMP_SPINCOUNT is '0' for passive, '300000' for the
+// default. Printed once means the libraries initialised once: the program executed itself again
+// before they did (.preinit_array), not from main after LibTorch's whole start.
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(OpenmpWaitPolicy, ProgramsStartPassiveWithTheirLibrariesInitialisedOnce) {
+  for (const char* program : {"troupe", "caf-node"}) {
+    const auto r = troupe::test::run_command(
+        {"/usr/bin/env", "-u", "OMP_WAIT_POLICY", "OMP_DISPLAY_ENV=verbose", troupe::test::bin_path(program), "--version"});
+    ASSERT_EQ(r.exit_code, 0) << program << ": " << r.err;
+    EXPECT_FALSE(r.out.empty()) << program << " printed no version";
+    EXPECT_EQ(count_of(r.err, "GOMP_SPINCOUNT = '0'"), 1u) << program << ": " << r.err;
+    EXPECT_EQ(count_of(r.err, "GOMP_SPINCOUNT"), 1u) << program << " initialised OpenMP more than once: " << r.err;
+  }
+}
+
+TEST(OpenmpWaitPolicy, ProgramsKeepThePolicyTheUserSet) {
+  const auto r = troupe::test::run_command(
+      {"/usr/bin/env", "OMP_WAIT_POLICY=active", "OMP_DISPLAY_ENV=verbose", troupe::test::bin_path("troupe"), "--version"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(count_of(r.err, "OMP_WAIT_POLICY = 'ACTIVE'"), 1u) << r.err;
 }
 
 }  // namespace
