@@ -1,13 +1,23 @@
 // Speed probes the planner can trust: repeated rounds summarised by their median, more rounds
 // while they disagree, figures within the probes' noise evened out across nodes, and three
 // caf-nodes started at the same moment (measuring each other) planned like three started one
-// by one. No assertion on the speed itself.
+// by one; a figure taken while other programs hold the cores is the machine's own. No assertion
+// on the speed itself, only on figures of the same machine agreeing.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+#include <vector>
 
 #include "framework/deploy/deploy_planning.h"
 #include "framework/dsl/dsl.h"
 #include "framework/placement/placement.h"
 #include "models/arch/open_checkpoint.h"
+#include "models/machine/compute_speed.h"
+#include "models/machine/memory_bandwidth.h"
+#include "models/machine/runqueue_wait.h"
 #include "models/machine/speed_probe.h"
 #include "models/runtime/footprint.h"
 #include "tests/test_support.h"
@@ -107,6 +117,54 @@ TEST(SpeedProbe, PlanNamesNodesWhoseFiguresAreUncertain) {
   const std::string table = format_plan_table(plan_placement(nodes, f, request));
   EXPECT_NE(table.find("uncertain speed figures: busy:2 (±30%)"), std::string::npos) << table;
   EXPECT_EQ(table.find("steady:1 (±"), std::string::npos) << table;
+}
+
+// Processes that spin on every core and one more, so this process waits for a core: what another
+// caf-node starting beside it (or a compiler) does to its probes.
+class CoreHogs {
+ public:
+  CoreHogs() {
+    for (unsigned i = 0; i <= std::max(1u, std::thread::hardware_concurrency()); ++i) {
+      const pid_t p = fork();
+      if (p == 0)
+        for (volatile uint64_t n = 0;; n = n + 1) {
+        }
+      hogs_.push_back(p);
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  ~CoreHogs() {
+    for (pid_t p : hogs_) kill(p, SIGKILL), waitpid(p, nullptr, 0);
+  }
+
+ private:
+  std::vector<pid_t> hogs_;
+};
+
+TEST(SpeedProbe, TimeWaitingForACoreIsSeen) {
+  const double before = runqueue_wait_seconds();
+  {
+    CoreHogs hogs;
+    const auto until = std::chrono::steady_clock::now() + 500ms;
+    for (volatile uint64_t n = 0; std::chrono::steady_clock::now() < until; n = n + 1) {
+    }
+  }
+  EXPECT_GT(runqueue_wait_seconds() - before, 0.05) << "busy for 0.5 s beside more spinning processes than cores";
+}
+
+// Each probe once alone and once beside the hogs: the figures agree, where timing by the clock
+// alone gave about half (the probe's thread got about half a core).
+TEST(SpeedProbe, FiguresTakenWhileOthersHoldTheCoresAreTheMachinesOwn) {
+  const double gflops_alone = measure_matmul_gflops(1, 5);
+  const double gbps_alone = measure_memory_bandwidth(1, size_t(64) << 20).read_bytes_per_s / 1e9;
+  double gflops_crowded = 0, gbps_crowded = 0;
+  {
+    CoreHogs hogs;
+    gflops_crowded = measure_matmul_gflops(1, 5);
+    gbps_crowded = measure_memory_bandwidth(1, size_t(64) << 20).read_bytes_per_s / 1e9;
+  }
+  EXPECT_GT(gflops_crowded, 0.75 * gflops_alone) << gflops_alone << " GFLOP/s alone";
+  EXPECT_GT(gbps_crowded, 0.75 * gbps_alone) << gbps_alone << " GB/s alone";
 }
 
 // The plan over three nodes, in pipeline order by node index, and its layer ranges.
