@@ -34,35 +34,36 @@ void on_each_thread(int threads, const Fn& fn) {
 #endif
 }
 
-// How a loop of n indices splits: chunk size and count for `threads` threads.
+// How a loop of n > 0 indices splits over the compute threads; count 0 when it runs on the
+// calling thread alone (n <= grain, one thread, or inside a parallel region already).
 struct Chunking {
-  int64_t size, count;
+  int64_t size = 0, count = 0;
+  int threads = 1;
 };
-Chunking chunking(int64_t n, int64_t grain, int threads) {
+Chunking chunking(int64_t n, int64_t grain) {
+  grain = std::max<int64_t>(1, grain);
+  const int threads = at::get_num_threads();
+  if (n <= grain || threads <= 1 || at::in_parallel_region()) return {};
   const int64_t count = std::min((n + grain - 1) / grain, threads * kChunksPerThread);
   const int64_t size = std::max(grain, (n + count - 1) / count);
-  return {size, (n + size - 1) / size};
+  return {size, (n + size - 1) / size, threads};
 }
 
 }  // namespace
 
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
   if (n <= 0) return;
-  grain = std::max<int64_t>(1, grain);
-  const int threads = at::get_num_threads();
-  if (n <= grain || threads <= 1 || at::in_parallel_region()) return f(0, n);
-  const Chunking c = chunking(n, grain, threads);
-  run_on_worker_pool(threads, c.count, [&](int64_t k) { f(k * c.size, std::min(n, (k + 1) * c.size)); });
+  const Chunking c = chunking(n, grain);
+  if (c.count == 0) return f(0, n);
+  run_on_worker_pool(c.threads, c.count, [&](int64_t k) { f(k * c.size, std::min(n, (k + 1) * c.size)); });
 }
 
 void parallel_range_aten(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
   if (n <= 0) return;
-  grain = std::max<int64_t>(1, grain);
-  const int threads = at::get_num_threads();
-  if (n <= grain || threads <= 1 || at::in_parallel_region()) return f(0, n);
-  const Chunking c = chunking(n, grain, threads);
+  const Chunking c = chunking(n, grain);
+  if (c.count == 0) return f(0, n);
   std::atomic<int64_t> next{0};
-  on_each_thread(threads, [&] {
+  on_each_thread(c.threads, [&] {
     for (int64_t k = next.fetch_add(1, std::memory_order_relaxed); k < c.count;
          k = next.fetch_add(1, std::memory_order_relaxed))
       f(k * c.size, std::min(n, (k + 1) * c.size));
