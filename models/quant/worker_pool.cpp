@@ -39,8 +39,11 @@ thread_local bool t_in_loop = false;
 class WorkerPool {
  public:
   void run(int threads, int64_t chunks, const std::function<void(int64_t)>& f) {
+    // Nested first: the caller of the outer loop holds run_mutex_, and a thread must not try to
+    // lock a std::mutex it holds.
+    if (t_in_loop) return run_alone(chunks, f);
     std::unique_lock<std::mutex> one_loop(run_mutex_, std::try_to_lock);
-    if (t_in_loop || !one_loop.owns_lock()) return run_alone(chunks, f);
+    if (!one_loop.owns_lock()) return run_alone(chunks, f);
     const int helpers = static_cast<int>(std::min<int64_t>(threads - 1, chunks - 1));
     helpers_.store(helpers, std::memory_order_relaxed);
     while (static_cast<int>(threads_.size()) < helpers) {
