@@ -3,29 +3,15 @@
 # runs (the machine is shared: compare max / median), prefill of a PROMPT-token prompt and decode
 # of TOKENS tokens after it (llama-bench -d PROMPT: the same context depth troupe decodes at).
 #   [ROUNDS=3] [THREADS=2] [PROMPT=128] [TOKENS=32] [LLAMA_BENCH=path] scripts/bench-vs-llama-cpp.sh MODEL...
-# llama.cpp is not a Debian package. Without LLAMA_BENCH, this builds it once (about 8 minutes on
-# 2 cores) from the source release that the npm package node-llama-cpp carries (the npm registry
-# is reachable where the web is not), into ~/.cache/troupe/llama.cpp. It is only a yardstick:
-# troupe neither links nor runs it.
+# Without LLAMA_BENCH (or LLAMA_CPP_BIN, its directory), llama.cpp is built once: see
+# scripts/lib/llama-cpp.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -gt 0 ] || { echo "usage: scripts/bench-vs-llama-cpp.sh MODEL..." >&2; exit 2; }
 rounds="${ROUNDS:-3}" threads="${THREADS:-2}" prompt="${PROMPT:-128}" tokens="${TOKENS:-32}"
 
-if [ -z "${LLAMA_BENCH:-}" ]; then
-  cache="$HOME/.cache/troupe/llama.cpp"
-  LLAMA_BENCH="$cache/src/build/bin/llama-bench"
-  if [ ! -x "$LLAMA_BENCH" ]; then
-    version="${NODE_LLAMA_CPP_VERSION:-3.22.1}"
-    echo "building llama.cpp from node-llama-cpp@$version's source bundle into $cache" >&2
-    mkdir -p "$cache" && rm -rf "$cache/src"
-    (cd "$cache" && npm pack --silent "node-llama-cpp@$version" > /dev/null && tar xzf "node-llama-cpp-$version.tgz")
-    git clone -q "$cache/package/llama/gitRelease.bundle" "$cache/src"
-    cmake -S "$cache/src" -B "$cache/src/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
-      -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF > /dev/null
-    ninja -C "$cache/src/build" llama-bench > /dev/null
-  fi
-fi
+. scripts/lib/llama-cpp.sh
+LLAMA_BENCH="${LLAMA_BENCH:-$(llama_cpp_bin)/llama-bench}"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

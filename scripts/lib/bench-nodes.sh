@@ -16,7 +16,7 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-# start_node NAME [PREFIX...] -- [ARGS...]: starts a caf-node (one thread, any free port, models
+# start_node NAME [PREFIX...] -- [ARGS...]: starts a caf-node ($NODE_THREADS threads, default 1; any free port; models
 # from /, no memory limit) behind PREFIX (e.g. taskset -c 0); its log is $work/NAME.log, its port
 # file $work/NAME.port; its pid is appended to `pids` and left in $last_pid.
 start_node() {
@@ -25,7 +25,7 @@ start_node() {
   while [ $# -gt 0 ] && [ "$1" != -- ]; do prefix+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   rm -f "$work/$name.port"
-  "${prefix[@]}" build/bin/caf-node --port 0 --models / --threads 1 --memory-limit 0 --port-file "$work/$name.port" "$@" \
+  "${prefix[@]}" build/bin/caf-node --port 0 --models / --threads "${NODE_THREADS:-1}" --memory-limit 0 --port-file "$work/$name.port" "$@" \
     2>"$work/$name.log" &
   last_pid=$!
   pids+=("$last_pid")
