@@ -19,7 +19,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -29,6 +28,7 @@
 #include <vector>
 
 #include "models/machine/memory_bandwidth.h"
+#include "models/machine/runqueue_wait.h"
 #include "models/quant/quant_formats.h"
 #include "models/quant/quant_matmul.h"
 #include "models/quant/type_traits.h"
@@ -47,12 +47,6 @@ bool g_cpu_time = false;
 // Products per timed pass (at least one per copy): a pass over one cached matrix is too short
 // for the thread CPU clock.
 size_t g_pass_calls = 1;
-
-double thread_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
 
 std::string dtype_str(DType t) { return troupe::dtype_name(static_cast<uint32_t>(t)); }
 
@@ -104,10 +98,10 @@ double weight_rate(const Copies& w, int64_t T, double min_seconds) {
   size_t i = 0;
   do {  // best of passes over all copies
     const auto t0 = Clock::now();
-    const double c0 = thread_seconds();
+    const double c0 = troupe::thread_cpu_seconds();
     const size_t calls = std::max(g_pass_calls, w.data.size());
     for (size_t k = 0; k < calls; ++k) once(i++ % w.data.size());
-    const double took = g_cpu_time ? thread_seconds() - c0 : seconds_since(t0);
+    const double took = g_cpu_time ? troupe::thread_cpu_seconds() - c0 : seconds_since(t0);
     best = std::max(best, static_cast<double>(w.bytes_each * calls) / took);
   } while (seconds_since(start) < min_seconds);
   return best;

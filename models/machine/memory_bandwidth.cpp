@@ -1,7 +1,6 @@
 #include "models/machine/memory_bandwidth.h"
 
 #include <immintrin.h>
-#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,16 +12,12 @@
 #include <thread>
 #include <vector>
 
+#include "models/machine/runqueue_wait.h"
+
 namespace troupe {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double thread_cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
-}
 
 // Runs f(part, n_parts) on `threads` threads at once; returns the seconds the slowest part ran:
 // the wall time, but no more than the CPU time its thread got (each thread streams all the

@@ -1,6 +1,7 @@
 #include "models/machine/runqueue_wait.h"
 
 #include <dirent.h>
+#include <time.h>
 
 #include <fstream>
 #include <string>
@@ -20,6 +21,12 @@ double runqueue_wait_seconds() {
   }
   closedir(tasks);
   return waited_ns * 1e-9;
+}
+
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
 }
 
 }  // namespace troupe
