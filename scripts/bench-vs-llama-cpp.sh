@@ -15,15 +15,10 @@ LLAMA_BENCH="${LLAMA_BENCH:-$(llama_cpp_bin)/llama-bench}"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-run_llama_cpp() {  # model, round -> $work/<model>.llama.<round>.json: {"prefill": tok/s, "decode": ms/token}
-  "$LLAMA_BENCH" -m "$1" -t "$threads" -r 1 -o json -p "$prompt" -n 0 > "$work/pp.json" 2> "$work/err" &&
-  "$LLAMA_BENCH" -m "$1" -t "$threads" -r 1 -o json -p 0 -n "$tokens" -d "$prompt" > "$work/tg.json" 2>> "$work/err" ||
-    { cat "$work/err" >&2; exit 1; }
-  python3 -c "import json,sys; pp=json.load(open(sys.argv[1]))[0]; tg=json.load(open(sys.argv[2]))[0]
-json.dump({'prefill': pp['avg_ts'], 'decode': 1000 / tg['avg_ts']}, open(sys.argv[3], 'w'))" \
-    "$work/pp.json" "$work/tg.json" "$2"
+run_llama_cpp() {  # model, out -> out: {"prefill": tok/s, "decode": ms/token}
+  llama_bench_run "$LLAMA_BENCH" "$prompt" "$tokens" "$2" -m "$1" -t "$threads"
 }
-run_troupe() {  # model, round -> the same, from troupe bench
+run_troupe() {  # model, out -> the same, from troupe bench
   build/bin/troupe bench --model "$1" --threads "$threads" --prompt-tokens "$prompt" -n "$tokens" \
     --json "$work/troupe.json" > /dev/null 2> "$work/err" || { cat "$work/err" >&2; exit 1; }
   python3 -c "import json,sys; r=json.load(open(sys.argv[1]))

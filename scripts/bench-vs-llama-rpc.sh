@@ -53,13 +53,8 @@ done
 echo "troupe: caf-nodes $endpoints, --layers $layers; llama.cpp: -ngl $ngl -ts $ts --rpc $servers; $threads threads each" >&2
 
 run_llama_cpp() {  # round -> $work/llama.<round>.json: {"prefill": tok/s, "decode": ms/token}
-  local flags=(-m "$model" -t "$threads" -r 1 -o json --rpc "$servers" -ngl "$ngl" -ts "$ts")
-  "$bin/llama-bench" "${flags[@]}" -p "$prompt" -n 0 > "$work/pp.json" 2> "$work/err" &&
-  "$bin/llama-bench" "${flags[@]}" -p 0 -n "$tokens" -d "$prompt" > "$work/tg.json" 2>> "$work/err" ||
-    { cat "$work/err" >&2; exit 1; }
-  python3 -c "import json,sys; pp=json.load(open(sys.argv[1]))[0]; tg=json.load(open(sys.argv[2]))[0]
-json.dump({'prefill': pp['avg_ts'], 'decode': 1000 / tg['avg_ts']}, open(sys.argv[3], 'w'))" \
-    "$work/pp.json" "$work/tg.json" "$work/llama.$1.json"
+  llama_bench_run "$bin/llama-bench" "$prompt" "$tokens" "$work/llama.$1.json" -m "$model" -t "$threads" \
+    --rpc "$servers" -ngl "$ngl" -ts "$ts"
 }
 run_troupe() {  # round -> the same, from troupe bench
   build/bin/troupe bench --model "$model" --nodes "$endpoints" --layers "$layers" --prompt-tokens "$prompt" \

@@ -1,5 +1,5 @@
 # Sourced by the scripts that measure troupe against llama.cpp (bench-vs-llama-cpp.sh,
-# bench-vs-llama-rpc.sh). Not run on its own.
+# bench-vs-llama-rpc.sh): where llama.cpp is, and one measurement with it. Not run on its own.
 #
 # llama_cpp_bin: the directory holding llama-bench and ggml-rpc-server. $LLAMA_CPP_BIN when set;
 # else llama.cpp is built once (about 8 minutes on 2 cores) into ~/.cache/troupe/llama.cpp from the
@@ -23,4 +23,18 @@ llama_cpp_bin() {
     ninja -C "$cache/src/build" llama-bench ggml-rpc-server > /dev/null
   fi
   echo "$bin"
+}
+
+# llama_bench_run LLAMA_BENCH PROMPT TOKENS OUT [FLAGS...]: llama-bench (FLAGS: the model, threads,
+# the RPC servers ...) once on a PROMPT-token prompt and once decoding TOKENS tokens at the depth
+# that prompt leaves, as troupe bench measures them; {"prefill": tok/s, "decode": ms/token} in OUT.
+llama_bench_run() {
+  local llama_bench="$1" prompt="$2" tokens="$3" out="$4"
+  shift 4
+  "$llama_bench" "$@" -r 1 -o json -p "$prompt" -n 0 > "$out.pp" 2> "$out.err" &&
+  "$llama_bench" "$@" -r 1 -o json -p 0 -n "$tokens" -d "$prompt" > "$out.tg" 2>> "$out.err" ||
+    { cat "$out.err" >&2; exit 1; }
+  python3 -c "import json,sys; pp=json.load(open(sys.argv[1]))[0]; tg=json.load(open(sys.argv[2]))[0]
+json.dump({'prefill': pp['avg_ts'], 'decode': 1000 / tg['avg_ts']}, open(sys.argv[3], 'w'))" "$out.pp" "$out.tg" "$out"
+  rm -f "$out.pp" "$out.tg" "$out.err"
 }
