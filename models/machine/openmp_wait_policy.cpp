@@ -39,7 +39,6 @@ __attribute__((section(".preinit_array"), used)) void (*const kSetPolicyEarly)(i
 
 }  // namespace
 
-
 void use_passive_openmp_wait(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
   setenv("OMP_WAIT_POLICY", "passive", 1);
