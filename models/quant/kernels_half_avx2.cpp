@@ -49,13 +49,16 @@ TROUPE_AVX2 void half_slice(const uint8_t* const (&rows)[R], const float* const 
     for (int c = 0; c < C; ++c) acc_mem[i * C + c] = acc[i][c];
 }
 
-// One output from its accumulator: the lanes summed, the columns after the last multiple of 8
-// added one by one, then the bias. Decode and batches both end here, so their bits agree.
+// One output from its accumulator's lane sum: the columns after the last multiple of 8 added one
+// by one, then the bias. Decode and batches both end here, so their bits agree.
 template <DType Type>
-TROUPE_AVX2 inline float finish_half(__m256 acc, const uint8_t* row, const float* x, int64_t cols, float bias) {
-  float s = hsum(acc);
+TROUPE_AVX2 inline float finish_sum(float s, const uint8_t* row, const float* x, int64_t cols, float bias) {
   for (int64_t k = cols / 8 * 8; k < cols; ++k) s += half_at<Type>(row + 2 * k) * x[k];
   return s + bias;
+}
+template <DType Type>
+TROUPE_AVX2 inline float finish_half(__m256 acc, const uint8_t* row, const float* x, int64_t cols, float bias) {
+  return finish_sum<Type>(hsum(acc), row, x, cols, bias);
 }
 
 // Rows r + i * step (i < R) times activation rows [t, t+C), whole rows at a time, finished into y.
@@ -122,6 +125,12 @@ TROUPE_AVX2 void half_block(const PackedMatrix& w, int64_t r0, int64_t r1, const
   const int64_t cols = w.cols, vector_cols = cols / 8 * 8;
   const float* xr[C];
   for (int c = 0; c < C; ++c) xr[c] = x + (t + c) * cols;
+  // The outputs' lines are fetched now, long before the stores at the end: otherwise those
+  // stores miss together and stall the next block.
+  for (int c = 0; c < C; ++c) {
+    __builtin_prefetch(y + (t + c) * ldy + r0, 1);
+    __builtin_prefetch(y + (t + c) * ldy + r1 - 1, 1);
+  }
   alignas(32) __m256 acc[kHalfBlockRows * C];
   for (int64_t k = 0; k < (r1 - r0) * C; ++k) acc[k] = _mm256_setzero_ps();
   const int64_t full_tiles_end = r0 + (r1 - r0) / R * R;
@@ -137,7 +146,24 @@ TROUPE_AVX2 void half_block(const PackedMatrix& w, int64_t r0, int64_t r1, const
       half_slice<Type, 1, C>(rows, xr, j0, j1, acc + (r - r0) * C);
     }
   }
-  for (int64_t r = r0; r < r1; ++r)
+  // Eight rows' sums at a time (hsum8 has hsum's bits), stored as one vector when no column is
+  // left after the last multiple of 8.
+  int64_t r = r0;
+  for (; r + 8 <= r1; r += 8)
+    for (int c = 0; c < C; ++c) {
+      __m256 v[8];
+      for (int k = 0; k < 8; ++k) v[k] = acc[(r + k - r0) * C + c];
+      const __m256 sums = hsum8(v);
+      float* out = y + (t + c) * ldy + r;
+      if (cols % 8 == 0) {
+        _mm256_storeu_ps(out, bias ? _mm256_add_ps(sums, _mm256_loadu_ps(bias + r)) : sums);
+        continue;
+      }
+      alignas(32) float s[8];
+      _mm256_store_ps(s, sums);
+      for (int k = 0; k < 8; ++k) out[k] = finish_sum<Type>(s[k], w.row(r + k), xr[c], cols, bias ? bias[r + k] : 0.0f);
+    }
+  for (; r < r1; ++r)
     for (int c = 0; c < C; ++c)
       y[(t + c) * ldy + r] = finish_half<Type>(acc[(r - r0) * C + c], w.row(r), xr[c], cols, bias ? bias[r] : 0.0f);
 }

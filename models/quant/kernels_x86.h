@@ -23,6 +23,26 @@ TROUPE_AVX2 inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// hsum8's steps, each on two vectors' worth of hsum's partial sums at once.
+TROUPE_AVX2 inline __m256 add_halves(__m256 a, __m256 b) {  // [a.low + a.high | b.low + b.high]
+  return _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+}
+TROUPE_AVX2 inline __m256 add_pairs(__m256 a, __m256 b) {  // per half: [a0 + a2, a1 + a3, b0 + b2, b1 + b3]
+  return _mm256_add_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+TROUPE_AVX2 inline __m256 add_neighbours(__m256 a, __m256 b) {  // per half: [a0 + a1, a2 + a3, b0 + b1, b2 + b3]
+  return _mm256_add_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// hsum of v[0..8) at once: lane k holds hsum(v[k]), added in hsum's order (so with its bits),
+// by transposing adds instead of eight dependent chains. For kernels that finish many
+// accumulators together.
+TROUPE_AVX2 inline __m256 hsum8(const __m256 (&v)[8]) {
+  const __m256 q0 = add_pairs(add_halves(v[0], v[4]), add_halves(v[1], v[5]));  // v0 v0 v1 v1 | v4 v4 v5 v5
+  const __m256 q1 = add_pairs(add_halves(v[2], v[6]), add_halves(v[3], v[7]));  // v2 v2 v3 v3 | v6 v6 v7 v7
+  return add_neighbours(q0, q1);
+}
+
 // The fp16 scale at the start of a block.
 TROUPE_AVX2 inline float block_scale(const uint8_t* block) {
   uint16_t h;
