@@ -1,8 +1,9 @@
 // AVX2 kernels for F16 and BF16 weights times fp32 activations (F16C converts 8 weights per step;
 // BF16 is a shift). Each (weight row, activation row) output has one 8-lane fp32 accumulator
-// that takes an fmadd per 8 columns, in column order; its lanes are summed by hsum and the
-// columns after the last multiple of 8 added one by one. Decode and batches run that same
-// sequence, so a row's bits do not depend on its batch.
+// that takes an fmadd per 8 columns, in column order; its lanes are summed by hsum (a prompt's
+// blocks use hsum8, the same additions for 8 rows at once) and the columns after the last
+// multiple of 8 added one by one. Decode and batches run that same sequence, so a row's bits do
+// not depend on its batch.
 //
 // Decode and small batches stream the weights once, in whole-row tiles whose rows lie far apart
 // (as gemm_q in kernels_avx2.cpp explains): 4 rows for one activation row, 2 rows x 4 activation
