@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <vector>
 
 #include "models/quant/worker_pool.h"
 
@@ -34,11 +35,16 @@ void on_each_thread(int threads, const Fn& fn) {
 #endif
 }
 
-// How a loop of n > 0 indices splits over the compute threads; count 0 when it runs on the
-// calling thread alone (n <= grain, one thread, or inside a parallel region already).
+// How a loop of n > 0 indices splits over the compute threads: chunk k is [bounds[k],
+// bounds[k+1]); no bounds when it runs on the calling thread alone (n <= grain, one thread, or
+// inside a parallel region already). Chunks of equal size (kChunksPerThread per thread) first,
+// then smaller ones (a quarter of what is left per thread, down to the grain) once less than
+// that remains: a thread that takes the last chunk then finishes about when the others do,
+// instead of half a chunk later while they wait.
 struct Chunking {
-  int64_t size = 0, count = 0;
+  std::vector<int64_t> bounds;
   int threads = 1;
+  int64_t count() const { return bounds.empty() ? 0 : static_cast<int64_t>(bounds.size()) - 1; }
 };
 Chunking chunking(int64_t n, int64_t grain) {
   grain = std::max<int64_t>(1, grain);
@@ -46,7 +52,14 @@ Chunking chunking(int64_t n, int64_t grain) {
   if (n <= grain || threads <= 1 || at::in_parallel_region()) return {};
   const int64_t count = std::min((n + grain - 1) / grain, threads * kChunksPerThread);
   const int64_t size = std::max(grain, (n + count - 1) / count);
-  return {size, (n + size - 1) / size, threads};
+  Chunking c;
+  c.threads = threads;
+  c.bounds.push_back(0);
+  while (c.bounds.back() < n) {
+    const int64_t left = n - c.bounds.back();
+    c.bounds.push_back(c.bounds.back() + std::min(left, std::clamp(left / (2 * threads), grain, size)));
+  }
+  return c;
 }
 
 }  // namespace
@@ -54,19 +67,19 @@ Chunking chunking(int64_t n, int64_t grain) {
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
   if (n <= 0) return;
   const Chunking c = chunking(n, grain);
-  if (c.count == 0) return f(0, n);
-  run_on_worker_pool(c.threads, c.count, [&](int64_t k) { f(k * c.size, std::min(n, (k + 1) * c.size)); });
+  if (c.count() == 0) return f(0, n);
+  run_on_worker_pool(c.threads, c.count(), [&](int64_t k) { f(c.bounds[k], c.bounds[k + 1]); });
 }
 
 void parallel_range_aten(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
   if (n <= 0) return;
   const Chunking c = chunking(n, grain);
-  if (c.count == 0) return f(0, n);
+  if (c.count() == 0) return f(0, n);
   std::atomic<int64_t> next{0};
   on_each_thread(c.threads, [&] {
-    for (int64_t k = next.fetch_add(1, std::memory_order_relaxed); k < c.count;
+    for (int64_t k = next.fetch_add(1, std::memory_order_relaxed); k < c.count();
          k = next.fetch_add(1, std::memory_order_relaxed))
-      f(k * c.size, std::min(n, (k + 1) * c.size));
+      f(c.bounds[k], c.bounds[k + 1]);
   });
 }
 
