@@ -1,27 +1,47 @@
 #include "models/arch/layers.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
+
+#include "models/quant/parallel_range.h"
 
 namespace troupe {
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   // Each row's mean square is summed in double, row by row, as llama.cpp does. (ATen's
   // mean() vectorises differently for one row than for several, so a batched row would not
-  // get the bits it gets alone.)
+  // get the bits it gets alone.) Then x * scale * weight, as two roundings per element: the
+  // bits of LibTorch's `xc * scale * weight`, here in the same pass, rows split over the
+  // compute threads (a prompt's norm otherwise runs on one thread while the others wait).
   const at::Tensor xc = x.to(at::kFloat).contiguous();
   const int64_t d = xc.size(-1), n_rows = d > 0 ? xc.numel() / d : 0;
-  std::vector<int64_t> scale_shape = xc.sizes().vec();
-  scale_shape.back() = 1;
-  at::Tensor scale = at::empty(scale_shape, xc.options());
-  const float* row = xc.data_ptr<float>();
-  float* out = scale.data_ptr<float>();
-  for (int64_t r = 0; r < n_rows; ++r, row += d) {
+  auto row_scale = [&](const float* row) {
     double sum = 0;
     for (int64_t i = 0; i < d; ++i) sum += static_cast<double>(row[i]) * row[i];
-    out[r] = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(d)) + static_cast<float>(eps));
+    return 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(d)) + static_cast<float>(eps));
+  };
+  if (weight.scalar_type() != at::kFloat || weight.dim() != 1 || weight.size(0) != d) {
+    std::vector<int64_t> scale_shape = xc.sizes().vec();
+    scale_shape.back() = 1;
+    at::Tensor scale = at::empty(scale_shape, xc.options());
+    for (int64_t r = 0; r < n_rows; ++r) scale.data_ptr<float>()[r] = row_scale(xc.data_ptr<float>() + r * d);
+    return xc * scale * weight;
   }
-  return xc * scale * weight;
+  const at::Tensor w = weight.contiguous();
+  at::Tensor out = at::empty_like(xc);
+  const float* in = xc.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  parallel_range(n_rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, d)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = in + r * d;
+      float* o = op + r * d;
+      const float s = row_scale(row);
+      for (int64_t i = 0; i < d; ++i) o[i] = (row[i] * s) * wp[i];
+    }
+  });
+  return out;
 }
 
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
