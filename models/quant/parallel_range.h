@@ -12,8 +12,8 @@ namespace troupe {
 // the threads finish together) are taken in turn by whichever thread is free, so a thread that
 // loses its core for a while does not hold the others up. Which index lands in which chunk and
 // on which thread depends on n, the thread count and timing: f must give each index the same
-// result in any chunk. f must not call LibTorch operators that parallelise
-// themselves (BLAS, large element-wise ops): use parallel_range_aten for those.
+// result in any chunk. f must not call LibTorch operators that parallelise themselves (BLAS,
+// large element-wise ops): use parallel_range_aten for those.
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f);
 
 // The same on LibTorch's own intra-op (OpenMP) threads, inside whose region LibTorch's operators
