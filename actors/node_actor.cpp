@@ -20,13 +20,8 @@
 #include "actors/protocol/actor_system.h"
 #include "actors/shard_cache.h"
 #include "actors/shard_receiver_actor.h"
-#include "actors/stage_actor.h"
 #include "models/runtime/byte_size.h"
-#include "models/format/checkpoint.h"
-#include "models/machine/machine_speed.h"
 #include "models/machine/process_memory.h"
-#include "models/runtime/footprint.h"
-#include "models/arch/open_checkpoint.h"
 
 namespace troupe {
 
@@ -113,19 +108,8 @@ std::vector<std::string> list_models(const std::string& dir) {
 // of one session at full length, on top of what the daemon already holds), or nothing.
 std::optional<std::string> exceeds_memory_limit(const NodeConfig& node, const StageConfig& stage) {
   try {
-    const auto ckpt = open_checkpoint(stage.model_path);
-    const ModelConfig& c = ckpt->config();
-    const int64_t positions = stage.max_positions > 0 ? std::min(stage.max_positions, c.n_ctx) : c.n_ctx;
-    uint64_t weights = 0, kv = 0;
-    if (ckpt->shard_info().is_shard) {  // a shard (split, or sent to the cache) holds just the stage's tensors
-      for (const auto& name : ckpt->tensor_names()) weights += ckpt->tensor_nbytes(name);
-      kv = 2 * static_cast<uint64_t>(c.n_head_kv * c.head_dim()) * sizeof(float) *
-           static_cast<uint64_t>(positions * std::max<int64_t>(stage.spec.n_layers(), 0));
-    } else {
-      const ModelFootprint f = footprint_of(*ckpt);
-      weights = stage_weight_bytes(f, stage.spec);
-      kv = stage_kv_bytes(f, stage.spec, positions);
-    }
+    const StageBytes bytes = node.runtime.stage_bytes(stage);
+    const uint64_t weights = bytes.weights, kv = bytes.kv_cache;
     const uint64_t in_use = process_memory().rss;
     if (in_use + weights + kv <= node.memory_limit) return std::nullopt;
     return "stage " + stage.spec.describe() + " needs " + format_size(weights) + " of weights + " + format_size(kv) +
@@ -180,7 +164,12 @@ caf::result<proto::StageReady> spawn_stage(NodeActor* self, proto::SpawnStage re
   st.reprobe.seen->events++;  // a running re-probe stops: the machine is about to work
   spdlog::info("node {}: spawning stage {} of {}", st.cfg.name, cfg.spec.describe(), cfg.model_path);
   cfg.work = std::make_shared<StageWork>();
-  proto::stage_actor stage = spawn_stage_actor(self->system(), cfg, req.owner);
+  proto::stage_actor stage;
+  try {
+    stage = st.cfg.runtime.spawn_stage(self->system(), cfg, req.owner);
+  } catch (const std::exception& e) {
+    return node_error(st, e.what());
+  }
   self->monitor(stage);
   st.stages.insert(stage);
   st.work[stage.address()] = cfg.work;
@@ -352,8 +341,15 @@ void check_idle(NodeActor* self) {
   const caf::actor node = caf::actor_cast<caf::actor>(self);
   spdlog::debug("node {}: idle for {} ms, measuring its speed again", st.cfg.name,
                 std::chrono::duration_cast<std::chrono::milliseconds>(now - r.last_work).count());
-  self->spawn<caf::detached>([node, threads, keep_going](caf::event_based_actor* probe) {
-    const MachineSpeed speed = probe_machine_speed(threads, ProbeSchedule{}, keep_going);
+  self->spawn<caf::detached>([node, threads, keep_going, probe_speed = st.cfg.runtime.probe_speed](
+                               caf::event_based_actor* probe) {
+    MachineSpeed speed;
+    try {
+      speed = probe_speed(threads, keep_going);
+    } catch (const std::exception& e) {
+      spdlog::warn("cannot measure the machine's speed again: {}", e.what());
+      speed.complete = false;
+    }
     probe->send(node, proto::reprobe_atom::value, speed.complete && keep_going(), speed.gflops.median,
                 speed.mem_gbps.median, speed.spread());
     probe->quit();

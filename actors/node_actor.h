@@ -9,6 +9,7 @@
 #include <string>
 
 #include "actors/protocol/messages.h"
+#include "actors/stage_runtime.h"
 
 namespace troupe {
 
@@ -29,6 +30,9 @@ struct NodeConfig {
   // this and twice this, the node measures its speed again on a thread of its own, stopping
   // (and keeping the old figures) as soon as a stage is spawned or computes. 0: never.
   std::chrono::milliseconds reprobe_idle{0};
+  // Sizes and spawns the stages, re-probes the speed: linked in (a client's in-process node)
+  // or opened on first use (caf-node); see actors/stage_runtime.h.
+  StageRuntime runtime;
 };
 
 // proto::node_actor (actors/protocol/interfaces.h). An exit message sent to the node takes

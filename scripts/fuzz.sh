@@ -54,7 +54,8 @@ compile() {
 build_target() {
   local t="$1" objs=() libs=()
   if [ "$t" = wire ]; then
-    objs+=("$(compile actors/protocol/wire_tensor.cpp -I"$torch_dir")" "$(compile tests/fuzz/fuzz_wire.cpp -I"$torch_dir")")
+    objs+=("$(compile actors/protocol/wire_tensor.cpp)" "$(compile actors/protocol/wire_tensor_convert.cpp -I"$torch_dir")"
+           "$(compile tests/fuzz/fuzz_wire.cpp -I"$torch_dir")")
     libs+=(-ltorch_cpu -lc10)
   else
     for s in "${format_sources[@]}"; do objs+=("$(compile "$s")"); done

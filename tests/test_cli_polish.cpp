@@ -1,6 +1,6 @@
 // The CLI as a new user meets it (issue 18): --version everywhere, `troupe help [command]`,
 // range errors that read as sentences, one spelling per --wire value, and a caf-node on a
-// taken port saying so (and using every core unless told otherwise).
+// taken port saying so (and using every core unless told otherwise) or missing its stage runtime.
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -72,6 +72,29 @@ TEST(CliPolish, CafNodeOnATakenPortSaysSoAndUsesEveryCoreByDefault) {
   EXPECT_EQ(second.err.find("sec::"), std::string::npos) << second.err;
   const std::string threads = std::to_string(std::max(1u, std::thread::hardware_concurrency())) + " threads per stage";
   EXPECT_NE(first.log().find(threads), std::string::npos) << first.log();
+}
+
+// caf-node opens its stage runtime (libtroupe_stage_runtime.so, LibTorch and the model core)
+// from beside itself or ../lib/troupe: without it, or with something else under its name, it
+// says which file and what is wrong, and does not start.
+TEST(CliPolish, CafNodeWithoutItsStageRuntimeNamesTheMissingOrWrongModule) {
+  test::TempDir dir;
+  const std::string node = dir.file("caf-node");
+  ASSERT_EQ(test::run_command({"/bin/cp", test::bin_path("caf-node"), node}).exit_code, 0);
+  const auto missing = test::run_command({node, "--port", "0", "--models", dir.path()});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("its stage runtime libtroupe_stage_runtime.so is neither beside " + node), std::string::npos)
+      << missing.err;
+
+  // A shared library that is not troupe's (CAF's own) under the module's name.
+  ASSERT_EQ(test::run_command({"/bin/cp", "/usr/lib/x86_64-linux-gnu/libcaf_core.so", dir.file("libtroupe_stage_runtime.so")})
+                .exit_code,
+            0);
+  const auto wrong = test::run_command({node, "--port", "0", "--models", dir.path()});
+  EXPECT_EQ(wrong.exit_code, 2);
+  EXPECT_NE(wrong.err.find("the stage runtime " + dir.file("libtroupe_stage_runtime.so") + " has no troupe_stage_runtime_v1"),
+            std::string::npos)
+      << wrong.err;
 }
 
 TEST(CliPolish, GenerationStoppedByTheContextSaysSoAndCtxLengthensIt) {

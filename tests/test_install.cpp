@@ -18,7 +18,7 @@ TEST(Install, ExampleBuiltOutsideAgainstTheInstalledPackageRuns) {
   const auto install = test::run_command({"/usr/bin/cmake", "--install", build_dir, "--prefix", prefix}, 300);
   ASSERT_EQ(install.exit_code, 0) << install.out << install.err;
   for (const char* file : {"/include/troupe/framework/dsl/dsl.h", "/lib/cmake/troupe/troupeConfig.cmake",
-                           "/lib/troupe/libtroupe_deploy.a", "/bin/caf-node"})
+                           "/lib/troupe/libtroupe_deploy.a", "/bin/caf-node", "/lib/troupe/libtroupe_stage_runtime.so"})
     EXPECT_TRUE(std::ifstream(prefix + file).good()) << file;
 
   const std::string app = dir.file("app");

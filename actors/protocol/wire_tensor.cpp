@@ -1,7 +1,5 @@
 #include "actors/protocol/wire_tensor.h"
 
-#include <ATen/ATen.h>
-
 #include <algorithm>
 #include <cereal/archives/binary.hpp>
 #include <cstring>
@@ -60,39 +58,6 @@ void load_bytes(cereal::BinaryInputArchive& ar, const ByteSource& src, std::stri
   if (n) ar(cereal::binary_data(&s[0], n));
 }
 
-at::ScalarType scalar_type(WireDType t) {
-  switch (t) {
-    case WireDType::f32: return at::kFloat;
-    case WireDType::f16: return at::kHalf;
-    case WireDType::bf16: return at::kBFloat16;
-    case WireDType::i32: return at::kInt;
-  }
-  throw WireError("wire message: unknown element type " + std::to_string(static_cast<int>(t)));
-}
-
-void check_tensor(const WireTensor& w) {
-  if (static_cast<uint8_t>(w.dtype) > static_cast<uint8_t>(WireDType::i32))
-    throw WireError("wire message: unknown element type code " + std::to_string(static_cast<int>(w.dtype)));
-  if (w.shape.size() > kMaxRank)
-    throw WireError("wire message: tensor of rank " + std::to_string(w.shape.size()) + " (at most " +
-                    std::to_string(kMaxRank) + " expected)");
-  // The product is checked as it grows: [2^62, 4] would otherwise wrap to 0 elements and
-  // pass with an empty payload. An empty dimension counts as 1 in the bound, because the
-  // other dimensions still size the strides: [0, 2^62, 2^62] has no elements but overflows them.
-  uint64_t numel = 1, extent = 1;
-  for (int64_t d : w.shape) {
-    if (d < 0) throw WireError("wire message: negative dimension " + std::to_string(d) + " in tensor shape");
-    const uint64_t u = static_cast<uint64_t>(d);
-    if (__builtin_mul_overflow(extent, std::max<uint64_t>(u, 1), &extent) || extent > (uint64_t{1} << 40))
-      throw WireError("wire message: tensor shape spans more than 2^40 elements");
-    numel *= u;
-  }
-  const size_t expected = static_cast<size_t>(numel) * wire_dtype_size(w.dtype);
-  if (w.data.size() != expected)
-    throw WireError("wire message: tensor of " + std::to_string(numel) + " " + to_string(w.dtype) +
-                    " elements needs " + std::to_string(expected) + " bytes, message has " +
-                    std::to_string(w.data.size()));
-}
 
 }  // namespace
 
@@ -123,21 +88,28 @@ size_t wire_dtype_size(WireDType t) {
   return 0;
 }
 
-WireTensor to_wire(const at::Tensor& t, WireDType float_dtype) {
-  WireTensor w;
-  at::Tensor c;
-  if (at::isFloatingType(t.scalar_type())) {
-    if (float_dtype == WireDType::i32) throw std::invalid_argument("to_wire: i32 is not a float wire type");
-    w.dtype = float_dtype;
-    c = t.to(scalar_type(float_dtype)).contiguous();
-  } else {
-    w.dtype = WireDType::i32;
-    c = t.to(at::kInt).contiguous();
+void check_wire_tensor(const WireTensor& w) {
+  if (static_cast<uint8_t>(w.dtype) > static_cast<uint8_t>(WireDType::i32))
+    throw WireError("wire message: unknown element type code " + std::to_string(static_cast<int>(w.dtype)));
+  if (w.shape.size() > kMaxRank)
+    throw WireError("wire message: tensor of rank " + std::to_string(w.shape.size()) + " (at most " +
+                    std::to_string(kMaxRank) + " expected)");
+  // The product is checked as it grows: [2^62, 4] would otherwise wrap to 0 elements and
+  // pass with an empty payload. An empty dimension counts as 1 in the bound, because the
+  // other dimensions still size the strides: [0, 2^62, 2^62] has no elements but overflows them.
+  uint64_t numel = 1, extent = 1;
+  for (int64_t d : w.shape) {
+    if (d < 0) throw WireError("wire message: negative dimension " + std::to_string(d) + " in tensor shape");
+    const uint64_t u = static_cast<uint64_t>(d);
+    if (__builtin_mul_overflow(extent, std::max<uint64_t>(u, 1), &extent) || extent > (uint64_t{1} << 40))
+      throw WireError("wire message: tensor shape spans more than 2^40 elements");
+    numel *= u;
   }
-  w.shape.assign(c.sizes().begin(), c.sizes().end());
-  w.data.resize(c.numel() * wire_dtype_size(w.dtype));
-  if (!w.data.empty()) std::memcpy(&w.data[0], c.data_ptr(), w.data.size());
-  return w;
+  const size_t expected = static_cast<size_t>(numel) * wire_dtype_size(w.dtype);
+  if (w.data.size() != expected)
+    throw WireError("wire message: tensor of " + std::to_string(numel) + " " + to_string(w.dtype) +
+                    " elements needs " + std::to_string(expected) + " bytes, message has " +
+                    std::to_string(w.data.size()));
 }
 
 WireTensor tokens_to_wire(const std::vector<int32_t>& ids) {
@@ -146,19 +118,6 @@ WireTensor tokens_to_wire(const std::vector<int32_t>& ids) {
   w.shape = {static_cast<int64_t>(ids.size())};
   w.data.assign(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(int32_t));
   return w;
-}
-
-at::Tensor from_wire(const WireTensor& w) {
-  check_tensor(w);
-  at::Tensor t = at::empty(w.shape, at::TensorOptions().dtype(scalar_type(w.dtype)));
-  if (!w.data.empty()) std::memcpy(t.data_ptr(), w.data.data(), w.data.size());
-  switch (w.dtype) {
-    case WireDType::f32: return t;
-    case WireDType::f16:
-    case WireDType::bf16: return t.to(at::kFloat);
-    case WireDType::i32: return t.to(at::kLong);
-  }
-  return t;
 }
 
 std::string encode_tensor_message(const TensorMessage& m) {
@@ -213,7 +172,7 @@ TensorMessage decode_tensor_message(const std::string& bytes) {
   if (src.remaining() != 0)
     throw WireError("wire message: " + std::to_string(src.remaining()) + " unexpected trailing bytes");
   if (m.pos < 0) throw WireError("wire message: negative position " + std::to_string(m.pos));
-  check_tensor(m.tensor);
+  check_wire_tensor(m.tensor);
   return m;
 }
 

@@ -62,7 +62,12 @@ struct TensorMessage {
   SamplingRequest sampling;
 };
 
+// Throws WireError unless the element type is known, the rank at most 8, the shape sane and
+// the data exactly as long as the shape says.
+void check_wire_tensor(const WireTensor& w);
+
 // Float tensors are converted to `float_dtype` (f32/f16/bf16); integer tensors go as i32.
+// (wire_tensor_convert.cpp: the only part that needs LibTorch.)
 WireTensor to_wire(const at::Tensor& t, WireDType float_dtype);
 // Floats come back as fp32, integers as int64 (what StageModel::forward takes).
 at::Tensor from_wire(const WireTensor& w);

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 
+#include "actors/linked_stage_runtime.h"
 #include "actors/node_actor.h"
 #include "framework/cluster/cluster.h"
 #include "framework/deploy/deploy_planning.h"
@@ -326,7 +327,9 @@ std::map<std::string, proto::node_actor> reach_nodes(caf::actor_system& sys, con
   for (const auto& s : desc.stages) {
     if (nodes.count(s.endpoint)) continue;
     if (s.endpoint.empty()) {
-      I.local_node = spawn_node_actor(sys, NodeConfig{"local", options.local_models_dir, options.local_threads});
+      NodeConfig local{"local", options.local_models_dir, options.local_threads};
+      local.runtime = linked_stage_runtime();
+      I.local_node = spawn_node_actor(sys, std::move(local));
       nodes[""] = I.local_node;
       continue;
     }

@@ -6,7 +6,6 @@
 // With a cluster key (troupe keys init) every link is mutually authenticated TLS; without
 // one the daemon listens only on loopback, unless --insecure says otherwise.
 // Stops cleanly (its stages first) on SIGINT/SIGTERM.
-#include <ATen/Parallel.h>
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <caf/openssl/publish.hpp>
@@ -21,19 +20,21 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <thread>
 
+#include "launch/caf_node/speed_probe_process.h"
 #include "launch/troupe/cli_checks.h"
 #include "actors/node_actor.h"
 #include "actors/protocol/actor_system.h"
 #include "actors/protocol/cluster_key.h"
+#include "actors/stage_runtime_module.h"
 #include "framework/cluster/discovery.h"
 #include "models/runtime/byte_size.h"
-#include "models/machine/machine_speed.h"
 #include "models/machine/openmp_wait_policy.h"
 #include "models/machine/process_memory.h"
 
@@ -63,12 +64,47 @@ int free_port(const std::string& listen) {
   return port;
 }
 
+// This program's path, and the directory it is in.
+std::string executable_path() {
+  std::error_code ec;
+  return std::filesystem::read_symlink("/proc/self/exe", ec).string();
+}
+
+// `caf-node --probe-speed THREADS` (speed_probe_process.h): the daemon's speed probe, run as a
+// child so that the daemon does not load LibTorch for it.
+int probe_speed_and_print(const std::string& module, const char* threads_arg) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("caf-node probe"));  // stdout carries the figures
+  const int threads = std::atoi(threads_arg);
+  if (threads <= 0) {
+    spdlog::error("--probe-speed: thread count must be at least 1, got '{}'", threads_arg);
+    return 2;
+  }
+  try {
+    const troupe::MachineSpeed speed = troupe::open_stage_runtime_module(module, threads).probe_speed(threads, {});
+    std::fputs(troupe::format_machine_speed(speed).c_str(), stdout);
+    return 0;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   // Every stage runs its own OpenMP team (one per detached stage thread): idle members must
   // sleep, not spin, or they starve the other teams and processes on the same cores.
   troupe::use_passive_openmp_wait(argv);
+  // The stage runtime (LibTorch and the model core) is a module opened when the first stage
+  // comes; a build or install tree holds it beside this program or in ../lib/troupe.
+  const std::string exe = executable_path();
+  const std::string module = troupe::find_stage_runtime_module(std::filesystem::path(exe).parent_path().string());
+  if (module.empty()) {
+    std::fprintf(stderr, "caf-node: its stage runtime %s is neither beside %s nor in ../lib/troupe: rebuild or "
+                 "reinstall troupe\n", troupe::kStageRuntimeModule, exe.c_str());
+    return 2;
+  }
+  if (argc == 3 && std::string(argv[1]) == "--probe-speed") return probe_speed_and_print(module, argv[2]);
   CLI::App app{"caf-node: runs troupe pipeline stages for clients on the network"};
   int port = 0;
   std::string listen = "127.0.0.1";
@@ -138,8 +174,6 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  at::set_num_threads(threads);
-
   cluster_key = troupe::find_cluster_key(cluster_key);
   if (!cluster_key.empty()) {
     try {
@@ -204,8 +238,19 @@ int main(int argc, char** argv) {
   // Measured for planners: how fast this machine multiplies and streams memory. Repeated in
   // rounds at random moments and summarised by the median: a neighbour starting at the same
   // moment (its own probes) slows a few rounds, not the figure. Measured again later when the
-  // node has been idle a while (--reprobe-idle; actors/node_actor.h).
-  const troupe::MachineSpeed speed = troupe::probe_machine_speed(threads);
+  // node has been idle a while (--reprobe-idle; actors/node_actor.h). In a child process, so
+  // that LibTorch is loaded only with the first stage.
+  auto probe_speed = [exe](int threads, const std::function<bool()>& keep_going) {
+    return troupe::probe_speed_in_child(exe, threads, keep_going);
+  };
+  node_cfg.runtime = troupe::stage_runtime_module(module, threads, probe_speed);
+  troupe::MachineSpeed speed;
+  try {
+    speed = probe_speed(threads, {});
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  }
   node_cfg.gflops = speed.gflops.median;
   node_cfg.mem_gbps = speed.mem_gbps.median;
   node_cfg.speed_spread = speed.spread();
@@ -255,9 +300,8 @@ int main(int argc, char** argv) {
       spdlog::warn("not announcing: {}", e.what());
     }
   }
-  // What an idle daemon holds (see README "Memory"): LibTorch's operator registry and the data
-  // of the ~290 libraries Debian's LibTorch links make the anonymous part; their code pages,
-  // shared with other processes and reclaimable, make the rest.
+  // What an idle daemon holds (see README "Memory"): CAF, OpenSSL and thread stacks; LibTorch
+  // comes with the first stage.
   const troupe::MemoryBreakdown idle = troupe::memory_breakdown();
   spdlog::info("idle memory: RSS {} ({} anonymous, {} pages of mapped files such as shared libraries; PSS {})",
                troupe::format_size(idle.rss), troupe::format_size(idle.anonymous), troupe::format_size(idle.file()),

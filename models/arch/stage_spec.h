@@ -35,7 +35,7 @@ struct ModelConfig;
 
 // Which stage needs a canonical tensor of a model: layer tensors by their block, the
 // embedding and head tensors by the roles its architecture gives them (a tied head needs
-// the embedding table too), anything else (rope_freqs) every stage.
+// the embedding table too), anything else (rope_freqs) every stage. (stage_spec_tensors.cpp)
 bool stage_needs_tensor(const ModelConfig& c, const std::string& name, const StageSpec& spec);
 
 }  // namespace troupe
