@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "models/machine/openmp_wait_policy.h"
 #include "tests/test_support.h"
@@ -94,14 +95,24 @@ size_t count_of(const std::string& text, const std::string& what) {
 }
 
 TEST(OpenmpWaitPolicy, ProgramsStartPassiveWithTheirLibrariesInitialisedOnce) {
-  for (const char* program : {"troupe", "caf-node"}) {
-    const auto r = troupe::test::run_command(
-        {"/usr/bin/env", "-u", "OMP_WAIT_POLICY", "OMP_DISPLAY_ENV=verbose", troupe::test::bin_path(program), "--version"});
+  // caf-node loads LibTorch (and OpenMP) only with its stage runtime: `--probe-speed` opens it
+  // as a stage would; `--version` does not load OpenMP at all.
+  const std::vector<std::vector<std::string>> runs = {{"troupe", "--version"}, {"caf-node", "--probe-speed", "1"}};
+  for (const auto& run : runs) {
+    std::vector<std::string> argv = {"/usr/bin/env", "-u", "OMP_WAIT_POLICY", "OMP_DISPLAY_ENV=verbose",
+                                     troupe::test::bin_path(run[0])};
+    argv.insert(argv.end(), run.begin() + 1, run.end());
+    const auto r = troupe::test::run_command(argv);
+    const std::string& program = run[0];
     ASSERT_EQ(r.exit_code, 0) << program << ": " << r.err;
-    EXPECT_FALSE(r.out.empty()) << program << " printed no version";
+    EXPECT_FALSE(r.out.empty()) << program << " printed nothing";
     EXPECT_EQ(count_of(r.err, "GOMP_SPINCOUNT = '0'"), 1u) << program << ": " << r.err;
     EXPECT_EQ(count_of(r.err, "GOMP_SPINCOUNT"), 1u) << program << " initialised OpenMP more than once: " << r.err;
   }
+  const auto idle = troupe::test::run_command({"/usr/bin/env", "-u", "OMP_WAIT_POLICY", "OMP_DISPLAY_ENV=verbose",
+                                               troupe::test::bin_path("caf-node"), "--version"});
+  ASSERT_EQ(idle.exit_code, 0) << idle.err;
+  EXPECT_EQ(count_of(idle.err, "GOMP_SPINCOUNT"), 0u) << "caf-node loaded OpenMP without a stage: " << idle.err;
 }
 
 TEST(OpenmpWaitPolicy, ProgramsKeepThePolicyTheUserSet) {

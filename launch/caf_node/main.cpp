@@ -64,7 +64,7 @@ int free_port(const std::string& listen) {
   return port;
 }
 
-// This program's path, and the directory it is in.
+// This program's own path (/proc/self/exe).
 std::string executable_path() {
   std::error_code ec;
   return std::filesystem::read_symlink("/proc/self/exe", ec).string();
