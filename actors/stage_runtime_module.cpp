@@ -1,7 +1,9 @@
 #include "actors/stage_runtime_module.h"
 
 #include <dlfcn.h>
+#include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -48,7 +50,12 @@ class ModuleRuntime {
 
   const StageRuntime& get() {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!runtime_) runtime_ = open_stage_runtime_module(path_, threads_);
+    if (!runtime_) {
+      const auto start = std::chrono::steady_clock::now();
+      runtime_ = open_stage_runtime_module(path_, threads_);
+      spdlog::info("opened the stage runtime {} in {} ms (LibTorch and the model code; kept from now on)", path_,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count());
+    }
     return *runtime_;
   }
 
