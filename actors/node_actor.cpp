@@ -14,6 +14,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 #include <tuple>
 
@@ -506,6 +507,9 @@ proto::NodeInfo describe_node(const NodeConfig& cfg) {
 }
 
 proto::node_actor spawn_node_actor(caf::actor_system& sys, NodeConfig cfg) {
+  if (!cfg.runtime.stage_bytes || !cfg.runtime.spawn_stage || !cfg.runtime.probe_speed)
+    throw std::invalid_argument("node " + cfg.name + ": NodeConfig::runtime is not set (linked_stage_runtime() in a "
+                                "client, stage_runtime_module() in caf-node)");
   std::shared_ptr<ShardCache> cache;  // made here, so that a bad --cache is the caller's exception
   if (!cfg.cache_dir.empty()) cache = std::make_shared<ShardCache>(cfg.cache_dir, cfg.cache_cap, cfg.name);
   return sys.spawn(node_behavior, std::move(cfg), std::move(cache));

@@ -37,7 +37,8 @@ struct NodeConfig {
 
 // proto::node_actor (actors/protocol/interfaces.h). An exit message sent to the node takes
 // its stages down with it. With cfg.cache_dir it also keeps a shard cache
-// (actors/shard_cache.h; throws ShardCacheError when the directory cannot be made).
+// (actors/shard_cache.h; throws ShardCacheError when the directory cannot be made). Throws
+// std::invalid_argument when cfg.runtime lacks a function (a node that could spawn nothing).
 proto::node_actor spawn_node_actor(caf::actor_system& sys, NodeConfig cfg);
 
 // What info_atom answers, minus the live stage count.

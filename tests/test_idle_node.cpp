@@ -1,6 +1,7 @@
 // An idle caf-node: the memory it holds once its start-up speed probes are done (no LibTorch
-// until its first stage), and its speed measured again when it has hosted no work for a while, never while a stage
-// works (caf-node --reprobe-idle), with the figures' age and count in what it reports.
+// until its first stage), and its speed measured again when it has hosted no work for a
+// while, never while a stage works (caf-node --reprobe-idle), with the figures' age and count
+// in what it reports.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -8,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "actors/node_actor.h"
 #include "framework/cluster/cluster.h"
 #include "framework/deploy/deploy.h"
 #include "framework/dsl/dsl.h"
@@ -63,6 +65,18 @@ TEST(IdleNode, HoldsLittleMemoryAndNoLibTorchUntilItsFirstStage) {
                                  test::through(p, prompt, 8, dsl::greedy())))
     << node.log();
   EXPECT_TRUE(maps_libtorch(node.pid()));
+}
+
+// A node reaches the model code only through its NodeConfig::runtime: one without it is refused
+// when spawned, naming what is missing, instead of failing at its first stage.
+TEST(IdleNode, ANodeWithoutAStageRuntimeIsRefusedWhenSpawned) {
+  NodeConfig cfg{"bare", test::models_dir(), 1};
+  try {
+    spawn_node_actor(test::actor_system(), cfg);
+    ADD_FAILURE() << "spawned a node without a stage runtime";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("node bare: NodeConfig::runtime is not set"), std::string::npos) << e.what();
+  }
 }
 
 proto::NodeInfo info_of(const test::NodeProcess& node) {

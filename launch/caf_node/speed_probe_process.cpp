@@ -25,7 +25,9 @@ void write_figure(std::ostream& out, const ProbedFigure& f) {
   out << ' ' << f.median << ' ' << f.spread << ' ' << f.rounds << ' ' << f.uncertain;
 }
 
-bool read_figure(std::istream& in, ProbedFigure& f) { return static_cast<bool>(in >> f.median >> f.spread >> f.rounds >> f.uncertain); }
+bool read_figure(std::istream& in, ProbedFigure& f) {
+  return static_cast<bool>(in >> f.median >> f.spread >> f.rounds >> f.uncertain);
+}
 
 }  // namespace
 

@@ -1,7 +1,8 @@
 #pragma once
 // How fast this machine computes and streams memory, as a caf-node reports it to planners:
 // both speed probes, repeated and summarised (speed_probe.h), then the heap they used given
-// back, so that an idle daemon does not keep the probes' buffers resident.
+// back, so that a process that goes on after measuring does not keep the probes' buffers
+// resident. (caf-node measures in a child process: launch/caf_node/speed_probe_process.h.)
 #include <cstdint>
 #include <functional>
 
