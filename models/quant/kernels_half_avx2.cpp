@@ -107,17 +107,16 @@ TROUPE_AVX2 void strided_half(const PackedMatrix& w, int64_t r0, int64_t r1, con
 
 constexpr int kHalfTileRows = 4;  // weight rows per step
 constexpr int kHalfTileCols = 3;  // activation rows per step
-// Columns per slice: 3 activation rows of 2048 columns (24 KiB) stay in L1 while the 4 tiles of
-// a block pass, and the accumulators wait in memory only between slices (a 2048-column matrix
-// runs whole rows). Weight rows per block: 16, 64 KiB of F16 at 2048 columns, which stay in L2
-// while every group of 3 activation rows passes, so each weight is read from DRAM once per call.
-// Measured against 512 columns x 64 rows (bench_kernels --cpu-time, 1 thread, 4 rounds, max /
-// median GFLOP/s): 5632 x 2048 T = 32 70.2 / 69.2 vs 65.4 / 57.8, T = 128 77.8 / 76.1 vs
-// 77.2 / 73.8; 2048 x 5632 T = 32 70.2 / 69.1 vs 65.6 / 62.0, T = 128 80.9 / 71.6 vs 71.9 / 69.0.
-constexpr int64_t kHalfSliceCols = 2048;
+// Weight rows per block: 16, 64 KiB of F16 at 2048 columns, which stay in L2 while every group
+// of 3 activation rows passes, so each weight is read from DRAM once per call. Each tile runs
+// its whole rows in one pass: cutting them into column slices (accumulators parked in memory
+// between slices) was slower at every width tried (f16k harness, 1 thread, CPU time, max /
+// median GFLOP/s, whole rows vs 2048-column slices): 2048 x 5632 T = 128 84.4 / 79.5 vs
+// 79.5 / 74.9, T = 32 67.2 / 62.7 vs 63.3 / 58.8; 1024 x 11008 T = 64 79.4 / 76.0 vs
+// 74.2 / 71.9; 4096 x 4096 T = 64 79.2 / 64.2 vs 75.1 / 61.7.
 constexpr int64_t kHalfBlockRows = 16;
 
-// Weight rows [r0, r1) (at most kHalfBlockRows) times activation rows [t, t+C), slice by slice,
+// Weight rows [r0, r1) (at most kHalfBlockRows) times activation rows [t, t+C), tile by tile,
 // then each output finished.
 template <DType Type, int C>
 TROUPE_AVX2 void half_block(const PackedMatrix& w, int64_t r0, int64_t r1, const float* x, int64_t t,
@@ -135,17 +134,14 @@ TROUPE_AVX2 void half_block(const PackedMatrix& w, int64_t r0, int64_t r1, const
   alignas(32) __m256 acc[kHalfBlockRows * C];
   for (int64_t k = 0; k < (r1 - r0) * C; ++k) acc[k] = _mm256_setzero_ps();
   const int64_t full_tiles_end = r0 + (r1 - r0) / R * R;
-  for (int64_t j0 = 0; j0 < vector_cols; j0 += kHalfSliceCols) {
-    const int64_t j1 = std::min(vector_cols, j0 + kHalfSliceCols);
-    int64_t r = r0;
-    for (; r < full_tiles_end; r += R) {
-      const uint8_t* rows[R] = {w.row(r), w.row(r + 1), w.row(r + 2), w.row(r + 3)};
-      half_slice<Type, R, C>(rows, xr, j0, j1, acc + (r - r0) * C);
-    }
-    for (; r < r1; ++r) {
-      const uint8_t* rows[1] = {w.row(r)};
-      half_slice<Type, 1, C>(rows, xr, j0, j1, acc + (r - r0) * C);
-    }
+  int64_t tile_row = r0;
+  for (; tile_row < full_tiles_end; tile_row += R) {
+    const uint8_t* rows[R] = {w.row(tile_row), w.row(tile_row + 1), w.row(tile_row + 2), w.row(tile_row + 3)};
+    half_slice<Type, R, C>(rows, xr, 0, vector_cols, acc + (tile_row - r0) * C);
+  }
+  for (; tile_row < r1; ++tile_row) {
+    const uint8_t* rows[1] = {w.row(tile_row)};
+    half_slice<Type, 1, C>(rows, xr, 0, vector_cols, acc + (tile_row - r0) * C);
   }
   // Eight rows' sums at a time (hsum8 has hsum's bits), stored as one vector when no column is
   // left after the last multiple of 8.
