@@ -10,9 +10,11 @@
 // fp32-tile + BLAS path, from which quant_matmul.cpp's thresholds are chosen.
 //
 //   bench_kernels [--quick] [--no-batched] [--batched-only] [--cpu-time] [--types q4_0,q4_k,...] [--ts 1,4,...]
-//                 [--in-cache] [--min-seconds S]
+//                 [--in-cache] [--shape ROWSxCOLS] [--min-seconds S]
 // --in-cache: the batched table on one 256 x 2048 matrix (Q6_K: 420 KB, it stays in L2), to see
 // the kernels' arithmetic without the DRAM stream.
+// --shape: the batched table on a ROWS x COLS matrix instead of TinyLlama's ffn_up (5632 x 2048),
+// e.g. 2048x5632 (ffn_down) or 4096x4096 (LLaMA-2-7B's attention).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -116,6 +118,7 @@ struct Shape {
 
 int main(int argc, char** argv) {
   bool quick = false, batched = true, matvec = true, in_cache = false;
+  Shape batched_shape{"ffn_up", 5632, 2048};
   double min_seconds = 0.5;
   std::vector<DType> only;  // --types: the block types of both tables
   std::vector<int64_t> only_ts;  // --ts: its batch sizes
@@ -146,10 +149,21 @@ int main(int argc, char** argv) {
         only_ts.push_back(std::stoll(list.substr(start, comma - start)));
         start = comma + 1;
       }
+    } else if (a == "--shape" && i + 1 < argc) {
+      const std::string shape = argv[++i];
+      const size_t x = shape.find('x');
+      long long rows = 0, cols = 0;
+      char end = 0;
+      if (x != std::string::npos && std::sscanf(shape.c_str(), "%lldx%lld%c", &rows, &cols, &end) == 2)
+        batched_shape = {"shape", rows, cols};
+      if (rows <= 0 || cols <= 0 || cols % 256 != 0) {
+        std::fprintf(stderr, "--shape: ROWSxCOLS with COLS a multiple of 256 (every block size), not %s\n", shape.c_str());
+        return 2;
+      }
     } else if (a == "--min-seconds" && i + 1 < argc) {
       min_seconds = std::stod(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--no-batched] [--batched-only] [--cpu-time] [--types q4_0,q4_k,...] [--ts 1,4,...] [--in-cache] [--min-seconds S]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--no-batched] [--batched-only] [--cpu-time] [--types q4_0,q4_k,...] [--ts 1,4,...] [--in-cache] [--shape ROWSxCOLS] [--min-seconds S]\n",
                    argv[0]);
       return 2;
     }
@@ -208,7 +222,7 @@ int main(int argc, char** argv) {
     // Prefill: time per product of T rows, direct kernels vs fp32 tiles + BLAS, 2 threads.
     at::set_num_threads(g_cpu_time ? 1 : 2);
     const int64_t never = std::numeric_limits<int64_t>::max();
-    const Shape s = in_cache ? Shape{"cached", 256, 2048} : Shape{"ffn_up", 5632, 2048};
+    const Shape s = in_cache ? Shape{"cached", 256, 2048} : batched_shape;
     const std::vector<float> values = random_values(s.rows * s.cols, 2);
     std::printf("\nbatched, W %ldx%ld, %d threads: GFLOP/s (2 T rows cols / time), direct kernels | fp32 tiles + BLAS\n",
                 static_cast<long>(s.rows), static_cast<long>(s.cols), at::get_num_threads());

@@ -109,11 +109,10 @@ constexpr int kHalfTileRows = 4;  // weight rows per step
 constexpr int kHalfTileCols = 3;  // activation rows per step
 // Weight rows per block: 16, 64 KiB of F16 at 2048 columns, which stay in L2 while every group
 // of 3 activation rows passes, so each weight is read from DRAM once per call. Each tile runs
-// its whole rows in one pass: cutting them into column slices (accumulators parked in memory
-// between slices) was slower at every width tried (f16k harness, 1 thread, CPU time, max /
-// median GFLOP/s, whole rows vs 2048-column slices): 2048 x 5632 T = 128 84.4 / 79.5 vs
-// 79.5 / 74.9, T = 32 67.2 / 62.7 vs 63.3 / 58.8; 1024 x 11008 T = 64 79.4 / 76.0 vs
-// 74.2 / 71.9; 4096 x 4096 T = 64 79.2 / 64.2 vs 75.1 / 61.7.
+// its whole rows in one pass: cutting them into 2048-column slices (accumulators parked in
+// memory between slices) was slower (bench_kernels --cpu-time --types f16 --shape ..., 3
+// alternating runs, GFLOP/s whole rows vs slices): 2048x5632 T = 32 75-79 vs 69-74, T = 128
+// 84-86 vs 76-82; 4096x4096 T = 32 76-82 vs 70-76, T = 128 86-88 vs 76-84.
 constexpr int64_t kHalfBlockRows = 16;
 
 // Weight rows [r0, r1) (at most kHalfBlockRows) times activation rows [t, t+C), tile by tile,
