@@ -23,17 +23,17 @@ using namespace x86;
 
 // ---- whole-row tiles: decode, small batches -----------------------------------------------
 
-// Columns [j0, j1) (multiples of 8) of weight rows rows[0..R) times activation rows xr[0..C),
-// accumulated into acc_mem[i * C + c].
+// Columns [0, vector_cols) (a multiple of 8) of weight rows rows[0..R) times activation rows
+// xr[0..C): the 8-lane accumulators, stored in acc_mem[i * C + c].
 template <DType Type, int R, int C>
-TROUPE_AVX2 void half_slice(const uint8_t* const (&rows)[R], const float* const (&xr)[C], int64_t j0, int64_t j1,
-                            __m256* acc_mem) {
+TROUPE_AVX2 void half_tile_sums(const uint8_t* const (&rows)[R], const float* const (&xr)[C], int64_t vector_cols,
+                                __m256* acc_mem) {
   __m256 acc[R][C];
   #pragma GCC unroll 8
   for (int i = 0; i < R; ++i)
     #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) acc[i][c] = acc_mem[i * C + c];
-  for (int64_t j = j0; j < j1; j += 8) {
+    for (int c = 0; c < C; ++c) acc[i][c] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < vector_cols; j += 8) {
     __m256 xv[C];
     #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) xv[c] = _mm256_loadu_ps(xr[c] + j);
@@ -72,8 +72,7 @@ TROUPE_AVX2 void tile_half(const PackedMatrix& w, int64_t r, int64_t step, const
   const float* xr[C];
   for (int c = 0; c < C; ++c) xr[c] = x + (t + c) * cols;
   __m256 acc[R * C];
-  for (int k = 0; k < R * C; ++k) acc[k] = _mm256_setzero_ps();
-  half_slice<Type, R, C>(rows, xr, 0, cols / 8 * 8, acc);
+  half_tile_sums<Type, R, C>(rows, xr, cols / 8 * 8, acc);
   for (int i = 0; i < R; ++i)
     for (int c = 0; c < C; ++c)
       y[(t + c) * ldy + r + i * step] =
@@ -131,16 +130,15 @@ TROUPE_AVX2 void half_block(const PackedMatrix& w, int64_t r0, int64_t r1, const
     __builtin_prefetch(y + (t + c) * ldy + r1 - 1, 1);
   }
   alignas(32) __m256 acc[kHalfBlockRows * C];
-  for (int64_t k = 0; k < (r1 - r0) * C; ++k) acc[k] = _mm256_setzero_ps();
   const int64_t full_tiles_end = r0 + (r1 - r0) / R * R;
   int64_t tile_row = r0;
   for (; tile_row < full_tiles_end; tile_row += R) {
     const uint8_t* rows[R] = {w.row(tile_row), w.row(tile_row + 1), w.row(tile_row + 2), w.row(tile_row + 3)};
-    half_slice<Type, R, C>(rows, xr, 0, vector_cols, acc + (tile_row - r0) * C);
+    half_tile_sums<Type, R, C>(rows, xr, vector_cols, acc + (tile_row - r0) * C);
   }
   for (; tile_row < r1; ++tile_row) {
     const uint8_t* rows[1] = {w.row(tile_row)};
-    half_slice<Type, 1, C>(rows, xr, 0, vector_cols, acc + (tile_row - r0) * C);
+    half_tile_sums<Type, 1, C>(rows, xr, vector_cols, acc + (tile_row - r0) * C);
   }
   // Eight rows' sums at a time (hsum8 has hsum's bits), stored as one vector when no column is
   // left after the last multiple of 8.
