@@ -599,6 +599,14 @@ TROUPE_AVX2_INLINE __m256i lane_totals(const __m128i (&v)[kRowsPerPass]) {
   return _mm256_set_m128i(b, a);
 }
 
+// The activation scales of C <= 8 consecutive rows (from Q8Rows' block-major copy), zero past C.
+template <int C>
+TROUPE_AVX2_INLINE __m256 block_scales(const float* scales) {
+  if constexpr (C == kRowsPerPass) return _mm256_loadu_ps(scales);
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_maskload_ps(scales, _mm256_cmpgt_epi32(_mm256_set1_epi32(C), lanes));
+}
+
 // Weight row r times activation rows [t, t + C), C <= 8 (lanes past C stay zero).
 template <class F, int C>
 TROUPE_AVX2 void row_times(const PackedMatrix& w, int64_t r, const Q8Rows& x, int64_t t, const float* bias, float* y,
@@ -612,11 +620,7 @@ TROUPE_AVX2 void row_times(const PackedMatrix& w, int64_t r, const Q8Rows& x, in
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < x.blocks; ++b) {
     XBlock xb[C];
-    alignas(32) float dx[kRowsPerPass] = {};
-    for (int c = 0; c < C; ++c) {
-      xb[c] = x_block(x, t + c, b);
-      dx[c] = x.row_d(t + c)[b];
-    }
+    for (int c = 0; c < C; ++c) xb[c] = x_block(x, t + c, b);
     const uint8_t* block = row + b * F::kBytes;
     prefetch_ahead<F>(block);
     __m256i row_sum[C];
@@ -628,7 +632,7 @@ TROUPE_AVX2 void row_times(const PackedMatrix& w, int64_t r, const Q8Rows& x, in
       sum[c] = c < C ? row_sum[c] : _mm256_setzero_si256();
       msum[c] = c < C ? row_msum[c] : MinSums{};
     }
-    const __m256 vdx = _mm256_load_ps(dx);
+    const __m256 vdx = block_scales<C>(x.block_d(b) + t);
     const __m256 d = _mm256_set1_ps(block_scale(block + F::kD));
     acc = _mm256_add_ps(acc, no_fma8(_mm256_mul_ps(_mm256_mul_ps(d, vdx), _mm256_cvtepi32_ps(lane_totals(sum)))));
     if constexpr (F::kHasMin) {
@@ -654,20 +658,14 @@ TROUPE_AVX2 void row_times_32(const PackedMatrix& w, int64_t r, const Q8Rows& x,
     const uint8_t* block = row + b * F::kBytes;
     const __m256i q = F::unpack(block);
     __m256i sum[kRowsPerPass];
-    alignas(32) float dx[kRowsPerPass] = {}, sx[kRowsPerPass] = {};
-    for (int c = 0; c < kRowsPerPass; ++c) {
-      if (c >= C) {
-        sum[c] = _mm256_setzero_si256();
-        continue;
-      }
-      sum[c] = _mm256_madd_epi16(F::pairs(q, load32(x.row_q(t + c) + 32 * b)), ones);
-      dx[c] = x.row_d(t + c)[b];
-      if constexpr (F::kHasMin) sx[c] = x.row_s(t + c)[b];
-    }
+    for (int c = 0; c < kRowsPerPass; ++c)
+      sum[c] = c < C ? _mm256_madd_epi16(F::pairs(q, load32(x.row_q(t + c) + 32 * b)), ones) : _mm256_setzero_si256();
     const __m256 d = _mm256_set1_ps(block_scale(block));
-    acc = _mm256_add_ps(acc, no_fma8(_mm256_mul_ps(_mm256_mul_ps(d, _mm256_load_ps(dx)), _mm256_cvtepi32_ps(lane_totals(sum)))));
+    acc = _mm256_add_ps(acc, no_fma8(_mm256_mul_ps(_mm256_mul_ps(d, block_scales<C>(x.block_d(b) + t)),
+                                                   _mm256_cvtepi32_ps(lane_totals(sum)))));
     if constexpr (F::kHasMin)
-      acc = _mm256_add_ps(acc, no_fma8(_mm256_mul_ps(_mm256_set1_ps(block_scale(block + 2)), _mm256_load_ps(sx))));
+      acc = _mm256_add_ps(acc, no_fma8(_mm256_mul_ps(_mm256_set1_ps(block_scale(block + 2)),
+                                                     block_scales<C>(x.block_s(b) + t))));
   }
   alignas(32) float out[kRowsPerPass];
   _mm256_store_ps(out, acc);

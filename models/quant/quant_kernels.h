@@ -28,11 +28,18 @@ struct Q8Rows {
   // panel_row_bytes of it per row, laid out as the kernel wants.
   const uint8_t* panel = nullptr;
   int64_t panel_row_bytes = 0;
+  // d and s again, block-major ([blocks][n]): the scales of one block for 8 consecutive rows in
+  // one load (the batch kernels that take 8 rows per pass; gathering them one by one into a
+  // vector stalled on store forwarding).
+  const float* d_by_block = nullptr;
+  const float* s_by_block = nullptr;
 
   const int8_t* row_q(int64_t t) const { return q + t * blocks * block_elems; }
   const float* row_d(int64_t t) const { return d + t * blocks; }
   const float* row_s(int64_t t) const { return s + t * blocks; }
   const int16_t* row_bsums(int64_t t) const { return bsums + t * blocks * 16; }
+  const float* block_d(int64_t b) const { return d_by_block + b * n; }
+  const float* block_s(int64_t b) const { return s_by_block + b * n; }
 };
 
 struct KernelTable {

@@ -147,18 +147,26 @@ void direct_quantized(const kernels::KernelTable& k, const TypeTraits& traits, K
   const int64_t cols = w.cols;
   const ActivationFormat format = traits.activations;
   const int64_t block = activation_block(format), blocks = cols / block;
-  // q: T * cols int8 (32-byte aligned rows: cols is a multiple of 32), then d, s: T * blocks
-  // floats each, then the sums per 16: T * cols / 16 int16.
-  auto* q = thread_scratch<int8_t>(t_activations, static_cast<size_t>(T * cols + 2 * T * blocks * 4 + T * cols / 8));
+  // q: T * cols int8 (32-byte aligned rows: cols is a multiple of 32), then d, s and their
+  // block-major copies: T * blocks floats each, then the sums per 16: T * cols / 16 int16.
+  auto* q = thread_scratch<int8_t>(t_activations, static_cast<size_t>(T * cols + 4 * T * blocks * 4 + T * cols / 8));
   auto* d = reinterpret_cast<float*>(q + T * cols);
   float* s = d + T * blocks;
-  auto* bsums = reinterpret_cast<int16_t*>(s + T * blocks);
+  float* d_by_block = s + T * blocks;
+  float* s_by_block = d_by_block + T * blocks;
+  auto* bsums = reinterpret_cast<int16_t*>(s_by_block + T * blocks);
   parallel_range(T, std::max<int64_t>(1, 65536 / cols), [&](int64_t t0, int64_t t1) {  // ~30 us a task
-    for (int64_t t = t0; t < t1; ++t)
+    for (int64_t t = t0; t < t1; ++t) {
       quantize_activation_row(k, format, x + t * cols, cols, q + t * cols, d + t * blocks, s + t * blocks,
                               bsums + t * blocks * 16);
+      for (int64_t b = 0; b < blocks; ++b) d_by_block[b * T + t] = d[t * blocks + b];
+      if (format == ActivationFormat::q8_1)  // the only format with s
+        for (int64_t b = 0; b < blocks; ++b) s_by_block[b * T + t] = s[t * blocks + b];
+    }
   });
   kernels::Q8Rows rows{T, blocks, q, d, block, s, bsums};
+  rows.d_by_block = d_by_block;
+  rows.s_by_block = s_by_block;
   const auto [gemm, kernel_isa] = pick_kernel(traits.gemm_q, isa);
   const BatchPanel& panel = traits.panel[static_cast<int>(kernel_isa)];
   if (T >= panel.min_T && panel.prepare_row) {
