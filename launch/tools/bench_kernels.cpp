@@ -151,15 +151,14 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--shape" && i + 1 < argc) {
       const std::string shape = argv[++i];
-      const size_t x = shape.find('x');
       long long rows = 0, cols = 0;
       char end = 0;
-      if (x != std::string::npos && std::sscanf(shape.c_str(), "%lldx%lld%c", &rows, &cols, &end) == 2)
-        batched_shape = {"shape", rows, cols};
-      if (rows <= 0 || cols <= 0 || cols % 256 != 0) {
+      const bool parsed = std::sscanf(shape.c_str(), "%lldx%lld%c", &rows, &cols, &end) == 2;
+      if (!parsed || rows <= 0 || cols <= 0 || cols % 256 != 0) {
         std::fprintf(stderr, "--shape: ROWSxCOLS with COLS a multiple of 256 (every block size), not %s\n", shape.c_str());
         return 2;
       }
+      batched_shape = {"shape", rows, cols};
     } else if (a == "--min-seconds" && i + 1 < argc) {
       min_seconds = std::stod(argv[++i]);
     } else {
